@@ -1,0 +1,3 @@
+"""sprkd: an experiment runner and result store for knowledge-distillation research."""
+
+__version__ = "0.1.0"

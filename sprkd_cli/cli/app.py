@@ -1,0 +1,84 @@
+"""Pieces every command shares: user errors as one line, the store, JSON or Rich output, progress."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from contextlib import contextmanager
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ..errors import UserError
+
+
+class SprkdGroup(TyperGroup):
+    """Prints a UserError as one line on stderr and exits with code 2, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+def open_store_from(ctx: typer.Context):
+    from ..store import open_store
+
+    root = ctx.find_root()
+    return open_store((root.obj or {}).get("db"))
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def print_json(document) -> None:
+    """One JSON document on stdout and nothing else (NaN and inf become null)."""
+    sys.stdout.write(json.dumps(_json_safe(document), default=str) + "\n")
+
+
+def console():
+    """Rich output on stdout; when piped, 120 columns (or $COLUMNS) rather than Rich's 80."""
+    import os
+
+    from rich.console import Console
+
+    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 120))
+    return Console(width=width)
+
+
+@contextmanager
+def progress(enabled: bool):
+    """A Rich progress bar on stderr, shown only on a terminal."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=err, transient=True,
+                  disable=not (enabled and err.is_terminal)) as bar:
+        yield bar
+
+
+def fmt(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_p(p) -> str:
+    if p is None or (isinstance(p, float) and not math.isfinite(p)):
+        return "–"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"

@@ -1,0 +1,129 @@
+"""runs list | show | export: browse the result store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import options as o
+from .app import SprkdGroup, console, fmt, open_store_from, print_json
+
+app = typer.Typer(cls=SprkdGroup, no_args_is_help=True, help="Browse and export the runs in the store.")
+
+RUN_FIELDS = ("id", "kind", "method", "dataset", "model", "seed", "status", "config_hash", "teacher_ids",
+              "n_params", "device", "git_commit", "git_dirty", "created_at", "ended_at", "error")
+
+
+def run_row(run) -> dict:
+    row = {field: getattr(run, field) for field in RUN_FIELDS}
+    for key in ("test_acc", "best_val_acc", "final_test_acc", "best_epoch", "epochs"):
+        row[key] = run.summary.get(key)
+    return row
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only this status: running, finished, failed.")] = None,
+    kind: Annotated[Optional[str], typer.Option(help="Only teacher or student runs.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first (0: all).")] = 50,
+    as_json: o.Json = False,
+) -> None:
+    """The runs in the store, newest first."""
+    from rich.table import Table
+
+    runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None)
+    if as_json:
+        print_json([run_row(r) for r in runs])
+        return
+    table = Table()
+    for column in ("id", "kind", "method", "dataset", "model", "seed", "status", "test_acc", "created"):
+        table.add_column(column, justify="right" if column in ("seed", "test_acc") else "left")
+    for r in runs:
+        status_text = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        table.add_row(r.id, r.kind, r.method, r.dataset, r.model, str(r.seed), status_text,
+                      fmt(r.summary.get("test_acc")), r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    console().print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
+    as_json: o.Json = False,
+) -> None:
+    """One run: its config, provenance, summary and per-epoch metrics."""
+    from rich.table import Table
+
+    store = open_store_from(ctx)
+    r = store.get_run(run)
+    epochs: dict[int, dict] = {}
+    for m in store.metrics([r.id]):
+        epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
+    document = run_row(r) | {"config": r.config, "summary": r.summary, "versions": r.versions,
+                             "artifact_dir": r.artifact_dir, "host": r.host, "pid": r.pid,
+                             "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
+                             "metrics": list(epochs.values())}
+    if as_json:
+        print_json(document)
+        return
+    out = console()
+    out.print(f"[bold]run {r.id}[/bold]  {r.kind} · {r.method} · {r.dataset} · {r.model} · seed {r.seed} · {r.status}")
+    if r.error:
+        out.print(f"[red]error:[/red] {r.error}")
+    out.print(f"config hash {r.config_hash}; teachers {', '.join(r.teacher_ids) or '–'}; "
+              f"commit {(r.git_commit or '–')[:12]}{' (dirty)' if r.git_dirty else ''}; artifacts {r.artifact_dir}")
+    hyper = {k: v for k, v in r.config.items() if k not in ("data", "kind", "method", "dataset", "model", "seed")}
+    out.print("config: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
+    if r.summary:
+        out.print("summary: " + ", ".join(f"{k}={fmt(v)}" for k, v in r.summary.items()))
+    table = Table(title="metrics per epoch")
+    columns = ("epoch", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in epochs.values():
+        best = row["epoch"] == r.summary.get("best_epoch")
+        table.add_row(*(fmt(row.get(c)) for c in columns), style="bold" if best else None)
+    out.print(table)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    fmt_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write [default: stdout].")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row (long format) instead of one row per run.")] = False,
+    method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only this status.")] = None,
+) -> None:
+    """Runs (or their metrics) as CSV or JSON, for pandas, R or a spreadsheet."""
+    import pandas as pd
+
+    from ..errors import UserError
+
+    if fmt_ not in ("csv", "json"):
+        raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
+    store = open_store_from(ctx)
+    runs = store.list_runs(method=method, dataset=dataset, status=status)
+    if metrics:
+        frame = pd.DataFrame([{"run_id": m.run_id, "step": m.step, "epoch": m.epoch, "split": m.split,
+                               "name": m.name, "value": m.value} for m in store.metrics([r.id for r in runs])],
+                             columns=["run_id", "step", "epoch", "split", "name", "value"])
+    else:
+        rows = [run_row(r) | {"teacher_ids": ",".join(r.teacher_ids)} for r in runs]
+        frame = pd.DataFrame(rows, columns=list(RUN_FIELDS) + ["test_acc", "best_val_acc", "final_test_acc",
+                                                               "best_epoch", "epochs"])
+    text = frame.to_csv(index=False) if fmt_ == "csv" else frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise UserError(f"cannot write {output}: {exc.strerror}") from None
+        console().print(f"wrote {len(frame)} rows to {output}")

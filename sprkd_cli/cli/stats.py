@@ -1,0 +1,63 @@
+"""stats: t-tests across stored seeds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import options as o
+from .app import console, fmt, fmt_p, open_store_from, print_json
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+
+
+def stats(
+    ctx: typer.Context,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to compare pairwise [default: all: sgd,kd].")] = None,
+    dataset: o.Dataset = "digits",
+    metric: Annotated[str, typer.Option(help="SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss.")] = "test_acc",
+    at: Annotated[str, typer.Option(help="Epoch of the value: best-val (best validation accuracy) or final.")] = "best-val",
+    student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,
+    as_json: o.Json = False,
+) -> None:
+    """Welch and paired t-tests for each pair of methods over their stored seeds, Holm-adjusted, with
+    Cohen's d and d_z, the 95% CI of the difference and a low-power warning. The latest finished run
+    of each (method, seed) is used."""
+    from ..methods import method_names
+    from ..services.analysis import method_values, pairwise
+    from ..specs import parse_list
+
+    method_list = parse_list(methods) if methods else method_names()
+    store = open_store_from(ctx)
+    values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
+    result = pairwise(values)
+    if as_json:
+        print_json(result["pairs"])
+        return
+    _print_stats(result, dataset, metric, at)
+
+
+def _print_stats(result: dict, dataset: str, metric: str, at: str) -> None:
+    from rich.table import Table
+
+    out = console()
+    arms = Table(title=f"{dataset}: {metric} at {at}")
+    for column in ("method", "n", "mean", "sd", "seeds"):
+        arms.add_column(column, justify="left" if column in ("method", "seeds") else "right")
+    for arm in result["arms"]:
+        arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])))
+    out.print(arms)
+    pairs = Table(title="pairwise tests (diff = a − b; Holm across the pairs)")
+    for column in ("a − b", "diff", "95% CI", "p Welch", "p Holm", "p paired (pairs)", "p Holm paired", "d", "d_z"):
+        pairs.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in result["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), f"[{fmt(p['ci_low'])}, {fmt(p['ci_high'])}]",
+                      fmt_p(p["p_welch"]), fmt_p(p["p_holm"]), f"{fmt_p(p['p_paired'])} ({p['n_pairs']})",
+                      fmt_p(p["p_holm_paired"]), fmt(p["cohens_d"], 2), fmt(p["cohens_dz"], 2))
+    out.print(pairs)
+    for warning in dict.fromkeys(w for p in result["pairs"] for w in p["warnings"]):
+        out.print(f"[yellow]warning:[/yellow] {warning}")

@@ -1,0 +1,7 @@
+"""The training loop, evaluation, optimisers, checkpoints and seeding, independent of CLI and store."""
+
+from .checkpoint import load_weights, save_weights
+from .loop import EpochRecord, FitResult, evaluate, fit
+from .seeding import seed_everything
+
+__all__ = ["EpochRecord", "FitResult", "evaluate", "fit", "load_weights", "save_weights", "seed_everything"]

@@ -1,0 +1,19 @@
+"""Checkpoints as safetensors: tensors only, nothing is unpickled when they load."""
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import UserError
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    if not path.exists():
+        raise UserError(f"checkpoint {path} is missing; the run's artifacts were moved or deleted")
+    model.load_state_dict(load_file(str(path)))

@@ -1,0 +1,118 @@
+"""The training loop: seeded data order by index slicing, per-epoch evaluation, best-val tracking."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..config import TrainConfig
+from ..data import Splits
+from ..errors import Diverged
+from ..methods import Method
+from .optim import make_optimizer, make_schedule
+
+EVAL_CHUNK = 4096
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    step: int
+    metrics: dict[tuple[str, str], float]  # (split, name) -> value
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_state: dict | None = None
+    best_test_predictions: torch.Tensor | None = None
+
+    def summary(self) -> dict:
+        """The run's headline numbers; test_acc is taken at the epoch of best validation accuracy."""
+        if not self.history:
+            return {}
+        best = self.history[self.best_epoch - 1].metrics
+        last = self.history[-1].metrics
+        return {
+            "best_epoch": self.best_epoch,
+            "best_val_acc": best[("val", "acc")],
+            "test_acc": best[("test", "acc")],
+            "final_val_acc": last[("val", "acc")],
+            "final_test_acc": last[("test", "acc")],
+            "final_train_loss": last[("train", "loss")],
+            "epochs": len(self.history),
+            "steps": self.history[-1].step,
+            "seconds": sum(r.seconds for r in self.history),
+        }
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predictions, in eval mode; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        logits = torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+    finally:
+        model.train(was_training)
+    predictions = logits.argmax(dim=1)
+    loss = F.cross_entropy(logits, y).item()
+    return loss, (predictions == y).float().mean().item(), predictions
+
+
+def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
+        on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
+    """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss."""
+    x, y = data.x_train, data.y_train
+    n = len(y)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                               momentum=cfg.momentum, betas=cfg.betas)
+    schedule = make_schedule(cfg.schedule, optimizer, cfg.epochs * steps_per_epoch)
+    order = torch.Generator().manual_seed(cfg.seed)
+    result = FitResult()
+    best_val = -1.0
+    step = 0
+    for epoch in range(1, cfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        permutation = torch.randperm(n, generator=order)
+        total = 0.0
+        for start in range(0, n, cfg.batch_size):
+            index = permutation[start:start + cfg.batch_size]
+            loss = method.loss(model, x[index], y[index], index)
+            value = loss.item()
+            step += 1
+            if not math.isfinite(value):
+                raise Diverged(step, epoch, value)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += value * len(index)
+        metrics = {("train", "loss"): total / n}
+        for split in ("val", "test"):
+            loss_value, acc, predictions = evaluate(model, *data.split(split))
+            metrics[(split, "loss")] = loss_value
+            metrics[(split, "acc")] = acc
+        test_predictions = predictions
+        if not math.isfinite(metrics[("val", "loss")]):
+            raise Diverged(step, epoch, metrics[("val", "loss")])
+        record = EpochRecord(epoch, step, metrics, time.perf_counter() - started)
+        result.history.append(record)
+        if metrics[("val", "acc")] > best_val:
+            best_val = metrics[("val", "acc")]
+            result.best_epoch = epoch
+            result.best_state = copy.deepcopy(model.state_dict())
+            result.best_test_predictions = test_predictions
+        if on_epoch is not None:
+            on_epoch(record)
+    return result

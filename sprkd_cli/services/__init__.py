@@ -1,0 +1,1 @@
+"""One function per command: each takes plain configuration and a store, and returns plain data."""

@@ -1,0 +1,60 @@
+"""Collect one value per (method, seed) from the store and run the statistics on them."""
+
+from __future__ import annotations
+
+from ..errors import UserError
+from ..store import Store
+
+SPLITS = ("train", "val", "test")
+
+
+def parse_metric(metric: str) -> tuple[str, str]:
+    split, _, name = metric.partition("_")
+    if split not in SPLITS or not name:
+        raise UserError(f"bad --metric '{metric}': write SPLIT_NAME with SPLIT in train, val, test (e.g. test_acc, val_loss)")
+    return split, name
+
+
+def method_values(store: Store, dataset: str, methods: list[str], metric: str, at: str, *,
+                  student: str | None = None, teacher: str | None = None) -> dict[str, dict[int, dict]]:
+    """values[method][seed] = {"value", "run_id"} from the latest finished student run of each (method, seed).
+
+    `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final."""
+    if at not in ("best-val", "final"):
+        raise UserError(f"bad --at '{at}': use best-val or final")
+    split, name = parse_metric(metric)
+    teacher_id = store.get_run(teacher).id if teacher else None
+    chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
+    for method in methods:
+        for run in store.list_runs(kind="student", method=method, dataset=dataset, status="finished", model=student):
+            if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
+                continue
+            chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
+    runs = [r for per_seed in chosen.values() for r in per_seed.values()]
+    found: dict[tuple[str, int], float] = {}
+    for m in store.metrics([r.id for r in runs]):
+        if m.split == split and m.name == name:
+            found[(m.run_id, m.epoch)] = m.value
+    values: dict[str, dict[int, dict]] = {}
+    for method, per_seed in chosen.items():
+        values[method] = {}
+        for seed, run in sorted(per_seed.items()):
+            epoch = run.summary["best_epoch"] if at == "best-val" else run.summary["epochs"]
+            if (run.id, epoch) not in found:
+                raise UserError(f"run {run.id} has no metric {metric} at epoch {epoch}; valid: train_loss, val_loss, "
+                                "val_acc, test_loss, test_acc")
+            values[method][seed] = {"value": found[(run.id, epoch)], "run_id": run.id}
+    return values
+
+
+def pairwise(values: dict[str, dict[int, dict]]) -> dict:
+    from ..stats import compare_methods, summarize
+
+    plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
+    arms = []
+    for method, per_seed in plain.items():
+        arm = summarize(list(per_seed.values())) if per_seed else None
+        arms.append({"method": method, "n": len(per_seed), "mean": arm.mean if arm else None,
+                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
+                     "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
+    return {"arms": arms, "pairs": [p.to_dict() for p in compare_methods(plain)]}

@@ -1,0 +1,140 @@
+"""Run every missing (method, seed) of a comparison, N processes at once, then summarise."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..store import Store
+from .teachers import latest_teacher
+
+
+def plan(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], teacher_ref: str | None,
+         method_overrides: dict) -> tuple[list[TrainConfig], str | None]:
+    """One config per (method, seed); the teacher is the one given or the dataset's latest."""
+    from ..methods import method_class, method_options
+
+    classes = {m: method_class(m) for m in methods}
+    teacher_id = None
+    if any(c.needs_teacher for c in classes.values()):
+        teacher_id = teacher_ref or latest_teacher(store, template.dataset, template.split_seed).id
+        teacher_id = store.get_run(teacher_id).id
+    configs = []
+    for method in methods:
+        options = method_options(method, method_overrides)
+        teachers = [teacher_id] if classes[method].needs_teacher else []
+        for seed in seeds:
+            configs.append(dataclasses.replace(template, method=method, seed=seed, teacher_ids=teachers,
+                                               method_options=options))
+    return configs, teacher_id
+
+
+_worker_store: Store | None = None
+
+
+def _init_worker(url: str, jobs: int) -> None:
+    global _worker_store
+    from .training import set_threads
+
+    set_threads(jobs)
+    _worker_store = Store(url)
+
+
+def _train_in_worker(config: dict) -> dict:
+    from .training import train_run
+
+    return train_run(TrainConfig.from_dict(config), _worker_store)
+
+
+def execute(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callable[[dict], None]) -> list[dict]:
+    """Train `configs`, in this process (jobs=1) or in `jobs` worker processes."""
+    from .training import set_threads, train_run
+
+    outcomes = []
+    if jobs <= 1 or len(configs) <= 1:
+        set_threads(1 if jobs > 1 else 0)
+        for cfg in configs:
+            outcomes.append(train_run(cfg, store))
+            on_done(outcomes[-1])
+        return outcomes
+    with ProcessPoolExecutor(max_workers=min(jobs, len(configs)), mp_context=get_context("spawn"),
+                             initializer=_init_worker, initargs=(store.url, jobs)) as pool:
+        futures = [pool.submit(_train_in_worker, cfg.to_dict()) for cfg in configs]
+        for future in futures:
+            outcomes.append(future.result())
+            on_done(outcomes[-1])
+    return outcomes
+
+
+def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], *, teacher_ref: str | None,
+            method_overrides: dict, jobs: int, on_planned: Callable[[int, int], None] = lambda total, todo: None,
+            on_done: Callable[[dict], None] = lambda outcome: None) -> dict:
+    from ..stats import summarize
+
+    configs, teacher_id = plan(store, template, methods, seeds, teacher_ref, method_overrides)
+    existing = {(c.method, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
+    todo = [c for c in configs if existing[(c.method, c.seed)] is None]
+    on_planned(len(configs), len(todo))
+    outcomes = execute(store, todo, jobs, on_done)
+    failed = [o for o in outcomes if o["status"] != "finished"]
+
+    rows = []
+    curves: dict[str, list[str]] = {}
+    for method in methods:
+        runs = [store.find_finished(c.config_hash(), c.seed) for c in configs if c.method == method]
+        runs = [r for r in runs if r is not None]
+        arm = summarize([r.summary["test_acc"] for r in runs])
+        rows.append({"method": method, "n": arm.n, "mean": arm.mean, "sd": arm.sd, "ci_low": arm.ci_low,
+                     "ci_high": arm.ci_high, "seeds": [r.seed for r in runs], "run_ids": [r.id for r in runs]})
+        curves[method] = [r.id for r in runs]
+    plot = learning_curves(store, curves, template.dataset)
+    return {"dataset": template.dataset, "student": template.model, "teacher": teacher_id, "metric": "test_acc",
+            "at": "best-val", "methods": rows, "ran": len(todo), "reused": len(configs) - len(todo),
+            "failed": failed, "plot": str(plot) if plot else None}
+
+
+def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> Path | None:
+    """Validation accuracy per epoch, mean ± sd over seeds, one line per method, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    all_ids = [rid for ids in runs_by_method.values() for rid in ids]
+    if not all_ids:
+        return None
+    series: dict[str, dict[int, list[float]]] = {}
+    by_run = {rid: method for method, ids in runs_by_method.items() for rid in ids}
+    for m in store.metrics(all_ids):
+        if m.split == "val" and m.name == "acc":
+            series.setdefault(by_run[m.run_id], {}).setdefault(m.epoch, []).append(m.value)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, per_epoch in series.items():
+        epochs = sorted(per_epoch)
+        mean = np.array([np.mean(per_epoch[e]) for e in epochs])
+        sd = np.array([np.std(per_epoch[e]) for e in epochs])
+        ax.plot(epochs, mean, label=f"{method} (n={len(runs_by_method[method])})")
+        ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"{dataset}: validation accuracy, mean ± sd over seeds")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = store.artifact_root / "compare" / f"{dataset.replace(':', '_').replace(',', '_')}-{'-'.join(runs_by_method)}.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def check_jobs(jobs: int) -> int:
+    if jobs < 1:
+        raise UserError(f"--jobs must be >= 1 (got {jobs})")
+    return jobs

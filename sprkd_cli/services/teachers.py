@@ -1,0 +1,59 @@
+"""Find and load teacher runs, and check that they fit the student's data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..data import Splits
+from ..errors import UserError
+from ..store import Run, Store
+
+BEST_CHECKPOINT = "best.safetensors"
+FINAL_CHECKPOINT = "model.safetensors"
+
+
+def latest_teacher(store: Store, dataset: str, split_seed: int) -> Run:
+    for run in store.list_runs(kind="teacher", dataset=dataset, status="finished"):
+        if run.config.get("split_seed") == split_seed:
+            return run
+    raise UserError(
+        f"no finished teacher for dataset {dataset} (split seed {split_seed}) in {store.url}; train one first: "
+        f"sprkd train-teacher --dataset {dataset} --split-seed {split_seed}"
+    )
+
+
+def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
+    """The finished teacher run `ref`, checked against the student's dataset and split."""
+    run = store.get_run(ref)
+    if run.kind != "teacher":
+        raise UserError(f"run {run.id} is a {run.kind} run, not a teacher; see `sprkd runs list --kind teacher`")
+    if run.status != "finished":
+        raise UserError(f"teacher {run.id} is {run.status}, not finished; train a teacher to completion first")
+    split = run.config["data"]
+    if split["n_classes"] != data.n_classes:
+        raise UserError(
+            f"teacher {run.id} predicts {split['n_classes']} classes ({run.dataset}) but the student's dataset "
+            f"{data.name} has {data.n_classes}; use a teacher trained on {data.name}"
+        )
+    if run.dataset != data.name or split["split_seed"] != data.split_seed:
+        raise UserError(
+            f"teacher {run.id} was trained on {run.dataset} with split seed {split['split_seed']}; the student uses "
+            f"{data.name} with split seed {data.split_seed}; a teacher must share the student's data and split "
+            "(it would otherwise have seen the student's test examples)"
+        )
+    if split["fingerprint"] != data.describe()["fingerprint"]:
+        raise UserError(f"teacher {run.id}'s split of {run.dataset} differs from the student's (the data changed)")
+    return run
+
+
+def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
+    """Rebuild a run's model from its stored config and load its checkpoint, in eval mode."""
+    from ..engine import load_weights
+    from ..models import build_model
+
+    cfg = TrainConfig.from_dict(run.config)
+    split = run.config["data"]
+    model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
+    load_weights(model, Path(run.artifact_dir) / checkpoint)
+    return model.eval()

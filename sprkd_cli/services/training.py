@@ -1,0 +1,84 @@
+"""Train one run (teacher or student), recording it in the store as it goes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..config import TrainConfig
+from ..errors import Diverged, UserError
+from ..store import Store
+from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
+
+
+def prepare(cfg: TrainConfig, store: Store):
+    """Everything a run needs, validated before its row is written: data, teacher, model, method."""
+    from ..data import load_dataset
+    from ..engine import seed_everything
+    from ..methods import method_class
+    from ..models import build_model, check_model
+
+    method_cls = method_class(cfg.method)
+    check_model(cfg.model)
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    data = load_dataset(cfg.dataset, cfg.split_seed)
+    teacher = None
+    if method_cls.needs_teacher:
+        if not cfg.teacher_ids:
+            raise UserError(f"method {cfg.method} needs a teacher: pass --teacher RUN")
+        teacher = load_run_model(resolve_teacher(store, cfg.teacher_ids[0], data))
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.n_classes)
+    method = method_cls(cfg.method_options, teacher, data)
+    return data, model, method
+
+
+def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) -> dict:
+    """Train and record one run. Returns its outcome (run id, status, headline numbers)."""
+    from ..engine import fit, save_weights
+    from ..models import count_parameters
+    from ..provenance import provenance
+
+    data, model, method = prepare(cfg, store)
+    config = cfg.to_dict() | {"data": data.describe()}
+    run = store.create_run(
+        kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
+        config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(), device=cfg.device,
+    )
+    artifacts = Path(run.artifact_dir)
+    n_params = count_parameters(model)
+    store.update_run(run.id, n_params=n_params)
+
+    def record(epoch_record):
+        store.add_metrics(run.id, [(epoch_record.step, epoch_record.epoch, split, name, value)
+                                   for (split, name), value in epoch_record.metrics.items()])
+        if on_epoch is not None:
+            on_epoch(epoch_record)
+
+    started = time.perf_counter()
+    try:
+        result = fit(model, method, data, cfg, on_epoch=record)
+    except Diverged as exc:
+        store.fail_run(run.id, f"diverged: {exc}")
+        return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
+    except BaseException as exc:
+        store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
+        raise
+    save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT)
+    save_weights(result.best_state, artifacts / BEST_CHECKPOINT)
+    store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
+    summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
+    store.finish_run(run.id, summary, n_params)
+    return {"run_id": run.id, "status": "finished", **summary, "n_params": n_params,
+            "artifact_dir": str(artifacts), "config_hash": run.config_hash}
+
+
+def set_threads(jobs: int) -> None:
+    """Share the machine's cores between `jobs` processes training at once."""
+    import os
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, jobs)))

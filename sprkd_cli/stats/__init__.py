@@ -1,0 +1,32 @@
+"""Statistics for comparing distillation methods across seeds (see METHODS.md).
+
+Imports only numpy, scipy and the standard library.
+"""
+
+from .compare import MIN_SEEDS, PairResult, compare_methods
+from .effect_size import cohens_d, cohens_dz
+from .mcnemar import McNemarResult, mcnemar_exact
+from .multiple import holm
+from .power import MAX_SEEDS, seeds_for_power, two_sample_power
+from .summary import ArmSummary, summarize
+from .ttests import PairedTTest, WelchTTest, paired_ttest, welch_ttest
+
+__all__ = [
+    "MAX_SEEDS",
+    "MIN_SEEDS",
+    "ArmSummary",
+    "McNemarResult",
+    "PairResult",
+    "PairedTTest",
+    "WelchTTest",
+    "cohens_d",
+    "cohens_dz",
+    "compare_methods",
+    "holm",
+    "mcnemar_exact",
+    "paired_ttest",
+    "seeds_for_power",
+    "summarize",
+    "two_sample_power",
+    "welch_ttest",
+]

@@ -1,0 +1,203 @@
+"""Pairwise comparison of methods over seeds (METHODS.md: statistics)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ._common import check_fraction, json_safe
+from .effect_size import cohens_d, cohens_dz
+from .multiple import holm
+from .power import MAX_SEEDS, seeds_for_power
+from .summary import ArmSummary, summarize
+from .ttests import paired_ttest, welch_ttest
+
+MIN_SEEDS = 5
+"""Arms with fewer seeds than this get a low-power warning."""
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """Comparison of method ``a`` against method ``b``; ``diff`` and all effects are a - b.
+
+    ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence.
+    p_holm / p_holm_paired: Holm adjustment of p_welch / p_paired across all pairs of one call.
+    seeds_for_80_power: per-arm seeds a two-sided two-sample t-test needs for the requested
+    power (80% by default) at |cohens_d|; None when d is 0, nan or more than 10,000 are needed.
+    """
+
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    mean_a: float
+    mean_b: float
+    sd_a: float
+    sd_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    t_welch: float
+    df_welch: float
+    p_welch: float
+    n_pairs: int
+    paired_seeds: list[int]
+    t_paired: float
+    df_paired: float
+    p_paired: float
+    p_holm: float
+    p_holm_paired: float
+    cohens_d: float
+    cohens_dz: float
+    low_power: bool
+    seeds_for_80_power: int | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN -> None)."""
+        return json_safe(self)
+
+
+def _checked(values: Mapping[str, Mapping[int, float]]) -> dict[str, dict[int, float]]:
+    """Copy ``values`` as plain floats, raising ValueError on NaN/inf or a non-mapping arm."""
+    out: dict[str, dict[int, float]] = {}
+    for method, by_seed in values.items():
+        if not isinstance(by_seed, Mapping):
+            raise ValueError(f"values[{method!r}] must map seed -> value, got {type(by_seed).__name__}")
+        arm: dict[int, float] = {}
+        for seed, value in by_seed.items():
+            x = float(value)
+            if not math.isfinite(x):
+                raise ValueError(f"values[{method!r}][{seed!r}] is not finite: {value!r}")
+            arm[seed] = x
+        out[method] = arm
+    return out
+
+
+def _fmt_power(power: float) -> str:
+    return f"{power * 100:g}%"
+
+
+def _low_power_warning(
+    a: str, b: str, n_a: int, n_b: int, d: float, needed: int | None, power: float, alpha: float
+) -> str:
+    head = f"low power: {a} has {n_a} seed(s) and {b} has {n_b} (fewer than {MIN_SEEDS} per arm); "
+    target = f"{_fmt_power(power)} power (two-sided t-test, alpha={alpha:g})"
+    if needed is not None:
+        return head + f"{needed} seeds per arm are needed for {target} at the observed |d| = {abs(d):.3g}"
+    if math.isnan(d):
+        return head + f"the seeds needed for {target} cannot be estimated because Cohen's d is undefined"
+    if d == 0.0:
+        return head + f"the seeds needed for {target} cannot be estimated because the observed Cohen's d is 0"
+    return head + f"more than {MAX_SEEDS:,} seeds per arm are needed for {target} at the observed |d| = {abs(d):.3g}"
+
+
+def _compare_pair(
+    a: str,
+    b: str,
+    arm_a: dict[int, float],
+    arm_b: dict[int, float],
+    sum_a: ArmSummary,
+    sum_b: ArmSummary,
+    confidence: float,
+    power: float,
+    alpha: float,
+) -> PairResult:
+    """One pair, before the Holm adjustment (p_holm fields are NaN here)."""
+    warnings: list[str] = []
+    for name, s in ((a, sum_a), (b, sum_b)):
+        if s.n < 2:
+            warnings.append(
+                f"{name} has {s.n} value(s); Welch's t-test, its CI and Cohen's d need at least 2 per arm (reported as nan)"
+            )
+    if sum_a.n >= 2 and sum_b.n >= 2 and sum_a.sd == 0.0 and sum_b.sd == 0.0:
+        warnings.append(
+            f"{a} and {b} both have zero variance (identical values within each arm); "
+            "Welch's t-test and Cohen's d are undefined (reported as nan)"
+        )
+    welch = welch_ttest(sum_a, sum_b, confidence)
+
+    shared = sorted(set(arm_a) & set(arm_b))
+    only_a = sorted(set(arm_a) - set(arm_b))
+    only_b = sorted(set(arm_b) - set(arm_a))
+    paired = paired_ttest([arm_a[s] - arm_b[s] for s in shared])
+    if paired.n < 2:
+        warnings.append(
+            f"{a} and {b} share {paired.n} seed(s); the paired t-test and d_z need at least 2 (reported as nan)"
+        )
+    elif only_a or only_b:
+        warnings.append(
+            f"the paired t-test uses only the {paired.n} seeds present in both arms; "
+            f"seeds only in {a}: {only_a}, only in {b}: {only_b}"
+        )
+    if paired.n >= 2 and paired.sd == 0.0:
+        warnings.append(
+            f"the paired differences {a} - {b} are identical on every shared seed; "
+            "the paired t-test and d_z are undefined (reported as nan)"
+        )
+
+    d = cohens_d(sum_a, sum_b)
+    needed = seeds_for_power(d, power, alpha)
+    low_power = sum_a.n < MIN_SEEDS or sum_b.n < MIN_SEEDS
+    if low_power:
+        warnings.append(_low_power_warning(a, b, sum_a.n, sum_b.n, d, needed, power, alpha))
+
+    return PairResult(
+        a=a,
+        b=b,
+        n_a=sum_a.n,
+        n_b=sum_b.n,
+        mean_a=sum_a.mean,
+        mean_b=sum_b.mean,
+        sd_a=sum_a.sd,
+        sd_b=sum_b.sd,
+        diff=sum_a.mean - sum_b.mean,
+        ci_low=welch.ci_low,
+        ci_high=welch.ci_high,
+        t_welch=welch.t,
+        df_welch=welch.df,
+        p_welch=welch.p,
+        n_pairs=paired.n,
+        paired_seeds=shared,
+        t_paired=paired.t,
+        df_paired=paired.df,
+        p_paired=paired.p,
+        p_holm=math.nan,
+        p_holm_paired=math.nan,
+        cohens_d=d,
+        cohens_dz=cohens_dz(paired),
+        low_power=low_power,
+        seeds_for_80_power=needed,
+        warnings=warnings,
+    )
+
+
+def compare_methods(
+    values: Mapping[str, Mapping[int, float]],
+    confidence: float = 0.95,
+    power: float = 0.8,
+    alpha: float = 0.05,
+) -> list[PairResult]:
+    """Compare every pair of methods; ``values[method][seed]`` is one metric value per run.
+
+    Pairs follow the order the methods are given: (m0, m1), (m0, m2), ..., (m1, m2), ...
+    Each pair gets Welch's t-test and CI of the mean difference, the paired t-test on the
+    shared seeds, Cohen's d and d_z, and the seeds needed for ``power`` at ``alpha``;
+    p_welch and p_paired are then Holm-adjusted across all pairs of this call.
+    Undefined tests (n < 2, zero variance) are NaN with a warning; NaN/inf inputs raise ValueError.
+    """
+    check_fraction(confidence, "confidence")
+    check_fraction(power, "power")
+    check_fraction(alpha, "alpha")
+    arms = _checked(values)
+    summaries = {m: summarize(list(arm.values()), confidence) for m, arm in arms.items()}
+    raw = [
+        _compare_pair(a, b, arms[a], arms[b], summaries[a], summaries[b], confidence, power, alpha)
+        for a, b in itertools.combinations(arms, 2)
+    ]
+    p_holm = holm([r.p_welch for r in raw])
+    p_holm_paired = holm([r.p_paired for r in raw])
+    return [replace(r, p_holm=h, p_holm_paired=hp) for r, h, hp in zip(raw, p_holm, p_holm_paired)]

@@ -1,0 +1,145 @@
+"""The result store: runs, their metrics, events, Hessian reports, saddle points and predictions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..errors import UserError
+from .engine import make_engine, resolve_url, sqlite_path, upgrade
+from .schema import Event, HessianReport, Metric, Prediction, Run, SaddlePoint
+
+__all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
+
+DEFAULT_DB = "runs.db"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def open_store(db: str | None = None) -> "Store":
+    """Open (creating and upgrading as needed) the store named by `db`, $SPRKD_DB or ./runs.db."""
+    return Store(resolve_url(db or os.environ.get("SPRKD_DB") or DEFAULT_DB))
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = make_engine(url)
+        upgrade(self.engine, url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @property
+    def artifact_root(self) -> Path:
+        """$SPRKD_ARTIFACTS, else `runs/` beside a SQLite file, else ./runs."""
+        if os.environ.get("SPRKD_ARTIFACTS"):
+            return Path(os.environ["SPRKD_ARTIFACTS"]).resolve()
+        path = sqlite_path(self.url)
+        return (path.parent if path else Path.cwd()) / "runs"
+
+    # -- runs -----------------------------------------------------------------------------
+    def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
+                   config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str) -> Run:
+        run_id = uuid.uuid4().hex[:12]
+        now = utcnow()
+        run = Run(
+            id=run_id, kind=kind, method=method, dataset=dataset, model=model, seed=seed,
+            status="running", config=config, config_hash=config_hash, teacher_ids=list(teacher_ids),
+            git_commit=provenance.get("git_commit"), git_dirty=provenance.get("git_dirty"),
+            versions=provenance.get("versions", {}), device=device, host=socket.gethostname(),
+            pid=os.getpid(), created_at=now, started_at=now, heartbeat_at=now, summary={},
+            artifact_dir=str(self.artifact_root / run_id),
+        )
+        with self.session() as s, s.begin():
+            s.add(run)
+        return run
+
+    def update_run(self, run_id: str, **fields) -> None:
+        with self.session() as s, s.begin():
+            run = s.get(Run, run_id)
+            for key, value in fields.items():
+                setattr(run, key, value)
+
+    def finish_run(self, run_id: str, summary: dict, n_params: int) -> None:
+        self.update_run(run_id, status="finished", summary=summary, n_params=n_params, ended_at=utcnow())
+
+    def fail_run(self, run_id: str, error: str, summary: dict | None = None) -> None:
+        fields = {"status": "failed", "error": error, "ended_at": utcnow()}
+        if summary is not None:
+            fields["summary"] = summary
+        self.update_run(run_id, **fields)
+
+    def get_run(self, ref: str) -> Run:
+        """A run by id or unique id prefix."""
+        with self.session() as s:
+            run = s.get(Run, ref)
+            if run is not None:
+                return run
+            matches = s.scalars(select(Run).where(Run.id.startswith(ref, autoescape=True)).limit(3)).all()
+        if not matches:
+            raise UserError(f"no run '{ref}' in {self.url}; see `sprkd runs list`")
+        if len(matches) > 1:
+            raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more characters")
+        return matches[0]
+
+    def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,
+                  status: str | None = None, model: str | None = None, limit: int | None = None) -> list[Run]:
+        query = select(Run).order_by(Run.created_at.desc(), Run.id)
+        for column, value in ((Run.kind, kind), (Run.method, method), (Run.dataset, dataset),
+                              (Run.status, status), (Run.model, model)):
+            if value is not None:
+                query = query.where(column == value)
+        if limit:
+            query = query.limit(limit)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def find_finished(self, config_hash: str, seed: int) -> Run | None:
+        query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed, Run.status == "finished")
+                 .order_by(Run.created_at.desc()).limit(1))
+        with self.session() as s:
+            return s.scalars(query).first()
+
+    # -- per-run rows ---------------------------------------------------------------------
+    def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:
+        """rows: (step, epoch, split, name, value). One transaction; the heartbeat moves with it."""
+        with self.session() as s, s.begin():
+            s.add_all(Metric(run_id=run_id, step=st, epoch=ep, split=sp, name=n, value=float(v))
+                      for st, ep, sp, n, v in rows)
+            s.get(Run, run_id).heartbeat_at = utcnow()
+
+    def metrics(self, run_ids: Sequence[str]) -> list[Metric]:
+        query = select(Metric).where(Metric.run_id.in_(list(run_ids))).order_by(Metric.run_id, Metric.step, Metric.id)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def add_event(self, run_id: str, kind: str, payload: dict | None = None, *, step: int | None = None,
+                  epoch: int | None = None) -> None:
+        with self.session() as s, s.begin():
+            s.add(Event(run_id=run_id, kind=kind, payload=payload or {}, step=step, epoch=epoch, created_at=utcnow()))
+
+    def events(self, run_id: str) -> list[Event]:
+        with self.session() as s:
+            return list(s.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
+
+    def set_predictions(self, run_id: str, split: str, predicted: Sequence[int], labels: Sequence[int]) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(Prediction).where(Prediction.run_id == run_id, Prediction.split == split))
+            s.add_all(Prediction(run_id=run_id, split=split, example=i, predicted=int(p), label=int(y))
+                      for i, (p, y) in enumerate(zip(predicted, labels)))
+
+    def predictions(self, run_id: str, split: str = "test") -> list[Prediction]:
+        query = select(Prediction).where(Prediction.run_id == run_id, Prediction.split == split).order_by(Prediction.example)
+        with self.session() as s:
+            return list(s.scalars(query))

@@ -1,0 +1,130 @@
+"""Open a store by URL and bring it to the current schema (Alembic), safely under concurrency."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from ..errors import UserError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def resolve_url(db: str) -> str:
+    """A SQLAlchemy URL as given, or a filesystem path turned into a SQLite URL."""
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL for concurrent readers, a busy timeout, and BEGIN IMMEDIATE so a writer waits for the
+    lock up front instead of failing on a read-to-write upgrade."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"'{url}' is not a database URL; give a path or e.g. postgresql+psycopg://host/db") from None
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.is_dir():
+            raise UserError(f"cannot open the store {path}: folder {path.parent} does not exist")
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
+        if not path.exists() and not os.access(path.parent, os.W_OK):
+            raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
+    try:
+        engine = create_engine(parsed, future=True)
+    except ModuleNotFoundError as exc:
+        raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); pip install it") from None
+    if parsed.get_backend_name() == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+@contextmanager
+def _migration_lock(url: str):
+    """Serialise schema upgrades of one SQLite file across processes started at once."""
+    path = sqlite_path(url)
+    if path is None:
+        yield
+        return
+    with open(f"{path}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alembic_config(url: str):
+    from alembic.config import Config
+
+    if not (MIGRATIONS_DIR / "env.py").exists():
+        raise UserError(f"migrations not found at {MIGRATIONS_DIR}; install sprkd from its checkout (pip install -e .)")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def _current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, url: str) -> None:
+    """Bring the store to the newest schema; refuse a store written by a newer sprkd."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(url)
+    script = ScriptDirectory.from_config(cfg)
+    head = script.get_current_head()
+    try:
+        current = _current_revision(engine)
+        if current == head:
+            return
+        known = {rev.revision for rev in script.walk_revisions()}
+        if current is not None and current not in known:
+            raise UserError(
+                f"the store {url} has schema revision {current}, which this sprkd does not know: "
+                "it was written by a newer sprkd; upgrade sprkd to use it"
+            )
+        with _migration_lock(url), engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as exc:
+        raise UserError(f"cannot use the store {url}: {exc.orig}") from None

@@ -1,0 +1,350 @@
+"""Tests for sprkd_cli.stats against scipy and hand computations."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from sprkd_cli.stats import (
+    ArmSummary,
+    McNemarResult,
+    PairResult,
+    compare_methods,
+    holm,
+    mcnemar_exact,
+    seeds_for_power,
+    summarize,
+    two_sample_power,
+)
+
+# Two arms with partially overlapping seeds: shared seeds are 2, 3, 4, 5.
+KD = {0: 0.712, 1: 0.705, 2: 0.721, 3: 0.699, 4: 0.716, 5: 0.708}
+CE = {2: 0.701, 3: 0.694, 4: 0.703, 5: 0.690, 6: 0.707, 7: 0.688, 8: 0.696}
+
+
+def _only(results: list[PairResult]) -> PairResult:
+    assert len(results) == 1
+    return results[0]
+
+
+# --- summarize -------------------------------------------------------------------------
+
+
+def test_summarize_matches_scipy_t_interval() -> None:
+    x = [0.71, 0.73, 0.70, 0.74, 0.72]
+    s = summarize(x)
+    assert s.n == 5
+    assert s.mean == pytest.approx(np.mean(x))
+    assert s.sd == pytest.approx(np.std(x, ddof=1))
+    lo, hi = stats.t.interval(0.95, 4, loc=np.mean(x), scale=stats.sem(x))
+    assert (s.ci_low, s.ci_high) == pytest.approx((lo, hi))
+
+
+def test_summarize_single_value_and_empty() -> None:
+    one = summarize([0.5])
+    assert (one.n, one.mean) == (1, 0.5)
+    assert math.isnan(one.sd) and math.isnan(one.ci_low) and math.isnan(one.ci_high)
+    empty = summarize([])
+    assert empty.n == 0 and math.isnan(empty.mean)
+    assert one.to_dict() == {"n": 1, "mean": 0.5, "sd": None, "ci_low": None, "ci_high": None}
+
+
+def test_summarize_constant_values_have_exactly_zero_sd() -> None:
+    s = summarize([0.1, 0.1, 0.1])
+    assert s.sd == 0.0
+    assert s.ci_low == s.ci_high == s.mean
+
+
+def test_summarize_rejects_nan() -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        summarize([0.7, float("nan")])
+
+
+# --- Welch and paired t-tests ------------------------------------------------------------
+
+
+def test_welch_t_and_p_equal_scipy() -> None:
+    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    ref = stats.ttest_ind(list(KD.values()), list(CE.values()), equal_var=False)
+    assert (r.n_a, r.n_b) == (6, 7)
+    assert r.t_welch == pytest.approx(ref.statistic, rel=1e-12)
+    assert r.p_welch == pytest.approx(ref.pvalue, rel=1e-10)
+    assert r.df_welch == pytest.approx(ref.df, rel=1e-12)
+    assert r.diff == pytest.approx(np.mean(list(KD.values())) - np.mean(list(CE.values())))
+
+
+def test_welch_matches_scipy_on_random_arms() -> None:
+    rng = np.random.default_rng(0)
+    for n_a, n_b in [(2, 2), (3, 8), (10, 4), (25, 25)]:
+        a = rng.normal(0.7, 0.02, n_a)
+        b = rng.normal(0.69, 0.05, n_b)
+        r = _only(compare_methods({"a": dict(enumerate(a)), "b": dict(enumerate(b))}))
+        ref = stats.ttest_ind(a, b, equal_var=False)
+        assert r.t_welch == pytest.approx(ref.statistic, rel=1e-10)
+        assert r.p_welch == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_paired_test_uses_only_shared_seeds() -> None:
+    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    shared = [2, 3, 4, 5]
+    ref = stats.ttest_rel([KD[s] for s in shared], [CE[s] for s in shared])
+    assert r.n_pairs == 4
+    assert r.paired_seeds == shared
+    assert r.t_paired == pytest.approx(ref.statistic, rel=1e-10)
+    assert r.p_paired == pytest.approx(ref.pvalue, rel=1e-9)
+    assert r.df_paired == 3
+    assert any("seeds only in kd: [0, 1], only in ce: [6, 7, 8]" in w for w in r.warnings)
+
+
+def test_paired_test_nan_with_fewer_than_two_pairs() -> None:
+    r = _only(compare_methods({"a": {0: 0.1, 1: 0.2, 2: 0.3}, "b": {2: 0.2, 3: 0.25, 4: 0.1}}))
+    assert r.n_pairs == 1 and r.paired_seeds == [2]
+    assert math.isnan(r.t_paired) and math.isnan(r.p_paired) and math.isnan(r.cohens_dz)
+    assert any("share 1 seed(s)" in w for w in r.warnings)
+    assert not math.isnan(r.p_welch)
+
+
+def test_welch_ci_equals_hand_computation() -> None:
+    a = np.array(list(KD.values()))
+    b = np.array(list(CE.values()))
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    diff = a.mean() - b.mean()
+    half = stats.t.ppf(0.975, df) * se
+    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    assert r.df_welch == pytest.approx(df, rel=1e-12)
+    assert (r.ci_low, r.ci_high) == pytest.approx((diff - half, diff + half), rel=1e-10)
+    r90 = _only(compare_methods({"kd": KD, "ce": CE}, confidence=0.90))
+    half90 = stats.t.ppf(0.95, df) * se
+    assert (r90.ci_low, r90.ci_high) == pytest.approx((diff - half90, diff + half90), rel=1e-10)
+
+
+@pytest.mark.skipif(
+    not hasattr(stats.ttest_ind([1.0, 2.0], [1.0, 3.0]), "confidence_interval"),
+    reason="scipy < 1.11 has no ttest_ind(...).confidence_interval()",
+)
+def test_welch_ci_equals_scipy_confidence_interval() -> None:
+    ref = stats.ttest_ind(list(KD.values()), list(CE.values()), equal_var=False).confidence_interval(0.95)
+    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    assert (r.ci_low, r.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-10)
+
+
+# --- Holm --------------------------------------------------------------------------------
+
+
+def test_holm_textbook_example() -> None:
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_enforces_monotonicity() -> None:
+    # Sorted: 0.01*3 = 0.03, 0.04*2 = 0.08, 0.045*1 = 0.045 -> raised to 0.08.
+    assert holm([0.04, 0.01, 0.045]) == pytest.approx([0.08, 0.03, 0.08])
+
+
+def test_holm_caps_at_one() -> None:
+    # 0.2*3 = 0.6, 0.6*2 = 1.2 -> 1, 0.7*1 = 0.7 -> max(1.2, 0.7) capped at 1.
+    assert holm([0.2, 0.6, 0.7]) == pytest.approx([0.6, 1.0, 1.0])
+    assert holm([0.5]) == [0.5]
+
+
+def test_holm_nan_kept_and_not_counted() -> None:
+    out = holm([0.01, float("nan"), 0.04])
+    assert out[0] == pytest.approx(0.02) and out[2] == pytest.approx(0.04)
+    assert math.isnan(out[1])
+    assert all(math.isnan(p) for p in holm([float("nan"), float("nan")]))
+    assert holm([]) == []
+
+
+def test_holm_rejects_invalid_p() -> None:
+    with pytest.raises(ValueError):
+        holm([0.5, 1.5])
+
+
+def test_compare_methods_holm_across_all_pairs_in_order() -> None:
+    rng = np.random.default_rng(1)
+    values = {m: dict(enumerate(rng.normal(mu, 0.01, 6))) for m, mu in [("m0", 0.70), ("m1", 0.71), ("m2", 0.69), ("m3", 0.70)]}
+    results = compare_methods(values)
+    assert [(r.a, r.b) for r in results] == [
+        ("m0", "m1"), ("m0", "m2"), ("m0", "m3"), ("m1", "m2"), ("m1", "m3"), ("m2", "m3"),
+    ]
+    raw = [r.p_welch for r in results]
+    assert [r.p_holm for r in results] == pytest.approx(holm(raw))
+    assert [r.p_holm_paired for r in results] == pytest.approx(holm([r.p_paired for r in results]))
+    # Holm never lowers a p-value, and the smallest p is multiplied by the family size 6.
+    i = int(np.argmin(raw))
+    assert results[i].p_holm == pytest.approx(min(1.0, 6 * raw[i]))
+    assert all(r.p_holm >= r.p_welch for r in results)
+
+
+# --- effect sizes --------------------------------------------------------------------------
+
+
+def test_cohens_d_hand_computed() -> None:
+    # a: mean 2.5, var 5/3; b: mean 4, var 4 -> d = -1.5 / sqrt((5/3 + 4) / 2).
+    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, "b": {0: 2.0, 1: 4.0, 2: 6.0}}))
+    assert r.cohens_d == pytest.approx(-1.5 / math.sqrt((5 / 3 + 4) / 2))
+    assert r.cohens_d == pytest.approx(-0.8911327886790069)
+
+
+def test_cohens_dz_hand_computed() -> None:
+    # Differences 1, 2, 3, 5: mean 2.75, var (1.75² + 0.75² + 0.25² + 2.25²)/3 = 8.75/3.
+    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 4.0, 3: 7.0}, "b": {0: 0.0, 1: 0.0, 2: 1.0, 3: 2.0}}))
+    assert r.cohens_dz == pytest.approx(2.75 / math.sqrt(8.75 / 3))
+    assert r.t_paired == pytest.approx(r.cohens_dz * math.sqrt(4))
+
+
+# --- power ---------------------------------------------------------------------------------
+
+
+def test_seeds_for_power_textbook_values() -> None:
+    assert seeds_for_power(0.5) == 64
+    assert seeds_for_power(0.8) == 26
+    assert seeds_for_power(-0.5) == 64
+    assert seeds_for_power(0.5, power=0.9) == 86
+
+
+def test_seeds_for_power_is_the_smallest_n() -> None:
+    n = seeds_for_power(1.2)
+    assert n is not None
+    assert two_sample_power(1.2, n) >= 0.8 > two_sample_power(1.2, n - 1)
+
+
+def test_seeds_for_power_undefined_cases() -> None:
+    assert seeds_for_power(0.0) is None
+    assert seeds_for_power(float("nan")) is None
+    assert seeds_for_power(0.01) is None  # ~157,000 per arm > 10,000
+
+
+def test_two_sample_power_at_zero_effect_is_alpha() -> None:
+    assert two_sample_power(0.0, 10, alpha=0.05) == pytest.approx(0.05)
+
+
+def test_two_sample_power_large_effect_is_finite() -> None:
+    # Large noncentrality, where scipy's nct.cdf lower tail can return NaN.
+    p = two_sample_power(12.0, np.arange(2, 10))
+    assert np.all(np.isfinite(p)) and np.all(p > 0.99)
+    assert seeds_for_power(12.0) == 2
+
+
+# --- McNemar -------------------------------------------------------------------------------
+
+
+def test_mcnemar_counts_and_pvalue() -> None:
+    labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1]
+    # positions 0-6: A right, B wrong (b = 7); 7-8: A wrong, B right (c = 2);
+    # 9-11 both right, 12-13 both wrong.
+    pred_a = [0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 1, 2, 1, 2]
+    pred_b = [1, 2, 0, 1, 2, 0, 1, 1, 2, 0, 1, 2, 2, 0]
+    r = mcnemar_exact(pred_a, pred_b, labels)
+    assert isinstance(r, McNemarResult)
+    assert (r.b, r.c, r.n) == (7, 2, 14)
+    assert r.p_value == pytest.approx(stats.binomtest(7, 9, 0.5).pvalue, rel=1e-12)
+    assert r.p_value == pytest.approx(2 * (1 + 9 + 36) / 2**9)  # 2·P(X <= 2), X ~ Bin(9, 1/2)
+    assert r.acc_a == pytest.approx(10 / 14) and r.acc_b == pytest.approx(5 / 14)
+    swapped = mcnemar_exact(pred_b, pred_a, labels)
+    assert (swapped.b, swapped.c, swapped.p_value) == (2, 7, r.p_value)
+
+
+def test_mcnemar_equal_discordant_counts_gives_one() -> None:
+    r = mcnemar_exact(np.array([1, 0, 1, 0]), np.array([0, 1, 0, 1]), np.array([1, 1, 0, 0]))
+    assert (r.b, r.c) == (2, 2)  # A right on examples 0 and 3, B right on 1 and 2
+    assert r.p_value == pytest.approx(stats.binomtest(2, 4, 0.5).pvalue) == 1.0
+
+
+def test_mcnemar_no_discordant_pairs() -> None:
+    r = mcnemar_exact([0, 1, 1], [0, 1, 1], [0, 1, 0])
+    assert (r.b, r.c, r.p_value) == (0, 0, 1.0)
+
+
+def test_mcnemar_length_mismatch() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        mcnemar_exact([0, 1, 1], [0, 1], [0, 1, 0])
+
+
+def test_mcnemar_rejects_non_integer_predictions() -> None:
+    with pytest.raises(ValueError, match="integers"):
+        mcnemar_exact([0.2, 0.9], [0, 1], [0, 1])
+
+
+# --- warnings and edge cases ---------------------------------------------------------------
+
+
+def test_low_power_flag_and_warning_text() -> None:
+    r = _only(compare_methods({"kd": {0: 0.71, 1: 0.73, 2: 0.72}, "ce": {0: 0.70, 1: 0.72, 2: 0.69}}))
+    assert r.low_power is True
+    assert r.seeds_for_80_power == seeds_for_power(r.cohens_d)
+    assert r.seeds_for_80_power is not None
+    texts = [w for w in r.warnings if w.startswith("low power")]
+    assert len(texts) == 1
+    assert f"{r.seeds_for_80_power} seeds per arm are needed for 80% power" in texts[0]
+    assert "kd has 3 seed(s) and ce has 3" in texts[0]
+
+
+def test_no_low_power_warning_with_five_seeds() -> None:
+    rng = np.random.default_rng(2)
+    r = _only(compare_methods({m: dict(enumerate(rng.normal(0.7, 0.01, 5))) for m in ("a", "b")}))
+    assert r.low_power is False
+    assert not any(w.startswith("low power") for w in r.warnings)
+
+
+def test_low_power_uses_requested_power_and_alpha() -> None:
+    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}}, power=0.9, alpha=0.01))
+    assert r.seeds_for_80_power == seeds_for_power(r.cohens_d, power=0.9, alpha=0.01)
+    assert "90% power" in r.warnings[-1] and "alpha=0.01" in r.warnings[-1]
+
+
+def test_zero_variance_in_both_arms() -> None:
+    values = {"a": {0: 0.7, 1: 0.7, 2: 0.7}, "b": {0: 0.6, 1: 0.6, 2: 0.6}, "c": {0: 0.5, 1: 0.6, 2: 0.55}}
+    ab, ac, bc = compare_methods(values)
+    assert math.isnan(ab.t_welch) and math.isnan(ab.p_welch) and math.isnan(ab.p_holm)
+    assert math.isnan(ab.cohens_d) and ab.seeds_for_80_power is None
+    assert any("zero variance" in w for w in ab.warnings)
+    assert any("identical on every shared seed" in w for w in ab.warnings)
+    # The NaN p-value is not counted in the Holm family: two valid p-values remain.
+    assert ac.p_holm == pytest.approx(holm([ac.p_welch, bc.p_welch])[0])
+    assert not any("zero variance" in w for w in ac.warnings)  # only one arm is constant
+
+
+def test_method_with_zero_or_one_value() -> None:
+    values = {"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}, "none": {}}
+    results = compare_methods(values)
+    assert len(results) == 3
+    for r in results:
+        assert math.isnan(r.p_welch) and math.isnan(r.ci_low) and math.isnan(r.p_paired)
+        assert r.low_power
+        assert any("need at least 2 per arm" in w for w in r.warnings)
+    assert results[0].n_b == 1 and results[1].n_b == 0
+
+
+def test_nan_input_rejected() -> None:
+    with pytest.raises(ValueError, match=r"values\['b'\]\[1\]"):
+        compare_methods({"a": {0: 0.7, 1: 0.71}, "b": {0: 0.6, 1: float("nan")}})
+
+
+def test_to_dict_is_json_safe() -> None:
+    r = compare_methods({"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}})[0]
+    d = r.to_dict()
+    json.dumps(d, allow_nan=False)
+    assert d["p_welch"] is None and d["seeds_for_80_power"] is None
+    assert d["paired_seeds"] == [0] and d["a"] == "a" and isinstance(d["warnings"], list)
+    assert isinstance(summarize([1.0, 2.0]), ArmSummary)
+
+
+def test_invalid_levels_rejected() -> None:
+    with pytest.raises(ValueError):
+        compare_methods({"a": KD, "b": CE}, confidence=95)
+    with pytest.raises(ValueError):
+        seeds_for_power(0.5, power=1.0)
+
+
+def test_module_imports_only_numpy_scipy_stdlib() -> None:
+    code = "import sys, sprkd_cli.stats; print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
