@@ -22,3 +22,4 @@ Temperature = Annotated[Optional[float], typer.Option(help="kd temperature T [de
 CeWeight = Annotated[Optional[float], typer.Option(help="kd weight a of the label CE [default: 0.1].", rich_help_panel=KD)]
 KdWeight = Annotated[Optional[float], typer.Option(help="kd weight b of T²·KL [default: 0.9].", rich_help_panel=KD)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+Reuse = Annotated[bool, typer.Option("--reuse", help="If a finished run with the same config and seed exists, report it instead of training again.")]

@@ -25,10 +25,15 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_s
                        momentum=momentum, schedule=schedule, teacher_ids=teacher_ids, method_options=method_options)
 
 
-def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool) -> None:
-    from ..services.training import set_threads, train_run
+def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
+    from ..services.training import finished_outcome, set_threads, train_run
 
     store = open_store_from(ctx)
+    existing = store.find_finished(cfg.config_hash(), cfg.seed) if reuse else None
+    if existing is not None:
+        outcome = finished_outcome(existing) | {"reused": True}
+        print_json(outcome) if as_json else _print_outcome(outcome)
+        return
     set_threads(1)
     with progress(not as_json) as bar:
         task = bar.add_task(f"{cfg.kind} {cfg.method} seed {cfg.seed}", total=cfg.epochs, info="")
@@ -51,7 +56,7 @@ def _print_outcome(outcome: dict) -> None:
         out.print(f"[red]run {outcome['run_id']} failed[/red]: {outcome['error']}")
         return
     out.print(
-        f"run [bold]{outcome['run_id']}[/bold] finished: test_acc {fmt(outcome['test_acc'])} "
+        f"run [bold]{outcome['run_id']}[/bold] {'reused' if outcome.get('reused') else 'finished'}: test_acc {fmt(outcome['test_acc'])} "
         f"(at best val epoch {outcome['best_epoch']}, val_acc {fmt(outcome['best_val_acc'])}), "
         f"final test_acc {fmt(outcome['final_test_acc'])}, {outcome['n_params']:,} parameters, "
         f"{outcome['wall_seconds']:.1f}s"
@@ -77,12 +82,13 @@ def train_teacher(
     weight_decay: o.WeightDecay = 0.01,
     momentum: o.Momentum = 0.9,
     schedule: o.Schedule = "cosine",
+    reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
     """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact)."""
     cfg = _config("teacher", "sgd", dataset, model, seed, split_seed, epochs, batch_size, optimizer, lr,
                   weight_decay, momentum, schedule, [], {})
-    _train_and_report(ctx, cfg, as_json)
+    _train_and_report(ctx, cfg, as_json, reuse)
 
 
 def distill(
@@ -103,6 +109,7 @@ def distill(
     temperature: o.Temperature = None,
     ce_weight: o.CeWeight = None,
     kd_weight: o.KdWeight = None,
+    reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
     """Train a student with one method and record it."""
@@ -117,7 +124,7 @@ def distill(
         teachers = [store.get_run(ref).id]
     cfg = _config("student", method, dataset, student, seed, split_seed, epochs, batch_size, optimizer, lr,
                   weight_decay, momentum, schedule, teachers, options)
-    _train_and_report(ctx, cfg, as_json)
+    _train_and_report(ctx, cfg, as_json, reuse)
 
 
 def compare(

@@ -73,8 +73,13 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) 
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
-    return {"run_id": run.id, "status": "finished", **summary, "n_params": n_params,
-            "artifact_dir": str(artifacts), "config_hash": run.config_hash}
+    return finished_outcome(store.get_run(run.id))
+
+
+def finished_outcome(run) -> dict:
+    """What train-teacher and distill report for a finished run."""
+    return {"run_id": run.id, "status": run.status, **run.summary, "n_params": run.n_params,
+            "artifact_dir": run.artifact_dir, "config_hash": run.config_hash}
 
 
 def set_threads(jobs: int) -> None:
