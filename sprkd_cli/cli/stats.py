@@ -27,11 +27,15 @@ def stats(
     """Welch and paired t-tests for each pair of methods over their stored seeds, Holm-adjusted, with
     Cohen's d and d_z, the 95% CI of the difference and a low-power warning. The latest finished run
     of each (method, seed) is used."""
-    from ..methods import method_names
+    from ..data import check_dataset_name
+    from ..methods import parse_methods
+    from ..models import check_model
     from ..services.analysis import method_values, pairwise
-    from ..specs import parse_list
 
-    method_list = parse_list(methods) if methods else method_names()
+    method_list = parse_methods(methods)
+    check_dataset_name(dataset)
+    if student:
+        check_model(student)
     store = open_store_from(ctx)
     values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
     result = pairwise(values)

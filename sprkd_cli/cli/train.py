@@ -150,11 +150,11 @@ def compare(
 ) -> None:
     """Run every missing (method, seed) (finished runs with the same config and seed are reused), then
     print test accuracy at the best-validation epoch per method and write a learning-curve PNG."""
-    from ..methods import method_names
+    from ..methods import parse_methods
     from ..services.compare import check_jobs, compare as run_compare
-    from ..specs import parse_list, parse_seeds
+    from ..specs import parse_seeds
 
-    method_list = parse_list(methods) if methods else method_names()
+    method_list = parse_methods(methods)
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     template = _config("student", method_list[0], dataset, student, 0, split_seed, epochs, batch_size, optimizer,

@@ -19,12 +19,18 @@ def dataset_names() -> list[str]:
     return sorted(LOADERS)
 
 
-def load_dataset(spec: str, split_seed: int = 0) -> Splits:
-    """Load `spec` (e.g. `digits`, `synthetic:n=400,classes=3`) split by `split_seed`."""
-    name, options = parse_spec(spec)
+def check_dataset_name(spec: str) -> str:
+    """The dataset name of `spec`, which must be a registered one (its options are not checked)."""
+    name, _ = parse_spec(spec)
     if name not in LOADERS:
         raise unknown_name("dataset", name, LOADERS)
-    return LOADERS[name](spec, options, split_seed)
+    return name
 
 
-__all__ = ["Splits", "load_dataset", "dataset_names"]
+def load_dataset(spec: str, split_seed: int = 0) -> Splits:
+    """Load `spec` (e.g. `digits`, `synthetic:n=400,classes=3`) split by `split_seed`."""
+    name = check_dataset_name(spec)
+    return LOADERS[name](spec, parse_spec(spec)[1], split_seed)
+
+
+__all__ = ["Splits", "check_dataset_name", "load_dataset", "dataset_names"]

@@ -20,6 +20,18 @@ def method_class(name: str) -> type[Method]:
     return METHODS[name]
 
 
+def parse_methods(text: str | None) -> list[str]:
+    """A --methods value: comma-separated known method names; not given (or empty) means all of them."""
+    if not text:
+        return method_names()
+    names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    if not names:
+        raise UserError(f"bad --methods '{text}': give comma-separated methods, e.g. {','.join(METHODS)}")
+    for name in names:
+        method_class(name)
+    return names
+
+
 def method_options(name: str, given: dict) -> dict:
     """The method's own options: its defaults overridden by what was given (None = not given)."""
     cls = method_class(name)
@@ -29,4 +41,4 @@ def method_options(name: str, given: dict) -> dict:
     return options
 
 
-__all__ = ["Method", "METHODS", "method_class", "method_names", "method_options", "UserError"]
+__all__ = ["Method", "METHODS", "method_class", "method_names", "method_options", "parse_methods", "UserError"]

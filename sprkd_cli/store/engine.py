@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 
 from ..errors import UserError
 
@@ -58,7 +58,8 @@ def make_engine(url: str) -> Engine:
     path = sqlite_path(url)
     if path is not None:
         if not path.parent.is_dir():
-            raise UserError(f"cannot open the store {path}: folder {path.parent} does not exist")
+            problem = f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} does not exist"
+            raise UserError(f"cannot open the store {path}: {problem}")
         if path.exists() and not os.access(path, os.R_OK | os.W_OK):
             raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
         if not path.exists() and not os.access(path.parent, os.W_OK):
@@ -126,5 +127,5 @@ def upgrade(engine: Engine, url: str) -> None:
         with _migration_lock(url), engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
-    except OperationalError as exc:
+    except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
         raise UserError(f"cannot use the store {url}: {exc.orig}") from None

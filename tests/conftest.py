@@ -1,0 +1,92 @@
+"""Shared helpers for the runner's tests: tiny configs, the CLI in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from sprkd_cli.cli import app
+
+# Tiny enough that one run takes a fraction of a second on one core.
+DATA = "synthetic:n=200,features=8,classes=3"
+DATA_4 = "synthetic:n=200,features=8,classes=4"
+TEACHER_MODEL = "mlp:width=16,depth=1"
+STUDENT_MODEL = "mlp:width=8,depth=1"
+TRAIN = ["--epochs", "3", "--lr", "1e-2"]
+TEACHER_ARGS = ["train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN]
+STUDENT_ARGS = ["--dataset", DATA, "--student", STUDENT_MODEL, *TRAIN]
+METRIC_NAMES = {("train", "loss"), ("val", "loss"), ("val", "acc"), ("test", "loss"), ("test", "acc")}
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    """Artifacts under the test's tmp dir; no store from the environment; cwd in tmp so nothing
+    (such as a default ./runs.db) lands in the checkout."""
+    monkeypatch.setenv("SPRKD_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.delenv("SPRKD_DB", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    return tmp_path / "runs.db"
+
+
+def sprkd(db: Path | str | None, *args: str):
+    """Run `sprkd [--db DB] ARGS` in this process; stdout and stderr stay separate."""
+    argv = (["--db", str(db)] if db is not None else []) + [str(a) for a in args]
+    return CliRunner().invoke(app, argv)
+
+
+def sprkd_json(db, *args: str):
+    """Run a command with --json that must succeed; its stdout must be exactly one JSON document."""
+    result = sprkd(db, *args, "--json")
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    assert result.stderr == "", result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_user_error(result, *needles: str) -> str:
+    """Exit code 2, nothing on stdout, one line on stderr (`error: ...`) containing every needle,
+    and no exception escaped (it would have been a traceback outside the test runner)."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    for needle in needles:
+        assert needle in line, (needle, line)
+    return line
+
+
+def train_teacher(db, *extra: str) -> dict:
+    return sprkd_json(db, *TEACHER_ARGS, *extra)
+
+
+def run_subprocess(db, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real entry point, `python -m sprkd_cli`, as a user would run it."""
+    argv = [sys.executable, "-m", "sprkd_cli"] + (["--db", str(db)] if db is not None else []) + list(args)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+def open_test_store(db):
+    from sprkd_cli.store import open_store
+
+    return open_store(str(db))
+
+
+def metric_rows(store, run_id: str) -> list[tuple]:
+    return [(m.step, m.epoch, m.split, m.name, m.value) for m in store.metrics([run_id])]
