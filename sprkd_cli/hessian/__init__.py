@@ -1,0 +1,31 @@
+"""The Hessian engine: HVPs, extreme eigenpairs, trace and spectral density of the
+loss Hessian on a fixed probe set.
+
+    probe = ProbeSet.draw(x_train, y_train, n_batches=2, size=256, seed=0)
+    with HessianOperator(model, F.cross_entropy, probe) as op:
+        eig = lanczos(op, k_top=5, k_bottom=1)
+        report = full_report(op)
+"""
+
+from .density import DensityEstimate, slq_density, smooth_density
+from .hvp import HVPUnavailableError
+from .lanczos import LanczosResult, lanczos
+from .operator import HessianOperator
+from .probe import ProbeSet
+from .report import full_report
+from .trace import TraceEstimate, hutchinson_trace, hutchpp_trace
+
+__all__ = [
+    "DensityEstimate",
+    "HVPUnavailableError",
+    "HessianOperator",
+    "LanczosResult",
+    "ProbeSet",
+    "TraceEstimate",
+    "full_report",
+    "hutchinson_trace",
+    "hutchpp_trace",
+    "lanczos",
+    "slq_density",
+    "smooth_density",
+]

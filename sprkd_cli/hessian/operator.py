@@ -1,0 +1,277 @@
+"""The Hessian of the probe loss as a linear operator on flat parameter vectors.
+
+``H = sum_b (n_b / N) d^2 L_b / d theta^2`` over the probe batches, with ``theta`` the
+selected parameters (all trainable ones, or those under ``param_filter``). Use it as a
+context manager: entering puts the model in the probe mode and builds the HVP machinery;
+leaving releases it and restores every submodule's ``training`` flag and every buffer,
+also when the block raises. Parameter values and ``.grad`` attributes are never touched.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+import torch
+from torch import nn
+
+from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn
+from .layout import FlatLayout
+from .probe import ProbeSet
+
+MODES = ("eval", "train")
+HVP_KINDS = ("auto", "func", "double")
+DTYPES = (torch.float32, torch.float64)
+AUTO_TIMING_ROUNDS = 4  # hvp="auto" times each kind on 2 vectors this many times
+
+
+class HessianOperator:
+    """Matrix-free Hessian ``H`` of ``loss_fn(model(x), y)`` on a fixed probe set.
+
+    Args:
+        model: the network; it is left exactly as found (mode, buffers, grads, values).
+        loss_fn: ``loss_fn(logits, y)`` returning the mean loss over the batch.
+        probe: the fixed probe batches.
+        mode: ``"eval"`` or ``"train"``, the module mode during the probe.
+        hvp: ``"double"`` (double backward), ``"func"`` (forward over reverse with
+            ``torch.func``) or ``"auto"`` (time both, keep the faster that works).
+        dtype: ``torch.float32`` or ``torch.float64``; a model of another dtype is
+            probed through a converted deep copy.
+        param_filter: restrict ``theta`` to parameters under this module name
+            (``"fc1"`` selects ``fc1.weight`` and ``fc1.bias``, not ``fc10.weight``)
+            or to one parameter by its full name.
+        max_block: most columns one batched HVP handles in :meth:`matmat`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        probe: ProbeSet,
+        mode: str = "eval",
+        hvp: str = "auto",
+        dtype: torch.dtype = torch.float32,
+        param_filter: str | None = None,
+        max_block: int = 32,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if hvp not in HVP_KINDS:
+            raise ValueError(f"hvp must be one of {HVP_KINDS}, got {hvp!r}")
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.probe = probe
+        self.mode = mode
+        self.requested_hvp = hvp
+        self.dtype = dtype
+        self.param_filter = param_filter
+        self.max_block = max_block
+        selected = _select_parameters(model, param_filter)
+        self.layout = FlatLayout([n for n, _ in selected], [p.shape for _, p in selected])
+        self.device = selected[0][1].device
+        self.kind: str | None = None
+        self.func_error: str | None = None
+        self.n_hvp = 0
+        self.hvp_seconds = 0.0
+        self.setup_seconds = 0.0
+        self._backend: DoubleBackwardHVP | ForwardOverReverseHVP | None = None
+        self._saved_modes: list[tuple[nn.Module, bool]] = []
+        self._saved_buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    # -- layout -----------------------------------------------------------------------
+
+    @property
+    def dim(self) -> int:
+        """Number of selected parameter entries (the side of H)."""
+        return self.layout.dim
+
+    @property
+    def names(self) -> list[str]:
+        """Qualified names of the selected parameters, in flat-vector order."""
+        return self.layout.names
+
+    def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """Flat ``(dim,)`` vector to tensors shaped like the selected parameters."""
+        return self.layout.unflatten(v)
+
+    def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Per-parameter tensors (in :attr:`names` order) to one flat vector."""
+        return self.layout.flatten(tensors)
+
+    # -- context ----------------------------------------------------------------------
+
+    def __enter__(self) -> HessianOperator:
+        if self._backend is not None:
+            raise RuntimeError("this HessianOperator is already active")
+        start = time.perf_counter()
+        self._saved_modes = [(m, m.training) for m in self.model.modules()]
+        self._saved_buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        try:
+            self._backend = self._build()
+        except BaseException:
+            self._restore()
+            raise
+        self.kind = self._backend.kind
+        self.setup_seconds = time.perf_counter() - start
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        """Release the HVP graphs; put back every module's mode and every buffer."""
+        if self._backend is not None:
+            self._backend.release()
+            self._backend = None
+        for module, training in self._saved_modes:
+            module.training = training
+        with torch.no_grad():
+            for buffer, saved in self._saved_buffers:
+                buffer.copy_(saved)
+        self._saved_modes = []
+        self._saved_buffers = []
+
+    def _build(self) -> DoubleBackwardHVP | ForwardOverReverseHVP:
+        """Prepare the probe model and data, then the HVP backend ``hvp`` asks for."""
+        work = self.model
+        if any(t.is_floating_point() and t.dtype != self.dtype for t in _tensors(work)):
+            work = copy.deepcopy(work).to(self.dtype)
+        work.train(self.mode == "train")
+        named = dict(work.named_parameters())
+        params = [named[n] for n in self.names]
+        batches = [(self._cast(x), self._cast(y)) for x, y in self.probe.batches]
+        base = abs(self.probe.seed or 0) * 1_000_003
+        seeds = [base + b for b in range(len(batches))]
+        common = (work, self.loss_fn, batches, self.probe.weights, seeds, params, self.layout)
+        if self.requested_hvp == "double":
+            return DoubleBackwardHVP(*common)
+        selected = set(self.names)
+        constants = {n: p.detach() for n, p in named.items() if n not in selected}
+        constants.update({n: b for n, b in work.named_buffers()})
+        if self.requested_hvp == "func":
+            return ForwardOverReverseHVP(*common, constants)
+        return self._choose(DoubleBackwardHVP(*common), common, constants)
+
+    def _choose(
+        self,
+        double: DoubleBackwardHVP,
+        common: tuple,
+        constants: dict[str, torch.Tensor],
+    ) -> DoubleBackwardHVP | ForwardOverReverseHVP:
+        """``auto``: keep func only if it works (matvec and vmapped matmat) and is faster.
+
+        Both kinds are timed alternately on the same vectors (after a warm-up product)
+        and compared by their median product time.
+        """
+        generator = torch.Generator().manual_seed(0)
+        vectors = torch.randn(2, self.dim, generator=generator, dtype=self.dtype).to(self.device)
+        try:
+            func = ForwardOverReverseHVP(*common, constants)
+            func.matmat(vectors.T)
+        except Exception as error:  # no forward-mode rule, or an op vmap cannot batch
+            self.func_error = f"{type(error).__name__}: {error}"
+            return double
+        backends = (double, func)
+        seconds: tuple[list[float], list[float]] = ([], [])
+        double.matvec(vectors[0])
+        for _ in range(AUTO_TIMING_ROUNDS):
+            for backend, times in zip(backends, seconds):
+                for v in vectors:
+                    self._sync()
+                    start = time.perf_counter()
+                    backend.matvec(v)
+                    self._sync()
+                    times.append(time.perf_counter() - start)
+        double_median, func_median = (statistics.median(times) for times in seconds)
+        chosen = func if func_median < double_median else double
+        for backend in backends:
+            if backend is not chosen:
+                backend.release()
+        return chosen
+
+    def _cast(self, t: torch.Tensor) -> torch.Tensor:
+        """Move probe data to the model's device; floating data to the probe dtype."""
+        return t.to(self.device, self.dtype if t.is_floating_point() else t.dtype)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # -- products ---------------------------------------------------------------------
+
+    def _active(self) -> DoubleBackwardHVP | ForwardOverReverseHVP:
+        if self._backend is None:
+            raise RuntimeError("use the HessianOperator inside a `with` block")
+        return self._backend
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for a flat vector ``v`` of shape ``(dim,)``."""
+        backend = self._active()
+        v = v.to(self.device, self.dtype)
+        if v.shape != (self.dim,):
+            raise ValueError(f"expected shape ({self.dim},), got {tuple(v.shape)}")
+        self._sync()
+        start = time.perf_counter()
+        hv = backend.matvec(v)
+        self._sync()
+        self.hvp_seconds += time.perf_counter() - start
+        self.n_hvp += 1
+        return hv
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``H V`` for columns ``V`` of shape ``(dim, m)``, in blocks of ``max_block``."""
+        backend = self._active()
+        V = V.to(self.device, self.dtype)
+        if V.dim() != 2 or V.shape[0] != self.dim:
+            raise ValueError(f"expected shape ({self.dim}, m), got {tuple(V.shape)}")
+        self._sync()
+        start = time.perf_counter()
+        blocks = [backend.matmat(block) for block in V.split(self.max_block, dim=1)]
+        self._sync()
+        self.hvp_seconds += time.perf_counter() - start
+        self.n_hvp += V.shape[1]
+        return torch.cat(blocks, dim=1)
+
+    def loss(self) -> float:
+        """Probe loss: size-weighted mean of the batch losses."""
+        return self._active().loss
+
+    def gradient(self) -> torch.Tensor:
+        """Flat gradient of the probe loss (``.grad`` attributes are not touched)."""
+        return self._active().gradient.clone()
+
+
+def _tensors(model: nn.Module) -> list[torch.Tensor]:
+    return [*model.parameters(), *model.buffers()]
+
+
+def _select_parameters(
+    model: nn.Module, param_filter: str | None
+) -> list[tuple[str, nn.Parameter]]:
+    """Trainable parameters under the module (or parameter) name ``param_filter``."""
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("the model has no trainable parameters")
+    if param_filter is None:
+        return trainable
+    prefix = param_filter.rstrip(".")
+    selected = [(n, p) for n, p in trainable if n == prefix or n.startswith(prefix + ".")]
+    if not selected:
+        parts = [n.split(".") for n, _ in trainable]
+        modules = sorted({".".join(p[:i]) for p in parts for i in range(1, len(p))})
+        valid = modules + [n for n, _ in trainable]
+        raise ValueError(
+            f"param_filter {param_filter!r} matches no trainable parameter; "
+            f"valid prefixes: {', '.join(valid)}"
+        )
+    return selected
