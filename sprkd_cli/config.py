@@ -8,6 +8,9 @@ from dataclasses import asdict, dataclass, field
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
+# Fields that say what to measure during a run, not how it trains: left out of the config hash,
+# so a run with Hessian reports is the same experiment as one without (and compare reuses either).
+MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
 
 
 @dataclass
@@ -29,6 +32,8 @@ class TrainConfig:
     teacher_ids: list[str] = field(default_factory=list)
     method_options: dict = field(default_factory=dict)
     device: str = "cpu"
+    hessian_every: int = 0  # a Hessian report (top-5, bottom-1, Hutch++ trace) every N steps; 0: none
+    hessian_density: bool = False  # add the SLQ density to those reports
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -42,6 +47,7 @@ class TrainConfig:
         return cls(**known)
 
     def config_hash(self) -> str:
-        """Identifies the experiment; the seed is not part of it (same hash + same seed = same run)."""
-        body = {k: v for k, v in self.to_dict().items() if k != "seed"}
+        """Identifies the experiment; the seed and measurement-only fields are not part of it
+        (same hash + same seed = same run)."""
+        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

@@ -552,7 +552,10 @@ def test_full_report_is_complete_and_json_serialisable(setup):
     assert len(report["residuals"]) == len(report["converged"]) == 4 and all(report["converged"])
     assert report["trace_method"] == "hutchpp" and report["trace_se"] > 0
     assert np.shape(report["density_nodes"]) == np.shape(report["density_weights"]) == (2, 10)
-    assert report["n_hvp"] == report["iterations"] + 12 + 20
+    assert report["n_hvp"] == report["iterations"] + 4 + 12 + 20  # 4: one HVP per measured residual
+    assert report["costs"]["residuals"]["n_hvp"] == 4
+    # Converged pairs: the measured residual ||Hy - θy|| is as small as Lanczos' bound says.
+    assert max(report["residuals"]) < 1e-6 * abs(report["top_eigenvalues"][0])
     parts = ("lanczos", "trace", "density")
     assert [report["costs"][part]["n_hvp"] for part in parts] == [report["iterations"], 12, 20]
     assert [report[f"{part}_n_hvp"] for part in parts] == [report["iterations"], 12, 20]

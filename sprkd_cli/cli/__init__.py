@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import SprkdGroup
-from . import runs, stats, train
+from . import hessian, runs, stats, train
 
 app = typer.Typer(
     cls=SprkdGroup,
@@ -31,6 +31,7 @@ def _global(
 
 train.register(app)
 stats.register(app)
+hessian.register(app)
 app.add_typer(runs.app, name="runs")
 
 

@@ -8,6 +8,7 @@ import typer
 
 TRAIN = "Training"
 KD = "kd method"
+HESSIAN = "Hessian during training"
 
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. digits or synthetic:n=600,classes=4.")]
 SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val/test split (stored with the run).")]
@@ -23,3 +24,5 @@ CeWeight = Annotated[Optional[float], typer.Option(help="kd weight a of the labe
 KdWeight = Annotated[Optional[float], typer.Option(help="kd weight b of T²·KL [default: 0.9].", rich_help_panel=KD)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 Reuse = Annotated[bool, typer.Option("--reuse", help="If a finished run with the same config and seed exists, report it instead of training again.")]
+HessianEvery = Annotated[int, typer.Option(help="A Hessian report (top-5 and bottom-1 eigenvalues, Hutch++ trace) every N optimiser steps, stored with its step; 0: none.", rich_help_panel=HESSIAN)]
+HessianDensity = Annotated[bool, typer.Option("--hessian-density", help="Add the SLQ eigenvalue density to the reports of --hessian-every.", rich_help_panel=HESSIAN)]

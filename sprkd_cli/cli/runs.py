@@ -67,7 +67,8 @@ def show(
     document = run_row(r) | {"config": r.config, "summary": r.summary, "versions": r.versions,
                              "artifact_dir": r.artifact_dir, "host": r.host, "pid": r.pid,
                              "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
-                             "metrics": list(epochs.values())}
+                             "metrics": list(epochs.values()),
+                             "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(r.id)]}
     if as_json:
         print_json(document)
         return
@@ -89,6 +90,27 @@ def show(
         best = row["epoch"] == r.summary.get("best_epoch")
         table.add_row(*(fmt(row.get(c)) for c in columns), style="bold" if best else None)
     out.print(table)
+    if document["hessian_reports"]:
+        out.print(_hessian_table(document["hessian_reports"]))
+
+
+def _hessian_row(report) -> dict:
+    result = report.result
+    return {"report_id": report.id, "step": report.step, "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
+            "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0], "trace": result["trace"],
+            "trace_se": result["trace_se"], "n_hvp": report.n_hvp, "seconds": report.seconds}
+
+
+def _hessian_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="Hessian reports (sprkd hessian-report --compare for densities)")
+    columns = ("report_id", "step", "top_eigenvalue", "bottom_eigenvalue", "trace", "n_hvp", "seconds")
+    for column in columns:
+        table.add_column(column.replace("_eigenvalue", " λ").replace("report_id", "report"), justify="right")
+    for row in rows:
+        table.add_row(*("final" if c == "step" and row[c] is None else fmt(row[c]) for c in columns))
+    return table
 
 
 @app.command("export")

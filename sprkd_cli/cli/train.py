@@ -13,7 +13,8 @@ from .app import console, fmt, open_store_from, print_json, progress
 
 def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_seed: int, epochs: int,
             batch_size: int, optimizer: str, lr: float, weight_decay: float, momentum: float, schedule: str,
-            teacher_ids: list[str], method_options: dict) -> TrainConfig:
+            teacher_ids: list[str], method_options: dict, **extra) -> TrainConfig:
+    """The run's TrainConfig; `extra` are further TrainConfig fields (e.g. hessian_every)."""
     from ..errors import UserError
 
     if optimizer not in ("adamw", "adam", "sgd"):
@@ -22,7 +23,8 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_s
         raise UserError(f"unknown schedule '{schedule}'; valid schedules: constant, cosine")
     return TrainConfig(kind=kind, method=method, dataset=dataset, model=model, seed=seed, split_seed=split_seed,
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                       momentum=momentum, schedule=schedule, teacher_ids=teacher_ids, method_options=method_options)
+                       momentum=momentum, schedule=schedule, teacher_ids=teacher_ids, method_options=method_options,
+                       **extra)
 
 
 def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
@@ -82,12 +84,15 @@ def train_teacher(
     weight_decay: o.WeightDecay = 0.01,
     momentum: o.Momentum = 0.9,
     schedule: o.Schedule = "cosine",
+    hessian_every: o.HessianEvery = 0,
+    hessian_density: o.HessianDensity = False,
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
     """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact)."""
     cfg = _config("teacher", "sgd", dataset, model, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, [], {})
+                  weight_decay, momentum, schedule, [], {}, hessian_every=hessian_every,
+                  hessian_density=hessian_density)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 
@@ -109,6 +114,8 @@ def distill(
     temperature: o.Temperature = None,
     ce_weight: o.CeWeight = None,
     kd_weight: o.KdWeight = None,
+    hessian_every: o.HessianEvery = 0,
+    hessian_density: o.HessianDensity = False,
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
@@ -123,7 +130,8 @@ def distill(
         ref = teacher or latest_teacher(store, dataset, split_seed).id
         teachers = [store.get_run(ref).id]
     cfg = _config("student", method, dataset, student, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, teachers, options)
+                  weight_decay, momentum, schedule, teachers, options, hessian_every=hessian_every,
+                  hessian_density=hessian_density)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 

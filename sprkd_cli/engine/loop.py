@@ -69,8 +69,11 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
 
 
 def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
-        on_epoch: Callable[[EpochRecord], None] | None = None) -> FitResult:
-    """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss."""
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        on_step: Callable[[int, int], None] | None = None) -> FitResult:
+    """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss.
+
+    `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training)."""
     x, y = data.x_train, data.y_train
     n = len(y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -98,6 +101,8 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             optimizer.step()
             schedule.step()
             total += value * len(index)
+            if on_step is not None:
+                on_step(step, epoch)
         metrics = {("train", "loss"): total / n}
         for split in ("val", "test"):
             loss_value, acc, predictions = evaluate(model, *data.split(split))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def prepare(cfg: TrainConfig, store: Store):
     check_model(cfg.model)
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
+    if cfg.hessian_every < 0:
+        raise UserError("--hessian-every must be >= 0 (0: no reports during training)")
     data = load_dataset(cfg.dataset, cfg.split_seed)
     teacher = None
     if method_cls.needs_teacher:
@@ -61,7 +64,8 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) 
 
     started = time.perf_counter()
     try:
-        result = fit(model, method, data, cfg, on_epoch=record)
+        result = fit(model, method, data, cfg, on_epoch=record,
+                     on_step=_hessian_probe(cfg, store, run.id, model, data) if cfg.hessian_every else None)
     except Diverged as exc:
         store.fail_run(run.id, f"diverged: {exc}")
         return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
@@ -74,6 +78,24 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) 
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
     return finished_outcome(store.get_run(run.id))
+
+
+def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> Callable[[int, int], None]:
+    """on_step hook of --hessian-every: a stored Hessian report every N steps, on the run's probe set.
+
+    The probe restores the model's mode and gradients and draws its random vectors from private
+    generators, so the run trains exactly as it would without it."""
+    from .hessian import HessianRequest, measure
+
+    request = HessianRequest(trace=True, density=cfg.hessian_density)
+    config = asdict(request)
+
+    def probe(step: int, epoch: int) -> None:
+        if step % cfg.hessian_every == 0:
+            store.add_hessian_report(run_id, config | {"epoch": epoch}, measure(model, data, request, cfg.seed),
+                                     step=step)
+
+    return probe
 
 
 def finished_outcome(run) -> dict:

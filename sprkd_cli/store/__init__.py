@@ -133,6 +133,19 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
 
+    def add_hessian_report(self, run_id: str, config: dict, result: dict, *, step: int | None = None) -> int:
+        row = HessianReport(run_id=run_id, step=step, created_at=utcnow(), config=config, result=result,
+                            n_hvp=int(result["n_hvp"]), seconds=float(result["seconds"]))
+        with self.session() as s, s.begin():
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def hessian_reports(self, run_id: str) -> list[HessianReport]:
+        query = select(HessianReport).where(HessianReport.run_id == run_id).order_by(HessianReport.id)
+        with self.session() as s:
+            return list(s.scalars(query))
+
     def set_predictions(self, run_id: str, split: str, predicted: Sequence[int], labels: Sequence[int]) -> None:
         with self.session() as s, s.begin():
             s.execute(delete(Prediction).where(Prediction.run_id == run_id, Prediction.split == split))

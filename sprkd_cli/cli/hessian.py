@@ -1,0 +1,99 @@
+"""hessian-report: curvature of a stored run's loss landscape, and reports side by side."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from . import options as o
+from .app import console, fmt, open_store_from, print_json
+
+PROBE = "Probe set"
+ESTIMATORS = "Estimators"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("hessian-report")(hessian_report)
+
+
+def hessian_report(
+    ctx: typer.Context,
+    runs: Annotated[list[str], typer.Argument(help="Run id (or unique prefix); several with --compare.")],
+    compare: Annotated[bool, typer.Option("--compare", help="Show the stored reports of the runs side by side, with one figure of their densities.")] = False,
+    top_k: Annotated[int, typer.Option(help="Largest (algebraic) eigenvalues.", rich_help_panel=ESTIMATORS)] = 5,
+    bottom_k: Annotated[int, typer.Option(help="Smallest (algebraic) eigenvalues: negative ones show saddles.", rich_help_panel=ESTIMATORS)] = 1,
+    trace: Annotated[bool, typer.Option("--trace", help="Estimate the trace (Hutch++ by default).", rich_help_panel=ESTIMATORS)] = False,
+    trace_method: Annotated[str, typer.Option(help="hutchpp or hutchinson.", rich_help_panel=ESTIMATORS)] = "hutchpp",
+    trace_hvp: Annotated[int, typer.Option(help="HVPs the trace estimate may spend.", rich_help_panel=ESTIMATORS)] = 99,
+    density: Annotated[bool, typer.Option("--density", help="Eigenvalue density by stochastic Lanczos quadrature; writes a PNG.", rich_help_panel=ESTIMATORS)] = False,
+    slq_runs: Annotated[int, typer.Option(help="SLQ random starts.", rich_help_panel=ESTIMATORS)] = 10,
+    slq_steps: Annotated[int, typer.Option(help="Lanczos steps per SLQ start.", rich_help_panel=ESTIMATORS)] = 80,
+    probe_batches: Annotated[int, typer.Option(help="Batches in the probe set.", rich_help_panel=PROBE)] = 2,
+    probe_size: Annotated[int, typer.Option(help="Examples per probe batch.", rich_help_panel=PROBE)] = 256,
+    probe_seed: Annotated[Optional[int], typer.Option(help="Draw another probe set [default: the run's seed, i.e. the run's own probe set].", rich_help_panel=PROBE)] = None,
+    mode: Annotated[str, typer.Option(help="Model mode during the probe: eval or train (restored after).", rich_help_panel=PROBE)] = "eval",
+    dtype: Annotated[str, typer.Option(help="float32 or float64.", rich_help_panel=PROBE)] = "float32",
+    hvp: Annotated[str, typer.Option(help="auto, func (forward-over-reverse) or double (double backward).", rich_help_panel=PROBE)] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the random vectors only (Lanczos start, trace and SLQ probes).", rich_help_panel=PROBE)] = 0,
+    layer: Annotated[Optional[str], typer.Option(help="Only the parameters of this module, e.g. embed.1 or body.", rich_help_panel=PROBE)] = None,
+    as_json: o.Json = False,
+) -> None:
+    """Eigenvalues (top and bottom, with residuals), trace and eigenvalue density of the loss Hessian
+    of a run's final model on the run's fixed probe set; stored in the run's record."""
+    from ..errors import UserError
+    from ..services.hessian import HessianRequest, compare_runs, report_run
+
+    store = open_store_from(ctx)
+    if compare:
+        result = compare_runs(store, runs)
+        print_json(result) if as_json else _print_compare(result)
+        return
+    if len(runs) != 1:
+        raise UserError("give one run, or several with --compare")
+    request = HessianRequest(top_k=top_k, bottom_k=bottom_k, trace=trace, trace_method=trace_method,
+                             trace_hvp=trace_hvp, density=density, slq_runs=slq_runs, slq_steps=slq_steps,
+                             probe_batches=probe_batches, probe_size=probe_size, probe_seed=probe_seed, mode=mode,
+                             dtype=dtype, hvp=hvp, seed=seed, layer=layer)
+    result = report_run(store, runs[0], request)
+    if as_json:
+        print_json({k: v for k, v in result.items() if k != "probe"} | {"probe_sizes": result["probe"]["sizes"]})
+        return
+    _print_report(result)
+
+
+def _print_report(r: dict) -> None:
+    from rich.table import Table
+
+    out = console()
+    table = Table(title=f"Hessian of run {r['run_id']} (report {r['report_id']}): {r['dim']:,} parameters, "
+                        f"probe loss {r['loss']:.4f}")
+    for column in ("", "eigenvalue", "residual ‖Hv−λv‖", "converged"):
+        table.add_column(column, justify="left" if not column else "right")
+    n_top = len(r["top_eigenvalues"])
+    for i, value in enumerate(r["top_eigenvalues"] + r["bottom_eigenvalues"]):
+        label = f"top {i + 1}" if i < n_top else f"bottom {i - n_top + 1}"
+        table.add_row(label, f"{value:.6g}", f"{r['residuals'][i]:.2e}", "yes" if r["converged"][i] else "[red]no[/red]")
+    out.print(table)
+    if r["trace"] is not None:
+        out.print(f"trace ({r['trace_method']}): {r['trace']:.6g} ± {r['trace_se']:.2g} (se, {r['trace_n_hvp']} HVPs)")
+    if r["plot"]:
+        out.print(f"density ({r['density_runs']} SLQ runs × {r['density_steps']} steps): {r['plot']}")
+    out.print(f"{r['n_hvp']} HVPs ({r['hvp_kind']}, {r['dtype']}, {r['mode']} mode) in {r['seconds']:.2f}s, "
+              f"{r['hvp_seconds']:.2f}s of them in HVPs; Lanczos {r['iterations']} iterations")
+
+
+def _print_compare(result: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="Hessian reports side by side (latest report of each run)")
+    for column in ("run", "method", "report", "top eigenvalue", "bottom eigenvalue", "trace", "negative density"):
+        table.add_column(column, justify="left" if column in ("run", "method") else "right")
+    for row in result["runs"]:
+        trace = "–" if row["trace"] is None else f"{row['trace']:.4g} ± {row['trace_se']:.2g}"
+        table.add_row(row["run_id"], row["method"], str(row["report_id"]), fmt(row["top_eigenvalue"]),
+                      fmt(row["bottom_eigenvalue"]), trace, fmt(row["negative_mass"]))
+    out = console()
+    out.print(table)
+    if result["plot"]:
+        out.print(f"densities: {result['plot']}")

@@ -1,0 +1,154 @@
+"""Hessian reports of stored runs: measure on the run's probe set, store, plot, compare."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..store import Store
+
+DTYPES = ("float32", "float64")
+MODES = ("eval", "train")
+HVP_KINDS = ("auto", "func", "double")
+TRACE_METHODS = ("hutchpp", "hutchinson")
+
+
+@dataclass
+class HessianRequest:
+    """What to measure and on what: every field is a flag of `hessian-report`, stored with the report."""
+
+    top_k: int = 5
+    bottom_k: int = 1
+    trace: bool = False
+    trace_method: str = "hutchpp"
+    trace_hvp: int = 99
+    density: bool = False
+    slq_runs: int = 10
+    slq_steps: int = 80
+    probe_batches: int = 2
+    probe_size: int = 256
+    probe_seed: int | None = None  # None: the run's own seed, so every report of a run sees the same data
+    mode: str = "eval"
+    dtype: str = "float32"
+    hvp: str = "auto"
+    seed: int = 0  # random vectors only: Lanczos start, trace and SLQ probes
+    layer: str | None = None
+
+    def validate(self) -> None:
+        for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
+                                   (self.hvp, HVP_KINDS, "--hvp"), (self.trace_method, TRACE_METHODS, "--trace-method")):
+            if value not in valid:
+                raise UserError(f"bad {flag} '{value}'; valid: {', '.join(valid)}")
+        if self.top_k < 0 or self.bottom_k < 0 or self.top_k + self.bottom_k == 0:
+            raise UserError("ask for at least one eigenvalue: --top-k and --bottom-k are >= 0, not both 0")
+        if self.probe_batches < 1 or self.probe_size < 1 or self.slq_runs < 1 or self.slq_steps < 2 or self.trace_hvp < 5:
+            raise UserError("--probe-batches, --probe-size, --slq-runs must be >= 1, --slq-steps >= 2, --trace-hvp >= 5")
+
+
+def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
+    """One report on `model` over the probe set of the run (drawn from `run_seed` unless overridden)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ..hessian import HessianOperator, HVPUnavailableError, ProbeSet, full_report
+
+    probe_seed = run_seed if request.probe_seed is None else request.probe_seed
+    probe = ProbeSet.draw(data.x_train, data.y_train, n_batches=request.probe_batches, size=request.probe_size,
+                          seed=probe_seed)
+    dtype = torch.float64 if request.dtype == "float64" else torch.float32
+    try:
+        with HessianOperator(model, F.cross_entropy, probe, mode=request.mode, hvp=request.hvp, dtype=dtype,
+                             param_filter=request.layer) as op:
+            return full_report(op, top_k=request.top_k, bottom_k=request.bottom_k, trace=request.trace,
+                               trace_method=request.trace_method, trace_hvp=request.trace_hvp,
+                               density=request.density, slq_runs=request.slq_runs, slq_steps=request.slq_steps,
+                               seed=request.seed)
+    except HVPUnavailableError as exc:
+        raise UserError(f"--hvp {request.hvp}: {exc}; use --hvp auto or double") from None
+    except ValueError as exc:  # e.g. a --layer that matches no parameter
+        raise UserError(str(exc)) from None
+
+
+def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
+    """Measure the run's final model, store the report and (with a density) write its PNG."""
+    from ..config import TrainConfig
+    from ..data import load_dataset
+    from .teachers import FINAL_CHECKPOINT, load_run_model
+
+    request.validate()
+    run = store.get_run(ref)
+    if run.status != "finished":
+        raise UserError(f"run {run.id} is {run.status}; a Hessian report needs a finished run's model")
+    cfg = TrainConfig.from_dict(run.config)
+    data = load_dataset(cfg.dataset, cfg.split_seed)
+    model = load_run_model(run, FINAL_CHECKPOINT)
+    result = measure(model, data, request, run.seed)
+    report_id = store.add_hessian_report(run.id, asdict(request), result)
+    plot = None
+    if request.density:
+        plot = density_plot({f"{run.id} ({run.method})": result}, Path(run.artifact_dir) / f"hessian-{report_id}.png",
+                            title=f"Hessian eigenvalue density, run {run.id}")
+    return {"report_id": report_id, "run_id": run.id, "request": asdict(request), **result,
+            "plot": str(plot) if plot else None}
+
+
+def negative_mass(result: dict) -> float | None:
+    """Share of the SLQ density on negative eigenvalues (mean over runs of Σ weights at nodes < 0)."""
+    if not result.get("density_nodes"):
+        return None
+    import numpy as np
+
+    nodes, weights = np.asarray(result["density_nodes"]), np.asarray(result["density_weights"])
+    return float((weights * (nodes < 0)).sum(axis=1).mean())
+
+
+def compare_runs(store: Store, refs: list[str]) -> dict:
+    """The latest stored report of each run side by side, and their densities in one figure."""
+    rows, densities = [], {}
+    for ref in refs:
+        run = store.get_run(ref)
+        reports = store.hessian_reports(run.id)
+        if not reports:
+            raise UserError(f"run {run.id} has no Hessian report; make one: sprkd hessian-report {run.id} --trace --density")
+        report = next((r for r in reversed(reports) if r.step is None), reports[-1])
+        result = report.result
+        rows.append({"run_id": run.id, "method": run.method, "kind": run.kind, "report_id": report.id,
+                     "step": report.step, "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
+                     "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0], "trace": result["trace"],
+                     "trace_se": result["trace_se"], "negative_mass": negative_mass(result)})
+        if result.get("density_nodes"):
+            densities[f"{run.id} ({run.method})"] = result
+    plot = None
+    if densities:
+        plot = density_plot(densities, store.artifact_root / "hessian" / f"compare-{'-'.join(r['run_id'] for r in rows)}.png",
+                            title="Hessian eigenvalue densities")
+    return {"runs": rows, "plot": str(plot) if plot else None}
+
+
+def density_plot(results: dict[str, dict], out: Path, title: str) -> Path:
+    """The Gaussian-smoothed SLQ density of each result, log-scale y, on one axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..hessian import DensityEstimate, smooth_density
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, result in results.items():
+        estimate = DensityEstimate(nodes=np.asarray(result["density_nodes"]), weights=np.asarray(result["density_weights"]),
+                                   dim=result["dim"], n_hvp=result["density_n_hvp"], seed=result["seed"], seconds=0.0)
+        grid, density = smooth_density(estimate)
+        ax.semilogy(grid, np.maximum(density, 1e-12), label=label)
+    ax.set_xlabel("eigenvalue")
+    ax.set_ylabel("density (log scale)")
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
