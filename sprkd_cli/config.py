@@ -11,6 +11,17 @@ SCHEDULES = ("cosine", "constant")
 # Fields that say what to measure during a run, not how it trains: left out of the config hash,
 # so a run with Hessian reports is the same experiment as one without (and compare reuses either).
 MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
+# A teacher's saddle tracking only reads the probe Hessian (mode, buffers and .grad restored, private RNGs):
+# it trains the same teacher, so these are measurement fields too (tests/test_sprkd.py checks the metrics).
+SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "saddle_rule", "saddle_alpha", "saddle_beta",
+                 "max_saddles", "probe_batches", "probe_size", "probe_mode")
+MEASUREMENT_FIELDS += SADDLE_FIELDS
+# Where the data are read from and what hardware trains: not what the experiment is. The split's
+# fingerprint (stored with each run, checked between teacher and student) already catches data that
+# differ, so the same files in another folder, a --download, or a GPU run is the same experiment, and
+# compare reuses it. (A GPU run's numbers differ in the last digits from a CPU run's; the run's row
+# records the device it used.)
+LOCATION_FIELDS = ("data_dir", "download", "device")
 
 
 @dataclass
@@ -32,8 +43,22 @@ class TrainConfig:
     teacher_ids: list[str] = field(default_factory=list)
     method_options: dict = field(default_factory=dict)
     device: str = "cpu"
+    data_dir: str | None = None  # --data-dir: where the dataset's files are (None: ./data, downloads allowed)
+    download: bool = False  # image datasets: fetch missing files (torchvision, datasets); off: files only
+    image_size: int | None = None  # malaria: the side images are resized to (None: 32)
+    augment: bool = False  # random crop (padding 4) + horizontal flip of every training batch
     hessian_every: int = 0  # a Hessian report (top-5, bottom-1, Hutch++ trace) every N steps; 0: none
     hessian_density: bool = False  # add the SLQ density to those reports
+    track_saddles: bool = False  # teachers: the strong-saddle test every saddle_every steps (METHODS.md, sprkd phase 1)
+    saddle_every: int = 50
+    saddle_top_n: int = 4  # eigenvalues of largest magnitude examined
+    saddle_rule: str = "ratio"  # ratio: S- >= alpha*S+; magnitude: S- >= beta; both
+    saddle_alpha: float = 0.4
+    saddle_beta: float = 7.0
+    max_saddles: int = 20  # the lowest-probe-loss ones are kept
+    probe_batches: int = 2  # the probe set of the saddle test (and of --hessian-every reports)
+    probe_size: int = 256
+    probe_mode: str = "eval"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -47,7 +72,7 @@ class TrainConfig:
         return cls(**known)
 
     def config_hash(self) -> str:
-        """Identifies the experiment; the seed and measurement-only fields are not part of it
+        """Identifies the experiment; the seed, measurement-only and location fields are not part of it
         (same hash + same seed = same run)."""
-        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS}
+        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

@@ -49,6 +49,8 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["distill", "--dataset", DATA, "--teacher", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "show", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "export", "--format", "xml"], ["unknown --format 'xml'", "csv", "json"]),
+        (["runs", "list", "--status", "bogus"], ["unknown --status 'bogus'", "finished", "failed", "running"]),
+        (["runs", "list", "--kind", "bogus"], ["unknown --kind 'bogus'", "teacher", "student"]),
         (["stats", "--dataset", DATA, "--metric", "bogus"], ["bad --metric 'bogus'"]),
         (["compare", "--dataset", DATA, "--jobs", "0"], ["--jobs"]),
     ],

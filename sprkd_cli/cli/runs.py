@@ -36,6 +36,12 @@ def list_runs(
     """The runs in the store, newest first."""
     from rich.table import Table
 
+    from ..errors import UserError
+    from ..store import RUN_KINDS, RUN_STATUSES
+
+    for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
+        if value is not None and value not in valid:
+            raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
     runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None)
     if as_json:
         print_json([run_row(r) for r in runs])
@@ -54,10 +60,13 @@ def list_runs(
 def show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
+    events: Annotated[bool, typer.Option("--events", help="Also list the run's event log (saddles stored, ASR, approach, NHE, PGD).")] = False,
     as_json: o.Json = False,
 ) -> None:
-    """One run: its config, provenance, summary and per-epoch metrics."""
+    """One run: its config, provenance, summary, per-epoch metrics, saddle points and event counts."""
     from rich.table import Table
+
+    from ..services.saddles import event_counts
 
     store = open_store_from(ctx)
     r = store.get_run(run)
@@ -68,7 +77,12 @@ def show(
                              "artifact_dir": r.artifact_dir, "host": r.host, "pid": r.pid,
                              "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
                              "metrics": list(epochs.values()),
-                             "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(r.id)]}
+                             "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(r.id)],
+                             "saddle_points": [_saddle_row(p) for p in store.saddle_points(r.id)],
+                             "event_counts": event_counts(store, r.id)}
+    if events:
+        document["events"] = [{"id": e.id, "step": e.step, "epoch": e.epoch, "kind": e.kind, "payload": e.payload}
+                              for e in store.events(r.id)]
     if as_json:
         print_json(document)
         return
@@ -92,6 +106,53 @@ def show(
     out.print(table)
     if document["hessian_reports"]:
         out.print(_hessian_table(document["hessian_reports"]))
+    if document["saddle_points"]:
+        out.print(_saddle_table(document["saddle_points"]))
+    if document["event_counts"]["events"]:
+        out.print("events: " + ", ".join(f"{k} {v}" for k, v in document["event_counts"].items()))
+    if events:
+        out.print(_event_table(document["events"]))
+
+
+def _saddle_row(point) -> dict:
+    return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
+            "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
+            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "artifact": point.artifact}
+
+
+def _saddle_table(rows: list[dict]):
+    from rich.table import Table
+
+    table = Table(title="strong saddle points (sprkd)")
+    for column in ("saddle", "step", "epoch", "probe_loss", "S-", "S+", "S-/S+", "eigenvalues"):
+        table.add_column(column, justify="left" if column == "eigenvalues" else "right")
+    for row in rows:
+        table.add_row(str(row["saddle_id"]), str(row["step"]), str(row["epoch"]), fmt(row["probe_loss"]),
+                      fmt(row["s_neg"]), fmt(row["s_pos"]), fmt(row["ratio"]),
+                      ", ".join(f"{v:.4g}" for v in row["eigenvalues"]))
+    return table
+
+
+def _event_table(rows: list[dict]):
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="events")
+    for column in ("step", "epoch", "kind", "details"):
+        table.add_column(column, justify="left" if column in ("kind", "details") else "right")
+    for row in rows:
+        details = ", ".join(f"{k}={_short(v)}" for k, v in row["payload"].items())
+        table.add_row("–" if row["step"] is None else str(row["step"]), "–" if row["epoch"] is None else str(row["epoch"]),
+                      row["kind"], escape(details))
+    return table
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list) and len(value) > 6:
+        return f"[{len(value)} items]"
+    return str(value)
 
 
 def _hessian_row(report) -> dict:

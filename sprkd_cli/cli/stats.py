@@ -22,11 +22,18 @@ def stats(
     at: Annotated[str, typer.Option(help="Epoch of the value: best-val (best validation accuracy) or final.")] = "best-val",
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,
+    mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help="Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
     as_json: o.Json = False,
 ) -> None:
     """Welch and paired t-tests for each pair of methods over their stored seeds, Holm-adjusted, with
     Cohen's d and d_z, the 95% CI of the difference and a low-power warning. The latest finished run
-    of each (method, seed) is used."""
+    of each (method, seed) is used. With --mcnemar RUN_A RUN_B: McNemar's exact test on two runs."""
+    if mcnemar is not None:
+        from ..services.analysis import mcnemar_runs
+
+        result = mcnemar_runs(open_store_from(ctx), *mcnemar)
+        print_json(result) if as_json else _print_mcnemar(result)
+        return
     from ..data import check_dataset_name
     from ..methods import parse_methods
     from ..models import check_model
@@ -64,4 +71,14 @@ def _print_stats(result: dict, dataset: str, metric: str, at: str) -> None:
                       fmt_p(p["p_holm_paired"]), fmt(p["cohens_d"], 2), fmt(p["cohens_dz"], 2))
     out.print(pairs)
     for warning in dict.fromkeys(w for p in result["pairs"] for w in p["warnings"]):
+        out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _print_mcnemar(r: dict) -> None:
+    out = console()
+    out.print(f"McNemar exact test, {r['dataset']} test split, {r['n']} examples")
+    out.print(f"  A {r['run_a']} ({r['method_a']}, seed {r['seed_a']}): acc {fmt(r['acc_a'])}")
+    out.print(f"  B {r['run_b']} ({r['method_b']}, seed {r['seed_b']}): acc {fmt(r['acc_b'])}")
+    out.print(f"  A right, B wrong: {r['b']}; A wrong, B right: {r['c']}; exact two-sided p = {fmt_p(r['p_value'])}")
+    for warning in r["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {warning}")

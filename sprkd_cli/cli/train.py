@@ -28,10 +28,13 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_s
 
 
 def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
+    from ..services.saddles import same_tracking
     from ..services.training import finished_outcome, set_threads, train_run
 
     store = open_store_from(ctx)
     existing = store.find_finished(cfg.config_hash(), cfg.seed) if reuse else None
+    if existing is not None and not same_tracking(existing, cfg):
+        existing = None  # the same teacher, but without the saddles asked for
     if existing is not None:
         outcome = finished_outcome(existing) | {"reused": True}
         print_json(outcome) if as_json else _print_outcome(outcome)
@@ -43,7 +46,14 @@ def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse
         def on_epoch(record):
             bar.update(task, advance=1, info=f"val_acc {record.metrics[('val', 'acc')]:.4f}")
 
-        outcome = train_run(cfg, store, on_epoch)
+        decoding = []
+
+        def on_data(what, done, total):
+            if not decoding:
+                decoding.append(bar.add_task(what, total=total, info=""))
+            bar.update(decoding[0], completed=done)
+
+        outcome = train_run(cfg, store, on_epoch, progress=on_data)
     if as_json:
         print_json(outcome)
     else:
@@ -63,6 +73,11 @@ def _print_outcome(outcome: dict) -> None:
         f"final test_acc {fmt(outcome['final_test_acc'])}, {outcome['n_params']:,} parameters, "
         f"{outcome['wall_seconds']:.1f}s"
     )
+    for row in outcome.get("injection", []):
+        out.print(f"  injected tensor {row['index']}: {row['teacher']} {tuple(row['teacher_shape'])} -> "
+                  f"{row['student']} {tuple(row['student_shape'])} ({row['op']})")
+    if outcome.get("events"):
+        out.print("events: " + ", ".join(f"{k} {v}" for k, v in outcome["events"].items()))
 
 
 def register(app: typer.Typer) -> None:
@@ -74,6 +89,9 @@ def register(app: typer.Typer) -> None:
 def train_teacher(
     ctx: typer.Context,
     dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    image_size: o.ImageSize = None,
+    download: o.Download = False,
     model: Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")] = "mlp-large",
     seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
     split_seed: o.SplitSeed = 0,
@@ -84,24 +102,44 @@ def train_teacher(
     weight_decay: o.WeightDecay = 0.01,
     momentum: o.Momentum = 0.9,
     schedule: o.Schedule = "cosine",
+    augment: o.Augment = False,
+    device: o.Device = "auto",
     hessian_every: o.HessianEvery = 0,
     hessian_density: o.HessianDensity = False,
+    track_saddles: o.TrackSaddles = False,
+    saddle_every: o.SaddleEvery = 50,
+    saddle_top_n: o.SaddleTopN = 4,
+    saddle_rule: o.SaddleRule = "ratio",
+    saddle_alpha: o.SaddleAlpha = 0.4,
+    saddle_beta: o.SaddleBeta = 7.0,
+    max_saddles: o.MaxSaddles = 20,
+    probe_batches: o.ProbeBatches = 2,
+    probe_size: o.ProbeSize = 256,
+    probe_mode: o.ProbeMode = "eval",
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
-    """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact)."""
+    """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact);
+    with --track-saddles, its strong saddle points too (for sprkd students)."""
     cfg = _config("teacher", "sgd", dataset, model, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, [], {}, hessian_every=hessian_every,
-                  hessian_density=hessian_density)
+                  weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
+                  download=download, augment=augment, device=device,
+                  hessian_every=hessian_every, hessian_density=hessian_density, track_saddles=track_saddles, saddle_every=saddle_every,
+                  saddle_top_n=saddle_top_n, saddle_rule=saddle_rule, saddle_alpha=saddle_alpha,
+                  saddle_beta=saddle_beta, max_saddles=max_saddles, probe_batches=probe_batches,
+                  probe_size=probe_size, probe_mode=probe_mode)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 
 def distill(
     ctx: typer.Context,
-    method: Annotated[str, typer.Option(help="Method: sgd (no teacher, the control) or kd (Hinton).")] = "kd",
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher run id (or unique prefix); default: the latest finished teacher of the dataset.")] = None,
+    method: Annotated[str, typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")] = "kd",
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher run id (or unique prefix), several comma-separated for sprkd's ensemble; default: the latest finished teacher of the dataset (for sprkd: with tracked saddles).")] = None,
     student: Annotated[str, typer.Option(help="Student model, e.g. mlp-small.")] = "mlp-small",
     dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    image_size: o.ImageSize = None,
+    download: o.Download = False,
     seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
     split_seed: o.SplitSeed = 0,
     epochs: o.Epochs = 30,
@@ -111,34 +149,71 @@ def distill(
     weight_decay: o.WeightDecay = 0.01,
     momentum: o.Momentum = 0.9,
     schedule: o.Schedule = "cosine",
+    augment: o.Augment = False,
+    device: o.Device = "auto",
     temperature: o.Temperature = None,
     ce_weight: o.CeWeight = None,
     kd_weight: o.KdWeight = None,
     hessian_every: o.HessianEvery = 0,
     hessian_density: o.HessianDensity = False,
+    no_asr: o.NoAsr = False,
+    no_nhe: o.NoNhe = False,
+    no_pgd: o.NoPgd = False,
+    asr_pick: o.AsrPick = None,
+    approach_eps: o.ApproachEps = None,
+    approach_max_steps: o.ApproachMaxSteps = None,
+    nhe_grad_threshold: o.NheGradThreshold = None,
+    nhe_max: o.NheMax = None,
+    nhe_tol: o.NheTol = None,
+    nhe_scale: o.NheScale = None,
+    pgd_epochs: o.PgdEpochs = None,
+    pgd_sigma: o.PgdSigma = None,
+    cooldown: o.Cooldown = None,
+    sage_rounds: o.SageRounds = None,
+    sage_every: o.SageEvery = None,
+    sage_umap_max: o.SageUmapMax = None,
+    sage_percentile: o.SagePercentile = None,
+    sage_per_anchor: o.SagePerAnchor = None,
+    sage_k: o.SageK = None,
+    sage_synth: o.SageSynth = None,
+    sage_max_synth: o.SageMaxSynth = None,
+    probe_batches: o.ProbeBatches = 2,
+    probe_size: o.ProbeSize = 256,
+    probe_mode: o.ProbeMode = "eval",
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
     """Train a student with one method and record it."""
-    from ..methods import method_class, method_options
-    from ..services.teachers import latest_teacher
+    from ..methods import method_options
+    from ..services.saddles import teacher_ids_for
 
-    options = method_options(method, {"temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight})
-    teachers: list[str] = []
-    if method_class(method).needs_teacher:
-        store = open_store_from(ctx)
-        ref = teacher or latest_teacher(store, dataset, split_seed).id
-        teachers = [store.get_run(ref).id]
+    options = method_options(method, {
+        "temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight,
+        "asr": False if no_asr else None, "nhe": False if no_nhe else None, "pgd": False if no_pgd else None,
+        "asr_pick": asr_pick, "approach_eps": approach_eps, "approach_max_steps": approach_max_steps,
+        "nhe_grad_threshold": nhe_grad_threshold, "nhe_max": nhe_max, "nhe_tol": nhe_tol, "nhe_scale": nhe_scale,
+        "pgd_epochs": pgd_epochs, "pgd_sigma": pgd_sigma, "cooldown": cooldown,
+        "probe_batches": probe_batches, "probe_size": probe_size, "probe_mode": probe_mode,
+        "sage_rounds": sage_rounds, "sage_every": sage_every, "sage_umap_max": sage_umap_max,
+        "sage_percentile": sage_percentile, "sage_per_anchor": sage_per_anchor, "sage_k": sage_k,
+        "sage_synth": sage_synth, "sage_max_synth": sage_max_synth})
+    teachers = teacher_ids_for(open_store_from(ctx), method, teacher, dataset, split_seed, student, options)
     cfg = _config("student", method, dataset, student, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, teachers, options, hessian_every=hessian_every,
-                  hessian_density=hessian_density)
+                  weight_decay, momentum, schedule, teachers, options, data_dir=data_dir, image_size=image_size,
+                  download=download, augment=augment, device=device,
+                  hessian_every=hessian_every,
+                  hessian_density=hessian_density, probe_batches=probe_batches, probe_size=probe_size,
+                  probe_mode=probe_mode)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 
 def compare(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods [default: all: sgd,kd].")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods, e.g. sgd,kd,sage [default: sgd,kd].")] = None,
     dataset: o.Dataset = "digits",
+    data_dir: o.DataDir = None,
+    image_size: o.ImageSize = None,
+    download: o.Download = False,
     seeds: Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")] = "0-4",
     teacher: Annotated[Optional[str], typer.Option(help="Teacher run; default: the latest finished teacher of the dataset.")] = None,
     student: Annotated[str, typer.Option(help="Student model.")] = "mlp-small",
@@ -151,9 +226,19 @@ def compare(
     weight_decay: o.WeightDecay = 0.01,
     momentum: o.Momentum = 0.9,
     schedule: o.Schedule = "cosine",
+    augment: o.Augment = False,
+    device: o.Device = "auto",
     temperature: o.Temperature = None,
     ce_weight: o.CeWeight = None,
     kd_weight: o.KdWeight = None,
+    sage_rounds: o.SageRounds = None,
+    sage_every: o.SageEvery = None,
+    sage_umap_max: o.SageUmapMax = None,
+    sage_percentile: o.SagePercentile = None,
+    sage_per_anchor: o.SagePerAnchor = None,
+    sage_k: o.SageK = None,
+    sage_synth: o.SageSynth = None,
+    sage_max_synth: o.SageMaxSynth = None,
     as_json: o.Json = False,
 ) -> None:
     """Run every missing (method, seed) (finished runs with the same config and seed are reused), then
@@ -166,9 +251,13 @@ def compare(
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     template = _config("student", method_list[0], dataset, student, 0, split_seed, epochs, batch_size, optimizer,
-                       lr, weight_decay, momentum, schedule, [], {})
+                       lr, weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
+                       download=download, augment=augment, device=device)
     store = open_store_from(ctx)
-    overrides = {"temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight}
+    overrides = {"temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight,
+                 "sage_rounds": sage_rounds, "sage_every": sage_every, "sage_umap_max": sage_umap_max,
+                 "sage_percentile": sage_percentile, "sage_per_anchor": sage_per_anchor, "sage_k": sage_k,
+                 "sage_synth": sage_synth, "sage_max_synth": sage_max_synth}
     with progress(not as_json) as bar:
         task = bar.add_task("runs", total=None, info="")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,9 +16,11 @@ from ..config import TrainConfig
 from ..data import Splits
 from ..errors import Diverged
 from ..methods import Method
+from .augment import CropFlip
+from .device import resolve_device
 from .optim import make_optimizer, make_schedule
 
-EVAL_CHUNK = 4096
+EVAL_CHUNK = 1024  # examples per forward pass in evaluation: bounds activation memory of CIFAR ResNets
 
 
 @dataclass
@@ -56,11 +59,13 @@ class FitResult:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
-    """Mean cross-entropy, accuracy and predictions, in eval mode; the model's mode is restored."""
+    """Mean cross-entropy, accuracy and predictions (on the CPU), in eval mode on the model's device;
+    the model's mode is restored."""
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
-        logits = torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+        logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).cpu() for i in range(0, len(x), EVAL_CHUNK)])
     finally:
         model.train(was_training)
     predictions = logits.argmax(dim=1)
@@ -73,7 +78,14 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         on_step: Callable[[int, int], None] | None = None) -> FitResult:
     """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss.
 
-    `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training)."""
+    `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training). The
+    method's `replace_step` may take a step's place (sprkd's approach) and its `after_step` runs after each
+    base step; `method.setup` is the caller's (services.training.prepare).
+    The model moves to cfg.device; the data stay where they are and each batch is moved there (and,
+    with cfg.augment, randomly cropped and flipped from its own seeded generator)."""
+    device = resolve_device(cfg.device)
+    model.to(device)
+    augment = CropFlip(cfg.seed) if cfg.augment else None
     x, y = data.x_train, data.y_train
     n = len(y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -86,20 +98,35 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     step = 0
     for epoch in range(1, cfg.epochs + 1):
         started = time.perf_counter()
+        method.start_epoch(model, epoch, step)
         model.train()
         permutation = torch.randperm(n, generator=order)
         total = 0.0
         for start in range(0, n, cfg.batch_size):
             index = permutation[start:start + cfg.batch_size]
-            loss = method.loss(model, x[index], y[index], index)
-            value = loss.item()
+            xb, yb = x[index].to(device), y[index].to(device)
+            if augment is not None:
+                xb = augment(xb)
             step += 1
-            if not math.isfinite(value):
-                raise Diverged(step, epoch, value)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            if method.replace_step(model, step, epoch):
+                # the method moved the parameters itself: no base step, but the schedule follows the step count
+                with torch.no_grad():
+                    value = method.loss(model, xb, yb, index).item()
+                if not math.isfinite(value):
+                    raise Diverged(step, epoch, value)
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                    schedule.step()
+            else:
+                loss = method.loss(model, xb, yb, index)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise Diverged(step, epoch, value)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                method.after_step(model, step, epoch)
             total += value * len(index)
             if on_step is not None:
                 on_step(step, epoch)

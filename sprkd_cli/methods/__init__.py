@@ -6,8 +6,10 @@ from ..errors import UserError, unknown_name
 from .base import Method
 from .kd import KD
 from .sgd import SGD
+from .sage import SAGE
+from .sprkd import SPRKD
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SGD, KD)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SGD, KD, SPRKD, SAGE)}
 
 
 def method_names() -> list[str]:
@@ -21,9 +23,10 @@ def method_class(name: str) -> type[Method]:
 
 
 def parse_methods(text: str | None) -> list[str]:
-    """A --methods value: comma-separated known method names; not given (or empty) means all of them."""
+    """A --methods value: comma-separated known method names; not given (or empty) means every method that
+    needs no more than a plain teacher (sprkd, whose teachers need tracked saddles, is asked for by name)."""
     if not text:
-        return method_names()
+        return [name for name, cls in METHODS.items() if not cls.needs_saddles and not cls.needs_matched_student]
     names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
     if not names:
         raise UserError(f"bad --methods '{text}': give comma-separated methods, e.g. {','.join(METHODS)}")

@@ -10,13 +10,15 @@ from .base import Method
 
 
 @torch.no_grad()
-def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, temperature: float, chunk: int = 4096):
+def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, temperature: float, chunk: int = 1024):
     """p_t = softmax(t/T) of a frozen teacher in eval mode over `x`, and Σ p_t log p_t per example
-    (the constant part of the KL). The teacher's mode is restored."""
+    (the constant part of the KL), on the teacher's device. The teacher's mode is restored."""
+    device = next(teacher.parameters()).device
     was_training = teacher.training
     teacher.eval()
     try:
-        log_p = torch.cat([F.log_softmax(teacher(x[i:i + chunk]) / temperature, dim=1) for i in range(0, len(x), chunk)])
+        log_p = torch.cat([F.log_softmax(teacher(x[i:i + chunk].to(device)) / temperature, dim=1)
+                           for i in range(0, len(x), chunk)])
     finally:
         teacher.train(was_training)
     p = log_p.exp()
@@ -56,6 +58,7 @@ def kd_loss(student_logits, labels, p_teacher, neg_entropy, temperature: float, 
 class KD(Method):
     name = "kd"
     needs_teacher = True
+    takes_augmented = True
     defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
 
     @classmethod
@@ -65,13 +68,19 @@ class KD(Method):
         if options["ce_weight"] < 0 or options["kd_weight"] < 0:
             raise UserError("--ce-weight and --kd-weight must be >= 0")
 
-    def __init__(self, options: dict, teacher: torch.nn.Module, data):
+    def __init__(self, options: dict, teacher: torch.nn.Module, data, augmented: bool = False):
         self.temperature = options["temperature"]
         self.ce_weight = options["ce_weight"]
         self.kd_weight = options["kd_weight"]
-        # Inputs are not augmented, so the teacher's targets are computed once, not per batch.
-        self.p_teacher, self.neg_entropy = teacher_targets(teacher, data.x_train, self.temperature)
+        # Unaugmented inputs are the same every epoch: the teacher's targets are computed once, not per
+        # batch. Augmented ones (--augment) differ every time, so the teacher sees each batch as it is.
+        self.teacher = teacher if augmented else None
+        if not augmented:
+            self.p_teacher, self.neg_entropy = teacher_targets(teacher, data.x_train, self.temperature)
 
     def loss(self, model, x, y, index):
-        return kd_loss(model(x), y, self.p_teacher[index], self.neg_entropy[index], self.temperature,
-                       self.ce_weight, self.kd_weight)
+        if self.teacher is not None:
+            p_teacher, neg_entropy = teacher_targets(self.teacher, x, self.temperature)
+        else:
+            p_teacher, neg_entropy = self.p_teacher[index], self.neg_entropy[index]
+        return kd_loss(model(x), y, p_teacher, neg_entropy, self.temperature, self.ce_weight, self.kd_weight)

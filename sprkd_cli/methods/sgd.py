@@ -7,8 +7,9 @@ from .base import Method
 
 class SGD(Method):
     name = "sgd"
+    takes_augmented = True
 
-    def __init__(self, options: dict, teacher=None, data=None):
+    def __init__(self, options: dict, teacher=None, data=None, augmented: bool = False):
         pass
 
     def loss(self, model, x, y, index):

@@ -58,3 +58,34 @@ def pairwise(values: dict[str, dict[int, dict]]) -> dict:
                      "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
     return {"arms": arms, "pairs": [p.to_dict() for p in compare_methods(plain)]}
+
+
+def mcnemar_runs(store: Store, ref_a: str, ref_b: str) -> dict:
+    """McNemar's exact test on the stored test predictions of two runs, which must have been tested on
+    the same examples (same dataset and split: the split fingerprints and the labels agree)."""
+    from ..stats import mcnemar_exact
+
+    run_a, run_b = store.get_run(ref_a), store.get_run(ref_b)
+    if run_a.id == run_b.id:
+        raise UserError(f"--mcnemar needs two different runs (both are {run_a.id})")
+    rows = {}
+    for run in (run_a, run_b):
+        rows[run.id] = store.predictions(run.id, "test")
+        if not rows[run.id]:
+            raise UserError(f"run {run.id} ({run.status}) has no stored test predictions; McNemar needs finished runs")
+    pa, pb = rows[run_a.id], rows[run_b.id]
+    split_a, split_b = run_a.config.get("data", {}), run_b.config.get("data", {})
+    if (run_a.dataset != run_b.dataset or split_a.get("fingerprint") != split_b.get("fingerprint") or len(pa) != len(pb)
+            or any(x.label != y.label for x, y in zip(pa, pb))):
+        raise UserError(
+            f"runs {run_a.id} ({run_a.dataset}, split seed {split_a.get('split_seed')}, {len(pa)} test examples) and "
+            f"{run_b.id} ({run_b.dataset}, split seed {split_b.get('split_seed')}, {len(pb)}) were not tested on the "
+            "same examples; McNemar pairs predictions example by example: pick runs of one dataset and split seed")
+    result = mcnemar_exact([p.predicted for p in pa], [p.predicted for p in pb], [p.label for p in pa])
+    warnings = []
+    if run_a.seed != run_b.seed:
+        warnings.append(f"the runs have different seeds ({run_a.seed}, {run_b.seed}): the test compares these two "
+                        "runs, and says nothing about seed-to-seed variation (use the t-tests for that)")
+    return {"run_a": run_a.id, "run_b": run_b.id, "method_a": run_a.method, "method_b": run_b.method,
+            "seed_a": run_a.seed, "seed_b": run_b.seed, "dataset": run_a.dataset, **result.to_dict(),
+            "warnings": warnings}

@@ -11,23 +11,23 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import UserError
 from ..store import Store
-from .teachers import latest_teacher
 
 
 def plan(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], teacher_ref: str | None,
          method_overrides: dict) -> tuple[list[TrainConfig], str | None]:
-    """One config per (method, seed); the teacher is the one given or the dataset's latest."""
-    from ..methods import method_class, method_options
+    """One config per (method, seed); the teachers are those given or, per method, the dataset's latest
+    (for sprkd: the latest with tracked saddles that fits the student). Returns the configs and the first
+    teacher id (None when no method needs one)."""
+    from ..methods import method_options
+    from .saddles import teacher_ids_for
 
-    classes = {m: method_class(m) for m in methods}
-    teacher_id = None
-    if any(c.needs_teacher for c in classes.values()):
-        teacher_id = teacher_ref or latest_teacher(store, template.dataset, template.split_seed).id
-        teacher_id = store.get_run(teacher_id).id
     configs = []
+    teacher_id = None
     for method in methods:
         options = method_options(method, method_overrides)
-        teachers = [teacher_id] if classes[method].needs_teacher else []
+        teachers = teacher_ids_for(store, method, teacher_ref, template.dataset, template.split_seed, template.model,
+                                   options)
+        teacher_id = teacher_id or (teachers[0] if teachers else None)
         for seed in seeds:
             configs.append(dataclasses.replace(template, method=method, seed=seed, teacher_ids=teachers,
                                                method_options=options))
@@ -90,7 +90,8 @@ def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list
         runs = [r for r in runs if r is not None]
         arm = summarize([r.summary["test_acc"] for r in runs])
         rows.append({"method": method, "n": arm.n, "mean": arm.mean, "sd": arm.sd, "ci_low": arm.ci_low,
-                     "ci_high": arm.ci_high, "seeds": [r.seed for r in runs], "run_ids": [r.id for r in runs]})
+                     "ci_high": arm.ci_high, "seeds": [r.seed for r in runs], "run_ids": [r.id for r in runs],
+                     "teacher_ids": next((c.teacher_ids for c in configs if c.method == method), [])})
         curves[method] = [r.id for r in runs]
     plot = learning_curves(store, curves, template.dataset)
     return {"dataset": template.dataset, "student": template.model, "teacher": teacher_id, "metric": "test_acc",

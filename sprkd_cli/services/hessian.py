@@ -81,7 +81,8 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     if run.status != "finished":
         raise UserError(f"run {run.id} is {run.status}; a Hessian report needs a finished run's model")
     cfg = TrainConfig.from_dict(run.config)
-    data = load_dataset(cfg.dataset, cfg.split_seed)
+    data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
+                        image_size=cfg.image_size)
     model = load_run_model(run, FINAL_CHECKPOINT)
     result = measure(model, data, request, run.seed)
     report_id = store.add_hessian_report(run.id, asdict(request), result)

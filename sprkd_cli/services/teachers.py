@@ -42,6 +42,15 @@ def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
             f"{data.name} with split seed {data.split_seed}; a teacher must share the student's data and split "
             "(it would otherwise have seen the student's test examples)"
         )
+    if split.get("tokenizer") != data.describe().get("tokenizer"):
+        raise UserError(
+            f"teacher {run.id} ({run.model}) tokenises {run.dataset} differently from the student; kd and sage on text "
+            "need a student whose tokenizer is the teacher's (the same vocabulary)"
+        )
+    if tuple(split["input_shape"]) != data.input_shape:
+        raise UserError(
+            f"teacher {run.id} was trained on {run.dataset} inputs of shape {tuple(split['input_shape'])}, the student's "
+            f"are {data.input_shape}; give the student the teacher's --image-size ({run.config.get('image_size')})")
     if split["fingerprint"] != data.describe()["fingerprint"]:
         raise UserError(f"teacher {run.id}'s split of {run.dataset} differs from the student's (the data changed)")
     return run

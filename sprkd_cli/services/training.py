@@ -12,13 +12,17 @@ import torch
 from ..config import TrainConfig
 from ..errors import Diverged, UserError
 from ..store import Store
+from .saddles import EventSink, check_tracking, event_counts, injection_mapping, saddle_inputs, saddle_tracker
 from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
 
-def prepare(cfg: TrainConfig, store: Store):
-    """Everything a run needs, validated before its row is written: data, teacher, model, method."""
+def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, progress: Callable | None = None):
+    """Everything a run needs, validated before its row is written: data, teacher, model, method (set up,
+    its events going to `emit`), the model and teacher on the run's device. `progress(what, done, total)`
+    hears how decoding a dataset goes."""
     from ..data import load_dataset
     from ..engine import seed_everything
+    from ..engine.device import resolve_device
     from ..methods import method_class
     from ..models import build_model, check_model
 
@@ -28,31 +32,51 @@ def prepare(cfg: TrainConfig, store: Store):
         raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
     if cfg.hessian_every < 0:
         raise UserError("--hessian-every must be >= 0 (0: no reports during training)")
-    data = load_dataset(cfg.dataset, cfg.split_seed)
+    device = resolve_device(cfg.device)
+    data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
+                        image_size=cfg.image_size, download=cfg.download, progress=progress)
+    check_tracking(cfg)  # the saddle and probe fields (the probe ones serve --hessian-every too)
     teacher = None
+    inputs = {}
     if method_cls.needs_teacher:
         if not cfg.teacher_ids:
             raise UserError(f"method {cfg.method} needs a teacher: pass --teacher RUN")
-        teacher = load_run_model(resolve_teacher(store, cfg.teacher_ids[0], data))
+        teacher_runs = [resolve_teacher(store, ref, data) for ref in cfg.teacher_ids]
+        teacher = load_run_model(teacher_runs[0])
+        if method_cls.needs_saddles:
+            inputs = saddle_inputs(store, teacher_runs, cfg.method_options)
+        teacher.to(device)
+    if cfg.augment:
+        if len(data.input_shape) != 3:
+            raise UserError(f"--augment crops and flips images; {cfg.dataset} gives inputs of shape {data.input_shape}")
+        if not method_cls.takes_augmented:
+            raise UserError(f"method {cfg.method} does not support --augment yet; run it without --augment")
+        inputs["augmented"] = True
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, data.input_shape, data.n_classes)
-    method = method_cls(cfg.method_options, teacher, data)
+    model = build_model(cfg.model, data.input_shape, data.n_classes).to(device)
+    method = method_cls(cfg.method_options, teacher, data, **inputs)
+    method.setup(model, seed=cfg.seed, emit=emit or (lambda *args, **kwargs: None))
     return data, model, method
 
 
-def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) -> dict:
-    """Train and record one run. Returns its outcome (run id, status, headline numbers)."""
+def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
+              progress: Callable | None = None) -> dict:
+    """Train and record one run. Returns its outcome (run id, status, headline numbers).
+    `progress(what, done, total)` hears how decoding the dataset goes (image sets, first use)."""
     from ..engine import fit, save_weights
     from ..models import count_parameters
     from ..provenance import provenance
 
-    data, model, method = prepare(cfg, store)
+    events = EventSink()
+    data, model, method = prepare(cfg, store, events, progress=progress)
     config = cfg.to_dict() | {"data": data.describe()}
     run = store.create_run(
         kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
-        config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(), device=cfg.device,
+        config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
+        device=str(next(model.parameters()).device),
     )
     artifacts = Path(run.artifact_dir)
+    events.attach(store, run.id)
     n_params = count_parameters(model)
     store.update_run(run.id, n_params=n_params)
 
@@ -64,8 +88,9 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) 
 
     started = time.perf_counter()
     try:
-        result = fit(model, method, data, cfg, on_epoch=record,
-                     on_step=_hessian_probe(cfg, store, run.id, model, data) if cfg.hessian_every else None)
+        hooks = ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
+                ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
+        result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks))
     except Diverged as exc:
         store.fail_run(run.id, f"diverged: {exc}")
         return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
@@ -77,7 +102,22 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None) 
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
-    return finished_outcome(store.get_run(run.id))
+    outcome = finished_outcome(store.get_run(run.id))
+    if store.events(run.id):
+        outcome |= {"events": event_counts(store, run.id), "injection": injection_mapping(store, run.id)}
+    return outcome
+
+
+def _each(hooks: list[Callable[[int, int], None]]) -> Callable[[int, int], None] | None:
+    """One on_step hook running `hooks` in order (None when there are none)."""
+    if not hooks:
+        return None
+
+    def run_all(step: int, epoch: int) -> None:
+        for hook in hooks:
+            hook(step, epoch)
+
+    return run_all
 
 
 def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> Callable[[int, int], None]:
@@ -87,7 +127,8 @@ def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> 
     generators, so the run trains exactly as it would without it."""
     from .hessian import HessianRequest, measure
 
-    request = HessianRequest(trace=True, density=cfg.hessian_density)
+    request = HessianRequest(trace=True, density=cfg.hessian_density, probe_batches=cfg.probe_batches,
+                             probe_size=cfg.probe_size, mode=cfg.probe_mode)
     config = asdict(request)
 
     def probe(step: int, epoch: int) -> None:

@@ -19,6 +19,8 @@ from .schema import Event, HessianReport, Metric, Prediction, Run, SaddlePoint
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
+RUN_STATUSES = ("running", "finished", "failed")
+RUN_KINDS = ("teacher", "student")
 
 
 def utcnow() -> datetime:
@@ -132,6 +134,26 @@ class Store:
     def events(self, run_id: str) -> list[Event]:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
+
+    def add_saddle_point(self, run_id: str, *, step: int, epoch: int, probe_loss: float, eigenvalues: Sequence[float],
+                         s_neg: float, s_pos: float, artifact: str) -> int:
+        row = SaddlePoint(run_id=run_id, step=step, epoch=epoch, probe_loss=float(probe_loss),
+                          eigenvalues=[float(v) for v in eigenvalues], s_neg=float(s_neg), s_pos=float(s_pos),
+                          artifact=artifact)
+        with self.session() as s, s.begin():
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def saddle_points(self, run_id: str) -> list[SaddlePoint]:
+        """A run's stored saddle points, in the order they were found."""
+        query = select(SaddlePoint).where(SaddlePoint.run_id == run_id).order_by(SaddlePoint.step, SaddlePoint.id)
+        with self.session() as s:
+            return list(s.scalars(query))
+
+    def delete_saddle_point(self, saddle_id: int) -> None:
+        with self.session() as s, s.begin():
+            s.execute(delete(SaddlePoint).where(SaddlePoint.id == saddle_id))
 
     def add_hessian_report(self, run_id: str, config: dict, result: dict, *, step: int | None = None) -> int:
         row = HessianReport(run_id=run_id, step=step, created_at=utcnow(), config=config, result=result,

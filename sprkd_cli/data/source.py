@@ -1,0 +1,53 @@
+"""Where a dataset's files live and what a loader may do to get them (download, report progress)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+DEFAULT_DATA_DIR = "data"
+NETWORK_TIMEOUT = 5.0  # seconds to reach a download host before saying there is no network
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """`data_dir` (default ./data) holds downloads and decoded caches; `image_size` is the side images
+    are resized to where a data set has images of varying size (None: the data set's default);
+    `download` allows the network. `progress(what, done, total)` is told how decoding goes."""
+
+    data_dir: str | None = None
+    image_size: int | None = None
+    download: bool = False
+    progress: Callable[[str, int, int], None] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir or DEFAULT_DATA_DIR).expanduser()
+
+    def report(self, what: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(what, done, total)
+
+
+def reachable(url: str, timeout: float = NETWORK_TIMEOUT) -> bool:
+    """Whether `url`'s host accepts a TCP connection within `timeout` seconds. The name lookup runs
+    in a daemon thread, so a resolver that never answers cannot hang the caller either."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    answer: list[bool] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((parsed.hostname, port), timeout=timeout):
+                answer.append(True)
+        except OSError:
+            answer.append(False)
+
+    worker = threading.Thread(target=connect, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answer and answer[0])

@@ -1,0 +1,175 @@
+"""SAGE: Synthetic Adaptive Guided Embeddings (METHODS.md, "sage").
+
+The teacher's frozen `embed` vectorises the training inputs once; the student's `body` trains on
+those vectors (the student gets the teacher's input layer, frozen, so that it is evaluated on the
+same vectors). Every `sage_every` epochs, up to `sage_rounds` times, a round finds the real
+examples of highest student loss (anchors), maps real vectors to 2-D with a seeded UMAP, makes
+synthetic vectors between each anchor and one of its map neighbours, and has the teacher's body
+label them; synthetic vectors then join the pool with the KD term only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...errors import UserError
+from ..base import EventSink, Method
+from ..kd import KD, kd_loss
+from .rounds import (
+    BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled, select_anchors, soft_targets,
+    synthesise, timed, umap_rows,
+)
+
+SYNTH_MODES = ("inverse", "interpolate")
+
+
+@torch.no_grad()
+def vectorise(model, x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """model.vectorise over `x` in eval mode (chunks); the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [model.vectorise(x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    finally:
+        model.train(was_training)
+    vectors = torch.cat([v for v, _ in parts])
+    mask = None if parts[0][1] is None else torch.cat([m for _, m in parts])
+    return vectors, mask
+
+
+def width(shape: tuple[int, ...], tokens: bool) -> int:
+    """Feature width of one example's vector: hidden size of token vectors, else the first axis
+    (features of an MLP, channels of a CNN)."""
+    return shape[-1] if tokens else shape[0]
+
+
+class SAGE(Method):
+    name = "sage"
+    needs_teacher = True
+    needs_matched_student = True
+    defaults = KD.defaults | {
+        "sage_rounds": 3, "sage_every": 1, "sage_umap_max": 5000, "sage_percentile": 90.0, "sage_per_anchor": 2,
+        "sage_k": 5, "sage_synth": "inverse", "sage_max_synth": 5000,
+    }
+
+    @classmethod
+    def validate(cls, options):
+        KD.validate(options)
+        if options["sage_rounds"] < 0 or options["sage_every"] < 1:
+            raise UserError("--sage-rounds must be >= 0 and --sage-every >= 1")
+        if not 0.0 <= options["sage_percentile"] <= 100.0:
+            raise UserError(f"--sage-percentile must be in [0, 100] (got {options['sage_percentile']})")
+        if options["sage_per_anchor"] < 1 or options["sage_k"] < 1 or options["sage_umap_max"] < 1:
+            raise UserError("--sage-per-anchor, --sage-k and --sage-umap-max must be >= 1")
+        if options["sage_max_synth"] < 0:
+            raise UserError("--sage-max-synth must be >= 0")
+        if options["sage_synth"] not in SYNTH_MODES:
+            raise UserError(f"bad --sage-synth '{options['sage_synth']}'; valid: {', '.join(SYNTH_MODES)}")
+
+    def __init__(self, options: dict, teacher: torch.nn.Module, data, **_):
+        self.options = options
+        self.temperature = options["temperature"]
+        self.ce_weight = options["ce_weight"]
+        self.kd_weight = options["kd_weight"]
+        self.teacher = teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        self.x_sample = data.x_train[:1]
+        self.vectors, self.mask = vectorise(teacher, data.x_train)
+        self.labels = data.y_train.to(self.vectors.device)
+        self.p_teacher, self.neg_entropy = soft_targets(body_logits(teacher, self.vectors, self.mask), self.temperature)
+        shape = tuple(self.vectors.shape[1:])
+        self.syn_vectors = self.vectors.new_zeros((0, *shape))
+        self.syn_mask = None if self.mask is None else self.mask.new_zeros((0, self.mask.shape[1]))
+        self.syn_p = self.p_teacher.new_zeros((0, self.p_teacher.shape[1]))
+        self.syn_neg_entropy = self.neg_entropy.new_zeros(0)
+        self.budget = min(int(BUDGET_FRACTION * len(self.labels)), options["sage_max_synth"])
+        self.rounds_done = 0
+        self.seed = 0
+        self.emit: EventSink = lambda *args, **kwargs: None
+        self._order = torch.zeros(0, dtype=torch.long)
+        self._real_seen = 0
+        self._syn_used = 0
+
+    # --- hooks ------------------------------------------------------------------------------
+    def setup(self, model, *, seed: int, emit: EventSink) -> None:
+        """Check the student's body takes the teacher's vectors, and give it the teacher's input layer, frozen."""
+        self.seed, self.emit = seed, emit
+        with torch.no_grad():
+            student_vectors, _ = model.vectorise(self.x_sample)
+        tokens = self.mask is not None
+        theirs, ours = tuple(self.vectors.shape[1:]), tuple(student_vectors.shape[1:])
+        if width(theirs, tokens) != width(ours, tokens):
+            raise UserError(
+                f"sage feeds the teacher's embedding vectors to the student's body: the teacher's embed width is "
+                f"{width(theirs, tokens)} but the student's body takes width {width(ours, tokens)}; choose a student "
+                f"whose embed width is {width(theirs, tokens)}"
+            )
+        try:
+            model.embed.load_state_dict(self.teacher.embed.state_dict())
+        except RuntimeError as exc:
+            raise UserError(
+                "sage gives the student the teacher's input layer (frozen), but the two embed modules differ: "
+                + " ".join(str(exc).split())[:300]
+            ) from None
+        for p in model.embed.parameters():
+            p.requires_grad_(False)
+
+    def start_epoch(self, model, epoch: int, step: int) -> None:
+        every, rounds = self.options["sage_every"], self.options["sage_rounds"]
+        if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:
+            self.run_round(model, epoch, step)
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        self._order = torch.randperm(len(self.syn_p), generator=generator)
+        self._real_seen = 0
+        self._syn_used = 0
+
+    def loss(self, model, x, y, index):
+        mask = None if self.mask is None else self.mask[index]
+        real = kd_loss(model.from_vectors(self.vectors[index], mask), y, self.p_teacher[index],
+                       self.neg_entropy[index], self.temperature, self.ce_weight, self.kd_weight)
+        # every synthetic vector once per epoch, spread over the epoch's batches in proportion
+        self._real_seen += len(index)
+        until = min(len(self._order), round(self._real_seen * len(self._order) / len(self.labels)))
+        take = self._order[self._syn_used:until]
+        self._syn_used = max(self._syn_used, until)
+        if len(take) == 0:
+            return real
+        syn_mask = None if self.syn_mask is None else self.syn_mask[take]
+        synthetic = kd_loss(model.from_vectors(self.syn_vectors[take], syn_mask), torch.zeros_like(take),
+                            self.syn_p[take], self.syn_neg_entropy[take], self.temperature, 0.0, self.kd_weight)
+        return (len(index) * real + len(take) * synthetic) / (len(index) + len(take))
+
+    # --- one round --------------------------------------------------------------------------
+    def run_round(self, model, epoch: int, step: int) -> dict:
+        """Steps 2-6 of a round (step 1, training on the pool, is the epochs between rounds)."""
+        o = self.options
+        self.rounds_done += 1
+        rng = np.random.default_rng([self.seed, self.rounds_done])
+        losses, loss_seconds = timed(per_example_loss, model, self.vectors, self.mask, self.labels, self.p_teacher,
+                                     self.neg_entropy, self.temperature, self.ce_weight, self.kd_weight)
+        anchors, threshold = select_anchors(losses, o["sage_percentile"])
+        rows = umap_rows(len(losses), anchors, o["sage_umap_max"], rng)
+        reducer, umap_seconds = timed(fit_umap, pooled(self.vectors[rows], None if self.mask is None else self.mask[rows]),
+                                      self.seed + self.rounds_done)
+        made, synth_seconds = timed(synthesise, reducer, rows, anchors, losses, self.vectors, self.mask,
+                                    per_anchor=o["sage_per_anchor"], k=o["sage_k"], budget=self.budget,
+                                    mode=o["sage_synth"], rng=rng)
+        logits, label_seconds = timed(body_logits, self.teacher, made.vectors, made.mask)
+        if len(made.vectors):
+            p, neg_entropy = soft_targets(logits, self.temperature)
+            self.syn_vectors = torch.cat([self.syn_vectors, made.vectors])
+            self.syn_mask = None if self.syn_mask is None else torch.cat([self.syn_mask, made.mask])
+            self.syn_p = torch.cat([self.syn_p, p])
+            self.syn_neg_entropy = torch.cat([self.syn_neg_entropy, neg_entropy])
+        self.last_round = {"anchors": anchors, "rows": rows, "synthesis": made, "losses": losses}
+        record = {
+            "round": self.rounds_done, "anchors": int(len(anchors)), "threshold": threshold,
+            "synthetic": int(len(made.vectors)), "pool_synthetic": int(len(self.syn_p)), "budget": self.budget,
+            "umap_points": int(len(rows)), "umap_seconds": umap_seconds, "label_seconds": label_seconds,
+            "synth_seconds": synth_seconds, "loss_seconds": loss_seconds,
+            "synth": "interpolate" if self.mask is not None else o["sage_synth"], "umap": UMAP_PARAMS,
+        }
+        self.emit("sage_round", record, step=step, epoch=epoch)
+        return record

@@ -1,0 +1,175 @@
+"""One SAGE round's parts, each usable alone: anchors, the UMAP map, synthesis, teacher labels.
+
+Vectors are what a model's `vectorise` returns: [n, ...] per example, with an attention mask
+[n, L] for token sequences (then vectors are [n, L, H]).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+UMAP_PARAMS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
+BUDGET_FRACTION = 0.1  # a round adds at most min(10% of the training set, --sage-max-synth)
+CHUNK = 1024
+
+
+def select_anchors(losses: np.ndarray, percentile: float) -> tuple[np.ndarray, float]:
+    """Indices of the examples whose loss is at or above the `percentile` of `losses`, and that threshold."""
+    threshold = float(np.percentile(losses, percentile))
+    return np.flatnonzero(losses >= threshold), threshold
+
+
+def umap_rows(n: int, anchors: np.ndarray, umap_max: int, rng: np.random.Generator) -> np.ndarray:
+    """Real examples the map is fitted on: all anchors plus a sample of at most `umap_max` others."""
+    others = np.setdiff1d(np.arange(n), anchors, assume_unique=True)
+    sample = rng.choice(others, size=min(umap_max, len(others)), replace=False)
+    return np.sort(np.concatenate([anchors, sample]))
+
+
+def pooled(vectors: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """One flat float32 vector per example: the attention-masked mean over tokens, or the flattened vector."""
+    if mask is None:
+        return vectors.reshape(len(vectors), -1).cpu().numpy().astype(np.float32, copy=False)
+    weights = mask.to(vectors.dtype).unsqueeze(-1)
+    return ((vectors * weights).sum(1) / weights.sum(1).clamp_min(1.0)).cpu().numpy().astype(np.float32, copy=False)
+
+
+def import_umap():
+    """umap, its numba functions compiled with numba's on-disk cache.
+
+    Most of umap-learn's @numba.njit functions are not declared cache=True, so each new process
+    compiled them again (about 15 s before its first fit). umap is imported here with njit/jit
+    defaulting to cache=True: the compilation is paid once per machine (numba keeps it in
+    __pycache__ beside umap's source, or its user-wide cache when that is read-only;
+    NUMBA_CACHE_DIR moves it). Functions numba cannot cache still compile per process."""
+    import sys
+
+    if "umap" in sys.modules:
+        return sys.modules["umap"]
+    import numba
+
+    njit, jit = numba.njit, numba.jit
+
+    def cached(decorator):
+        def wrapped(*args, **kwargs):
+            if len(args) == 1 and callable(args[0]) and not kwargs:
+                return decorator(cache=True)(args[0])
+            kwargs.setdefault("cache", True)
+            return decorator(*args, **kwargs)
+        return wrapped
+
+    numba.njit, numba.jit = cached(njit), cached(jit)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import umap
+    finally:
+        numba.njit, numba.jit = njit, jit
+    return umap
+
+
+def fit_umap(points: np.ndarray, seed: int):
+    """A seeded 2-D UMAP of `points` (random_state makes UMAP single-threaded and reproducible)."""
+    umap = import_umap()
+    params = dict(UMAP_PARAMS, n_neighbors=min(UMAP_PARAMS["n_neighbors"], len(points) - 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return umap.UMAP(**params, random_state=seed, n_jobs=1).fit(points)
+
+
+def nearest_neighbours(embedding: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """The `k` nearest other points of the map to each of `rows` (positions in `embedding`)."""
+    points = torch.from_numpy(np.ascontiguousarray(embedding, dtype=np.float64))
+    k = min(k, len(points) - 1)
+    out = []
+    for start in range(0, len(rows), CHUNK):
+        chunk = torch.from_numpy(rows[start:start + CHUNK])
+        distance = torch.cdist(points[chunk], points)
+        distance[torch.arange(len(chunk)), chunk] = float("inf")
+        out.append(distance.topk(k, largest=False).indices)
+    return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
+
+
+@dataclass
+class Synthesis:
+    vectors: torch.Tensor  # [m, ...] like the real vectors
+    mask: torch.Tensor | None
+    anchors: np.ndarray  # real index of each synthetic point's anchor
+    neighbours: np.ndarray  # real index of the neighbour it moved towards
+    u: np.ndarray  # where on the segment, U(0, 1)
+
+
+def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarray, vectors: torch.Tensor,
+               mask: torch.Tensor | None, *, per_anchor: int, k: int, budget: int, mode: str,
+               rng: np.random.Generator) -> Synthesis:
+    """Up to `budget` synthetic points, `per_anchor` per anchor, highest-loss anchors first.
+
+    Each picks one of its anchor's `k` nearest neighbours in the 2-D map and u ~ U(0, 1):
+    `inverse` maps z = z_a + u·(z_j − z_a) back through UMAP's inverse transform; `interpolate` (and
+    token sequences always) takes v_a + u·(v_j − v_a) of the original vectors, masks united."""
+    order = anchors[np.argsort(-losses[anchors], kind="stable")]
+    count = min(budget, len(order) * per_anchor)
+    shape = tuple(vectors.shape[1:])
+    if count == 0:
+        return Synthesis(vectors.new_zeros((0, *shape)), None if mask is None else mask.new_zeros((0, mask.shape[1])),
+                         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+    position = {int(r): i for i, r in enumerate(rows)}
+    anchor_real = order[np.arange(count) // per_anchor]
+    anchor_pos = np.array([position[int(a)] for a in anchor_real])
+    neighbours = nearest_neighbours(reducer.embedding_, anchor_pos, k)
+    pick = neighbours[np.arange(count), rng.integers(0, neighbours.shape[1], size=count)]
+    u = rng.random(count)
+    neighbour_real = rows[pick]
+    if mode == "inverse" and mask is None:
+        z = reducer.embedding_[anchor_pos] + u[:, None] * (reducer.embedding_[pick] - reducer.embedding_[anchor_pos])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flat = reducer.inverse_transform(z.astype(np.float32))
+        new = torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(count, *shape).to(vectors.device)
+        return Synthesis(new, None, anchor_real, neighbour_real, u)
+    a, j = torch.from_numpy(anchor_real), torch.from_numpy(neighbour_real)
+    weight = torch.from_numpy(u).to(vectors.device, vectors.dtype).reshape(count, *([1] * len(shape)))
+    new = vectors[a] + weight * (vectors[j] - vectors[a])
+    new_mask = None if mask is None else torch.maximum(mask[a], mask[j])
+    return Synthesis(new, new_mask, anchor_real, neighbour_real, u)
+
+
+@torch.no_grad()
+def body_logits(model, vectors: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """model.from_vectors in eval mode, in chunks; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [model.from_vectors(vectors[i:i + CHUNK], None if mask is None else mask[i:i + CHUNK])
+                 for i in range(0, len(vectors), CHUNK)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else vectors.new_zeros((0, 0))
+
+
+def soft_targets(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """p = softmax(logits/T) and Σ p log p per example (the constant part of the KL)."""
+    log_p = F.log_softmax(logits / temperature, dim=1)
+    p = log_p.exp()
+    return p, (p * log_p).sum(dim=1)
+
+
+@torch.no_grad()
+def per_example_loss(model, vectors, mask, labels, p_teacher, neg_entropy, temperature, ce_weight, kd_weight):
+    """a·CE + b·T²·KL per real example, the student in eval mode, no gradients."""
+    logits = body_logits(model, vectors, mask)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    kl = neg_entropy - (p_teacher * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
+    return (ce_weight * ce + kd_weight * temperature**2 * kl).cpu().numpy().astype(np.float64)
+
+
+def timed(fn, *args, **kwargs):
+    started = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - started

@@ -1,0 +1,180 @@
+"""sprkd: Saddle Point Recruitment for Knowledge Distillation (METHODS.md, "sprkd").
+
+The student starts from its own seeded initialisation, approaches the teachers' Approximated
+Saddle Region injected into its shapes, then trains with the base optimiser, with negative
+Hessian eigensteps and Gaussian perturbations at small-gradient steps, each gated on the probe loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ...errors import UserError
+from ...hessian import ProbeSet
+from ..base import EventSink, Method
+from ..kd import kd_loss, teacher_targets
+from .approach import Approach
+from .asr import TeacherSaddle, build_asr
+from .inject import inject
+from .nhe import eigenstep, most_negative
+from .pgd import perturbation_step
+from .probe import probe_loss
+
+ASR_PICKS = ("lowest-loss", "last")
+PROBE_MODES = ("eval", "train")
+NHE_HVP = "double"  # one first-order graph kept for the fixed probe set: the cheaper kind on small students
+PGD_SEED_OFFSET = 7_919  # the perturbations' private generator: seed + offset (the data order uses the seed)
+
+
+class SPRKD(Method):
+    name = "sprkd"
+    needs_teacher = True
+    needs_saddles = True
+    defaults = {
+        "asr": True, "asr_pick": "lowest-loss",
+        "approach_eps": 1e-3, "approach_max_steps": 200,
+        "nhe": True, "nhe_grad_threshold": 0.02, "nhe_max": 50, "nhe_tol": 1e-4, "nhe_scale": 0.5,
+        "pgd": True, "pgd_epochs": 15, "pgd_sigma": 0.1,
+        "cooldown": 10,
+        "kd_weight": 0.0, "temperature": 4.0,
+        "probe_batches": 2, "probe_size": 256, "probe_mode": "eval",
+    }
+
+    @classmethod
+    def validate(cls, o):
+        if o["asr_pick"] not in ASR_PICKS:
+            raise UserError(f"bad --asr-pick '{o['asr_pick']}'; valid: {', '.join(ASR_PICKS)}")
+        if o["probe_mode"] not in PROBE_MODES:
+            raise UserError(f"bad --probe-mode '{o['probe_mode']}'; valid: {', '.join(PROBE_MODES)}")
+        for key in ("approach_eps", "nhe_scale", "temperature"):
+            if not o[key] > 0:
+                raise UserError(f"--{key.replace('_', '-')} must be > 0 (got {o[key]})")
+        for key in ("approach_max_steps", "nhe_max", "pgd_epochs", "cooldown", "nhe_grad_threshold", "nhe_tol",
+                    "pgd_sigma", "kd_weight"):
+            if o[key] < 0:
+                raise UserError(f"--{key.replace('_', '-')} must be >= 0 (got {o[key]})")
+        if o["probe_batches"] < 1 or o["probe_size"] < 1:
+            raise UserError("--probe-batches and --probe-size must be >= 1")
+
+    def __init__(self, options: dict, teacher=None, data=None, *, saddles: list[TeacherSaddle] | None = None,
+                 teachers: list[torch.nn.Module] | None = None):
+        self.o = dict(options)
+        self.data = data
+        self.saddles = saddles or []
+        if self.o["asr"] and not self.saddles:
+            raise UserError("sprkd needs a saddle snapshot of each teacher for the ASR (or --no-asr)")
+        self.p_teacher = self.neg_entropy = None
+        if self.o["kd_weight"] > 0:
+            self._cache_teacher_targets(teachers or ([teacher] if teacher is not None else []))
+        self.emit: EventSink = lambda *args, **kwargs: None
+        self.approach: Approach | None = None
+        self.approach_step = False
+        self.last_event_step: int | None = None
+        self.nhe_attempts = 0
+
+    def _cache_teacher_targets(self, teachers: list[torch.nn.Module]) -> None:
+        """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
+        if not teachers:
+            raise UserError("--kd-weight > 0 needs a teacher model")
+        p = torch.stack([teacher_targets(t, self.data.x_train, self.o["temperature"])[0] for t in teachers]).mean(0)
+        self.p_teacher, self.neg_entropy = p, torch.special.xlogy(p, p).sum(dim=1)
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def setup(self, model, *, seed, emit):
+        self.emit = emit
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        device = self.params[0].device
+        drawn = ProbeSet.draw(self.data.x_train, self.data.y_train, n_batches=self.o["probe_batches"],
+                              size=self.o["probe_size"], seed=seed)
+        self.probe = ProbeSet(drawn.indices, [(x.to(device), y.to(device)) for x, y in drawn.batches], drawn.seed)
+        if self.p_teacher is not None:
+            self.p_teacher, self.neg_entropy = self.p_teacher.to(device), self.neg_entropy.to(device)
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed + PGD_SEED_OFFSET)
+        if not self.o["asr"]:
+            return
+        asr = build_asr(self.saddles)
+        emit("asr_built", {"pick": self.o["asr_pick"], "teachers": [
+            {"teacher": s.teacher, "model": s.model, "saddle_id": s.saddle_id, "step": s.step,
+             "probe_loss": s.probe_loss} for s in self.saddles]})
+        student = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        targets, mapping = inject(asr, student)
+        emit("injection", {"mapping": mapping})
+        self.approach = Approach([p for _, p in student], targets, self.o["approach_eps"], self.o["approach_max_steps"])
+        if not self.approach.active:
+            self._approach_finished(0, 0)
+
+    def loss(self, model, x, y, index):
+        logits = model(x)
+        if self.p_teacher is None:
+            return F.cross_entropy(logits, y)
+        return kd_loss(logits, y, self.p_teacher[index], self.neg_entropy[index], self.o["temperature"], 1.0,
+                       self.o["kd_weight"])
+
+    def replace_step(self, model, step, epoch):
+        self.approach_step = self.approach is not None and self.approach.active
+        if self.approach_step:
+            self.approach.step(step)
+            if not self.approach.active:
+                self._approach_finished(step, epoch)
+        return self.approach_step
+
+    def _approach_finished(self, step: int, epoch: int) -> None:
+        distances = self.approach.distances()
+        self.emit("approach_finished", {"steps": self.approach.steps, "stopped_by": "limit" if
+                                        self.approach.stopped_by_limit else "eps",
+                                        "max_distance": max(distances), "eps": self.o["approach_eps"]},
+                  step=step, epoch=epoch)
+
+    def after_step(self, model, step, epoch):
+        o = self.o
+        if self.last_event_step is not None and step - self.last_event_step <= o["cooldown"]:
+            return
+        nhe_now = o["nhe"] and self.nhe_attempts < o["nhe_max"]
+        pgd_now = o["pgd"] and epoch <= o["pgd_epochs"] and (nhe_now or not o["nhe"])
+        if not (nhe_now or pgd_now):
+            return
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        grad_norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
+        if grad_norm > o["nhe_grad_threshold"]:
+            return
+        loss = None
+        if nhe_now:
+            loss = self._eigenstep(model, grads, grad_norm, step, epoch)
+        if pgd_now:
+            outcome = perturbation_step(model, self.params, self.probe, o["pgd_sigma"], self.generator,
+                                        o["probe_mode"], loss_before=loss)
+            self.emit("pgd_kept" if outcome.kept else "pgd_reverted",
+                      {"sigma": o["pgd_sigma"], "loss_before": outcome.loss_before, "loss_tried": outcome.tried_loss,
+                       "grad_norm": grad_norm}, step=step, epoch=epoch)
+        self.last_event_step = step
+
+    def _eigenstep(self, model, grads, grad_norm: float, step: int, epoch: int) -> float:
+        """One NHE attempt; returns the probe loss after it."""
+        o = self.o
+        self.nhe_attempts += 1
+        pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=self.seed * 1_000_003 + step)
+        info = {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
+                "grad_norm": grad_norm, "attempt": self.nhe_attempts}
+        if not pair.value < -o["nhe_tol"]:
+            loss = probe_loss(model, self.probe, o["probe_mode"])
+            self.emit("nhe_skipped", info | {"probe_loss": loss, "tol": o["nhe_tol"]}, step=step, epoch=epoch)
+            return loss
+
+        def halved(alpha, loss_tried, next_alpha):
+            self.emit("nhe_halved", info | {"alpha": alpha, "loss_tried": loss_tried, "next_alpha": next_alpha},
+                      step=step, epoch=epoch)
+
+        outcome = eigenstep(model, self.params, grads, pair, self.probe, o["nhe_scale"], o["probe_mode"],
+                            on_halve=halved)
+        self.emit("nhe_kept" if outcome.kept else "nhe_reverted",
+                  info | {"alpha": outcome.alpha, "halvings": outcome.halvings, "sign": outcome.sign,
+                          "loss_before": outcome.loss_before, "loss_after": outcome.loss_after},
+                  step=step, epoch=epoch)
+        return outcome.loss_after
+
+
+__all__ = ["SPRKD", "TeacherSaddle"]

@@ -1,0 +1,252 @@
+"""sprkd around the store: saddle tracking of teachers, their snapshots as artifacts, the teacher
+inputs of a sprkd student, and the event log of a run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..store import Run, Store
+
+SADDLE_DIR = "saddles"
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+def save_snapshot(model, path: Path) -> None:
+    """The model's trainable parameters as safetensors, their order kept in the metadata."""
+    from safetensors.torch import save_file
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({n: p.detach().contiguous().cpu() for n, p in named}, str(path),
+              metadata={"order": json.dumps([n for n, _ in named])})
+
+
+def load_snapshot(path: Path) -> list[tuple[str, object]]:
+    """[(name, tensor)] in the model's parameter order; nothing is unpickled."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        raise UserError(f"saddle snapshot {path} is missing; the run's artifacts were moved or deleted")
+    with safe_open(str(path), framework="pt") as f:
+        order = json.loads((f.metadata() or {}).get("order", "null")) or sorted(f.keys())
+        return [(name, f.get_tensor(name)) for name in order]
+
+
+# -- phase 1: tracking during train-teacher -----------------------------------------------------
+def check_tracking(cfg: TrainConfig) -> None:
+    from ..methods.sprkd.saddles import RULES
+
+    if cfg.saddle_rule not in RULES:
+        raise UserError(f"bad --saddle-rule '{cfg.saddle_rule}'; valid: {', '.join(RULES)}")
+    if cfg.probe_mode not in ("eval", "train"):
+        raise UserError(f"bad --probe-mode '{cfg.probe_mode}'; valid: eval, train")
+    if cfg.saddle_every < 1 or cfg.saddle_top_n < 1 or cfg.max_saddles < 1:
+        raise UserError("--saddle-every, --saddle-top-n and --max-saddles must be >= 1")
+    if cfg.saddle_alpha < 0 or cfg.saddle_beta < 0:
+        raise UserError("--saddle-alpha and --saddle-beta must be >= 0")
+    if cfg.probe_batches < 1 or cfg.probe_size < 1:
+        raise UserError("--probe-batches and --probe-size must be >= 1")
+
+
+def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
+                   artifacts: Path) -> Callable[[int, int], None]:
+    """on_step hook of --track-saddles: the saddle test every cfg.saddle_every steps; a strong saddle's
+    parameters become an artifact with a saddle_points row, and only the cfg.max_saddles of lowest
+    probe loss are kept. Every test is a `saddle_check` event; storing and dropping are events too."""
+    from ..hessian import ProbeSet
+    from ..methods.sprkd.saddles import is_strong, measure_saddle
+
+    probe = ProbeSet.draw(data.x_train, data.y_train, n_batches=cfg.probe_batches, size=cfg.probe_size, seed=cfg.seed)
+    rule = {"rule": cfg.saddle_rule, "alpha": cfg.saddle_alpha, "beta": cfg.saddle_beta, "top_n": cfg.saddle_top_n}
+
+    def track(step: int, epoch: int) -> None:
+        if step % cfg.saddle_every:
+            return
+        loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
+        strong = is_strong(s, cfg.saddle_rule, cfg.saddle_alpha, cfg.saddle_beta)
+        facts = {"probe_loss": loss, "eigenvalues": s.eigenvalues, "s_neg": s.s_neg, "s_pos": s.s_pos,
+                 "ratio": _finite(s.ratio)}
+        store.add_event(run_id, "saddle_check", facts | {"strong": strong, "lanczos_iterations": iterations} | rule,
+                        step=step, epoch=epoch)
+        if not strong:
+            return
+        kept = store.saddle_points(run_id)
+        if len(kept) >= cfg.max_saddles and loss >= max(k.probe_loss for k in kept):
+            store.add_event(run_id, "saddle_dropped", facts | {"reason": f"not among the {cfg.max_saddles} of lowest loss"},
+                            step=step, epoch=epoch)
+            return
+        path = artifacts / SADDLE_DIR / f"step-{step:07d}.safetensors"
+        save_snapshot(model, path)
+        saddle_id = store.add_saddle_point(run_id, step=step, epoch=epoch, probe_loss=loss, eigenvalues=s.eigenvalues,
+                                           s_neg=s.s_neg, s_pos=s.s_pos, artifact=str(path))
+        store.add_event(run_id, "saddle_stored", facts | {"saddle_id": saddle_id, "artifact": str(path)} | rule,
+                        step=step, epoch=epoch)
+        if len(kept) + 1 > cfg.max_saddles:
+            worst = max(kept, key=lambda k: (k.probe_loss, k.step))
+            store.delete_saddle_point(worst.id)
+            Path(worst.artifact).unlink(missing_ok=True)
+            store.add_event(run_id, "saddle_dropped", {"saddle_id": worst.id, "step": worst.step,
+                                                       "probe_loss": worst.probe_loss,
+                                                       "reason": f"more than {cfg.max_saddles}; highest loss"},
+                            step=step, epoch=epoch)
+
+    return track
+
+
+def _finite(x: float) -> float | None:
+    return x if x != float("inf") else None
+
+
+def same_tracking(run: Run, cfg: TrainConfig) -> bool:
+    """Whether a stored run tracked saddles as `cfg` asks (for --reuse: an untracked teacher is not one)."""
+    from ..config import SADDLE_FIELDS
+
+    if not cfg.track_saddles:
+        return True
+    defaults = TrainConfig(kind="", method="", dataset="", model="")
+    return all(run.config.get(f, getattr(defaults, f)) == getattr(cfg, f) for f in SADDLE_FIELDS)
+
+
+# -- phase 2: the teachers of a sprkd student ---------------------------------------------------
+def no_saddles_message(store: Store, run: Run) -> str:
+    if not run.config.get("track_saddles"):
+        return (f"teacher {run.id} has no saddle snapshot: it was trained without saddle tracking; train one with "
+                f"`sprkd train-teacher --dataset {run.dataset} --model {run.model} --track-saddles`")
+    checks = [e.payload for e in store.events(run.id) if e.kind == "saddle_check"]
+    best = max((c["ratio"] for c in checks if c.get("ratio") is not None), default=0.0)
+    return (f"teacher {run.id} has no saddle snapshot: none of its {len(checks)} saddle checks passed the "
+            f"{run.config.get('saddle_rule')} rule (largest S-/S+ seen {best:.3g}, alpha "
+            f"{run.config.get('saddle_alpha')}); train a teacher that checks more often or more eigenvalues, e.g. "
+            f"`sprkd train-teacher --dataset {run.dataset} --model {run.model} --track-saddles --saddle-every 5 "
+            "--saddle-top-n 16 --saddle-alpha 0.2`")
+
+
+def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
+    """What a sprkd student takes from its teacher runs: one saddle snapshot each (for the ASR) and the
+    teacher models (for the optional KD term)."""
+    from ..methods.sprkd import TeacherSaddle
+    from .teachers import load_run_model
+
+    saddles = []
+    if options.get("asr", True):
+        for run in runs:
+            points = store.saddle_points(run.id)
+            if not points:
+                raise UserError(no_saddles_message(store, run))
+            pick = options.get("asr_pick", "lowest-loss")
+            chosen = (min(points, key=lambda p: (p.probe_loss, p.step)) if pick == "lowest-loss"
+                      else max(points, key=lambda p: p.step))
+            saddles.append(TeacherSaddle(run.id, run.model, chosen.id, chosen.step, chosen.probe_loss,
+                                         load_snapshot(Path(chosen.artifact))))
+    teachers = [load_run_model(r) for r in runs] if options.get("kd_weight", 0) > 0 else []
+    return {"saddles": saddles, "teachers": teachers}
+
+
+def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: str) -> Run:
+    """The newest finished teacher of the dataset and split with stored saddles whose parameter tensors
+    the student can take (same count, same ranks)."""
+    from ..data import load_dataset
+    from ..models import build_model
+
+    data = None
+    wanted = None
+    for run in store.list_runs(kind="teacher", dataset=dataset, status="finished"):
+        if run.config.get("split_seed") != split_seed or not run.config.get("track_saddles"):
+            continue
+        points = store.saddle_points(run.id)
+        if not points:
+            continue
+        if wanted is None:
+            data = load_dataset(dataset, split_seed)
+            wanted = [p.dim() for p in build_model(student, data.input_shape, data.n_classes).parameters()]
+        if [t.dim() for _, t in load_snapshot(Path(points[0].artifact))] == wanted:
+            return run
+    raise UserError(
+        f"no finished teacher of {dataset} (split seed {split_seed}) with tracked saddles that fits student {student} "
+        f"in {store.url}; train one with the student's layer layout, e.g. `sprkd train-teacher --dataset {dataset} "
+        f"--split-seed {split_seed} --model {_teacher_like(student)} --track-saddles`")
+
+
+def _teacher_like(student: str) -> str:
+    """A wider model of the student's layout, for the hint above."""
+    from ..models import check_model
+    from ..specs import parse_spec
+
+    name = parse_spec(student)[0]
+    options = check_model(student)
+    if "width" in options and "depth" in options:
+        return f"mlp:width={4 * options['width']},depth={options['depth']}"
+    if "channels" in options:
+        return f"{name}:channels={2 * options['channels']}"
+    return name
+
+
+# -- the event log ------------------------------------------------------------------------------
+class EventSink:
+    """emit(kind, payload, step=None, epoch=None) for a method: events are held until the run exists
+    (a method's setup runs before the run is recorded), then written as they come."""
+
+    def __init__(self):
+        self.pending: list[tuple] = []
+        self.store: Store | None = None
+        self.run_id: str | None = None
+
+    def __call__(self, kind: str, payload: dict | None = None, step: int | None = None, epoch: int | None = None):
+        if self.store is None:
+            self.pending.append((kind, payload, step, epoch))
+        else:
+            self.store.add_event(self.run_id, kind, payload, step=step, epoch=epoch)
+
+    def attach(self, store: Store, run_id: str) -> None:
+        self.store, self.run_id = store, run_id
+        for kind, payload, step, epoch in self.pending:
+            store.add_event(run_id, kind, payload, step=step, epoch=epoch)
+        self.pending = []
+
+
+COUNTED = ("saddle_stored", "saddle_dropped", "nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped", "pgd_kept",
+           "pgd_reverted")
+
+
+def event_counts(store: Store, run_id: str) -> dict:
+    """Saddles kept and stored, NHE and PGD outcomes, and the approach's step count of a run."""
+    events = store.events(run_id)
+    counts = Counter(e.kind for e in events)
+    approach = [e.payload for e in events if e.kind == "approach_finished"]
+    return {"saddles": len(store.saddle_points(run_id)), **{k: counts.get(k, 0) for k in COUNTED},
+            "approach_steps": approach[-1]["steps"] if approach else 0, "events": len(events)}
+
+
+def injection_mapping(store: Store, run_id: str) -> list[dict]:
+    return next((e.payload["mapping"] for e in store.events(run_id) if e.kind == "injection"), [])
+
+
+# -- which teachers a student gets ----------------------------------------------------------------
+def teacher_ids_for(store: Store, method: str, teacher: str | None, dataset: str, split_seed: int, student: str,
+                    options: dict) -> list[str]:
+    """The teacher run ids of a student of `method`: those of `--teacher a,b` (ids or unique prefixes), else
+    the dataset's latest finished teacher; for sprkd, the latest one with tracked saddles that fits the student."""
+    from ..methods import method_class
+    from .teachers import latest_teacher
+
+    cls = method_class(method)
+    if not cls.needs_teacher:
+        return []
+    if teacher is not None:
+        refs = [r.strip() for r in teacher.split(",") if r.strip()]
+        if not refs:
+            raise UserError(f"bad --teacher '{teacher}': give a run id, or several separated by commas")
+        ids = list(dict.fromkeys(store.get_run(r).id for r in refs))
+        if cls.needs_saddles and options.get("asr", True):
+            for run_id in ids:
+                if not store.saddle_points(run_id):
+                    raise UserError(no_saddles_message(store, store.get_run(run_id)))
+        return ids
+    if cls.needs_saddles and options.get("asr", True):
+        return [latest_saddle_teacher(store, dataset, split_seed, student).id]
+    return [latest_teacher(store, dataset, split_seed).id]

@@ -1,0 +1,129 @@
+"""sage on vision models: anchors, teacher-labelled synthetic vectors, the round budget, UMAP refitted
+on real vectors only, seeded reproducibility through the CLI, and the width check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DATA, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json
+
+from sprkd_cli.data import load_dataset
+from sprkd_cli.methods import method_options
+from sprkd_cli.methods.sage import SAGE
+from sprkd_cli.models import build_model
+
+
+def _sage(model_spec: str, dataset: str = DATA, **options):
+    data = load_dataset(dataset, 0)
+    torch.manual_seed(0)
+    teacher = build_model(model_spec, data.input_shape, data.n_classes).eval()
+    torch.manual_seed(1)
+    student = build_model(model_spec, data.input_shape, data.n_classes)
+    method = SAGE(method_options("sage", options), teacher, data)
+    events = []
+    method.setup(student, seed=0, emit=lambda kind, payload, **where: events.append((kind, payload, where)))
+    return data, teacher, student, method, events
+
+
+def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
+    import sprkd_cli.methods.sage as sage_module
+
+    fitted = []
+    real_fit = sage_module.fit_umap
+    monkeypatch.setattr(sage_module, "fit_umap", lambda points, seed: fitted.append(points.copy()) or real_fit(points, seed))
+    data, teacher, student, method, events = _sage("mlp:width=16,depth=1", sage_max_synth=7, sage_per_anchor=3)
+    n = len(data.y_train)
+    assert method.budget == min(int(0.1 * n), 7) == 7
+    # the student got the teacher's input layer, frozen
+    assert torch.equal(student.embed[1].weight, teacher.embed[1].weight)
+    assert not any(p.requires_grad for p in student.embed.parameters())
+    for round_number in (1, 2):
+        before = len(method.syn_p)
+        record = method.run_round(student, epoch=round_number + 1, step=10 * round_number)
+        last = method.last_round
+        # anchors: exactly the real examples at or above the 90th percentile of the student's loss
+        with torch.no_grad():
+            logits = student.eval().body(teacher.embed(data.x_train))
+        losses = (0.1 * F.cross_entropy(logits, data.y_train, reduction="none") + 0.9 * 16 * (
+            method.neg_entropy - (method.p_teacher * F.log_softmax(logits / 4, dim=1)).sum(1))).numpy()
+        assert np.allclose(last["losses"], losses, atol=1e-5)
+        expected = np.flatnonzero(last["losses"] >= np.percentile(last["losses"], 90))
+        assert np.array_equal(last["anchors"], expected) and record["anchors"] == len(expected)
+        # a round adds at most its budget
+        assert len(method.syn_p) - before == record["synthetic"] <= method.budget
+        assert record["synthetic"] == 7 and record["pool_synthetic"] == 7 * round_number
+        # synthetic targets are the teacher body's softmax (at the kd temperature) on the new vectors
+        with torch.no_grad():
+            p = F.softmax(teacher.body(method.syn_vectors) / 4, dim=1)
+        assert torch.allclose(method.syn_p, p, atol=1e-6)
+        # UMAP was fitted on real vectors only: all anchors plus a sample, no synthetic vector
+        rows = last["rows"]
+        assert set(last["anchors"]) <= set(rows) and rows.max() < n
+        assert np.array_equal(fitted[-1], method.vectors[rows].numpy())
+        assert (events[-1][0], events[-1][2]) == ("sage_round", {"step": 10 * round_number, "epoch": round_number + 1})
+    # anchors with the highest loss get their synthetic points first (budget 7 of 3 per anchor)
+    top = last["anchors"][np.argsort(-last["losses"][last["anchors"]], kind="stable")][:3]
+    assert np.array_equal(last["synthesis"].anchors, np.repeat(top, 3)[:7])
+    assert len(fitted) == 2
+
+
+def test_cnn_vectors_round_trip_through_inverse_and_interpolate():
+    for mode in ("inverse", "interpolate"):
+        data, teacher, student, method, _ = _sage("cnn:channels=4", "digits", sage_synth=mode, sage_umap_max=300)
+        record = method.run_round(student, epoch=2, step=1)
+        made = method.last_round["synthesis"]
+        assert made.vectors.shape == (record["synthetic"], 4, 8, 8) and record["synthetic"] == method.budget
+        if mode == "interpolate":  # on the segment between the anchor's vector and its neighbour's
+            a, j = method.vectors[made.anchors], method.vectors[made.neighbours]
+            u = torch.from_numpy(made.u).float().reshape(-1, 1, 1, 1)
+            assert torch.allclose(made.vectors, a + u * (j - a), atol=1e-6)
+        assert torch.isfinite(made.vectors).all()
+
+
+def test_pool_trains_each_synthetic_vector_once_per_epoch():
+    data, teacher, student, method, _ = _sage("mlp:width=16,depth=1")
+    method.run_round(student, epoch=2, step=1)
+    method.start_epoch(student, 3, 10)  # rounds_done 1 < 3: a second round, then the epoch's order
+    seen = []
+    original = method.syn_p
+    n = len(data.y_train)
+    order = method._order.clone()
+    for start in range(0, n, 64):
+        index = torch.arange(start, min(n, start + 64))
+        used = method._syn_used
+        method.loss(student, data.x_train[index], data.y_train[index], index)
+        seen.append(order[used:method._syn_used])
+    assert torch.equal(torch.sort(torch.cat(seen)).values, torch.arange(len(original)))
+
+
+def test_distill_sage_same_seed_same_numbers_and_events(db):
+    teacher = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", "mlp:width=16,depth=1", *TRAIN)
+    args = ["distill", "--method", "sage", "--dataset", DATA, "--student", "mlp:width=16,depth=2",
+            "--teacher", teacher["run_id"], "--epochs", "3", "--lr", "1e-2", "--sage-rounds", "2", "--seed", "5"]
+    first, second = sprkd_json(db, *args), sprkd_json(db, *args)
+    store = open_test_store(db)
+    metrics = [[(m.step, m.split, m.name, m.value) for m in store.metrics([r["run_id"]])] for r in (first, second)]
+    assert metrics[0] == metrics[1] and len(metrics[0]) == 15
+    rounds = [[e.payload for e in store.events(r["run_id"]) if e.kind == "sage_round"] for r in (first, second)]
+    strip = lambda p: {k: v for k, v in p.items() if not k.endswith("seconds")}  # noqa: E731
+    assert [strip(p) for p in rounds[0]] == [strip(p) for p in rounds[1]] and len(rounds[0]) == 2
+    assert [p["pool_synthetic"] for p in rounds[0]] == [p["synthetic"] for p in rounds[0][:1]] + [
+        rounds[0][0]["synthetic"] + rounds[0][1]["synthetic"]]
+    assert first["test_acc"] == second["test_acc"]
+
+
+@pytest.mark.parametrize("bad, needle", [(["--sage-synth", "nope"], "bad --sage-synth 'nope'"),
+                                         (["--sage-percentile", "101"], "--sage-percentile"),
+                                         (["--sage-every", "0"], "--sage-every")])
+def test_bad_sage_flags_are_one_line(db, bad, needle):
+    assert_user_error(sprkd(db, "distill", "--method", "sage", "--dataset", DATA, *bad), needle)
+
+
+def test_student_of_another_width_is_refused(db):
+    teacher = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", "mlp:width=16,depth=1", *TRAIN)
+    result = sprkd(db, "distill", "--method", "sage", "--dataset", DATA, "--student", "mlp:width=8,depth=1",
+                   "--teacher", teacher["run_id"], *TRAIN)
+    assert_user_error(result, "teacher's embed width is 16", "student's body takes width 8")
+    assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]

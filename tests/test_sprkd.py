@@ -1,0 +1,400 @@
+"""sprkd end to end: saddle-tracked teachers, the ASR and its injection, the approach, negative
+Hessian eigensteps and Gaussian perturbations with their gates, the event log, and the CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import (
+    DATA,
+    STUDENT_ARGS,
+    TEACHER_MODEL,
+    TRAIN,
+    assert_user_error,
+    metric_rows,
+    open_test_store,
+    sprkd,
+    sprkd_json,
+)
+
+# Settings under which tiny teachers do have strong saddles: with METHODS.md's defaults (top 4
+# eigenvalues by magnitude, alpha 0.4) these MLPs show none (their largest |λ| are all positive).
+TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8", "--saddle-alpha", "0.1"]
+TRACKED_TEACHER = ["train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, *TRACK]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    """One intra-op thread, as in the rest of the suite's budget (tiny HVPs crawl on busy cores)."""
+    import sprkd_cli.services.training as training
+
+    monkeypatch.setattr(training, "set_threads", lambda jobs: torch.set_num_threads(1))
+    torch.set_num_threads(1)
+
+
+def tracked_teacher(db, *extra: str) -> dict:
+    return sprkd_json(db, *TRACKED_TEACHER, *extra)
+
+
+def model_input_shape(store, run_id: str) -> tuple:
+    return tuple(store.get_run(run_id).config["data"]["input_shape"])
+
+
+def events_of(store, run_id: str, kind: str | None = None) -> list:
+    return [e for e in store.events(run_id) if kind is None or e.kind == kind]
+
+
+# --- phase 1: saddle tracking -------------------------------------------------------------------
+
+
+def test_digits_teacher_stores_saddles_that_meet_its_stored_rule(db):
+    from sprkd_cli.methods.sprkd.saddles import is_strong, score
+    from sprkd_cli.services.saddles import load_snapshot
+
+    outcome = sprkd_json(db, "train-teacher", "--dataset", "digits", "--model", "mlp:width=16,depth=1", "--epochs", "1",
+                         "--track-saddles", "--saddle-every", "2", "--saddle-top-n", "8", "--saddle-alpha", "0.1",
+                         "--max-saddles", "3")
+    store = open_test_store(db)
+    run = store.get_run(outcome["run_id"])
+    points = store.saddle_points(run.id)
+    checks = [e.payload | {"step": e.step} for e in events_of(store, run.id, "saddle_check")]
+    assert len(checks) == 20 // 2 and all(c["step"] % 2 == 0 for c in checks)
+    strong = [c for c in checks if c["strong"]]
+    assert len(strong) > 3, "precondition: more strong saddles than --max-saddles, so some are dropped"
+    assert len(points) == 3 == outcome["events"]["saddles"]
+    # the kept ones are the three of lowest probe loss among all strong ones found
+    assert sorted(p.probe_loss for p in points) == sorted(c["probe_loss"] for c in strong)[:3]
+    cfg = run.config
+    assert (cfg["saddle_rule"], cfg["saddle_alpha"], cfg["saddle_top_n"]) == ("ratio", 0.1, 8)
+    for p in points:
+        assert len(p.eigenvalues) == 8
+        assert list(map(abs, p.eigenvalues)) == sorted(map(abs, p.eigenvalues), reverse=True)
+        recomputed = score(p.eigenvalues)
+        assert recomputed.s_neg == pytest.approx(p.s_neg) and recomputed.s_pos == pytest.approx(p.s_pos)
+        assert p.s_neg > 0 and p.s_neg >= cfg["saddle_alpha"] * p.s_pos
+        assert is_strong(recomputed, cfg["saddle_rule"], cfg["saddle_alpha"], cfg["saddle_beta"])
+        snapshot = load_snapshot(Path(p.artifact))
+        assert [n for n, _ in snapshot] == ["embed.1.weight", "embed.1.bias", "body.1.weight", "body.1.bias"]
+    for c in checks:  # and every check that was not stored failed the rule
+        assert c["strong"] == (c["s_neg"] > 0 and c["s_neg"] >= 0.1 * c["s_pos"])
+    shown = sprkd_json(db, "runs", "show", run.id)
+    assert [s["step"] for s in shown["saddle_points"]] == [p.step for p in points]
+    assert shown["event_counts"]["saddles"] == 3 and shown["event_counts"]["saddle_dropped"] >= 1
+    text = sprkd(db, "runs", "show", run.id)
+    assert text.exit_code == 0 and "strong saddle points" in text.stdout
+
+
+def test_saddle_rules():
+    from sprkd_cli.methods.sprkd.saddles import is_strong, largest_magnitude, score
+
+    s = score(largest_magnitude([5.0, -3.0, 0.1, 2.0, -0.2, 1.0], 4))
+    assert s.eigenvalues == [5.0, -3.0, 2.0, 1.0]
+    assert (s.s_neg, s.s_pos) == (3.0, 8.0)
+    assert is_strong(s, "ratio", 0.375, 7) and not is_strong(s, "ratio", 0.4, 7)
+    assert is_strong(s, "magnitude", 0.9, 3) and not is_strong(s, "magnitude", 0.0, 3.1)
+    assert not is_strong(s, "both", 0.3, 3.1) and is_strong(s, "both", 0.3, 3)
+    assert not is_strong(score([1.0, 0.5]), "ratio", 0.0, 0.0)  # no negative curvature: no saddle
+
+
+def test_tracking_does_not_change_what_the_teacher_learns(db):
+    from safetensors.torch import load_file
+
+    plain = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, "--seed", "3")
+    # same config hash and seed, but --reuse does not hand back the untracked teacher when saddles are asked for
+    tracked = sprkd_json(db, *TRACKED_TEACHER, "--seed", "3", "--reuse")
+    assert not tracked.get("reused") and tracked["run_id"] != plain["run_id"]
+    assert tracked["events"]["saddles"] > 0, "precondition: the probes did run"
+    store = open_test_store(db)
+    assert metric_rows(store, plain["run_id"]) == metric_rows(store, tracked["run_id"])
+    assert plain["config_hash"] == tracked["config_hash"]
+    a = load_file(f"{plain['artifact_dir']}/model.safetensors")
+    b = load_file(f"{tracked['artifact_dir']}/model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- phase 2: ASR and injection -----------------------------------------------------------------
+
+
+def test_fit_tensor_centre_crops_and_zero_pads():
+    from sprkd_cli.methods.sprkd.inject import fit_tensor
+
+    t = torch.arange(24.0).view(4, 6)
+    assert torch.equal(fit_tensor(t, (2, 2)), t[1:3, 2:4])
+    padded = fit_tensor(t, (6, 8))
+    assert torch.equal(padded[1:5, 1:7], t) and padded.sum() == t.sum()
+    mixed = fit_tensor(t, (2, 8))
+    assert torch.equal(mixed[:, 1:7], t[1:3]) and torch.equal(mixed[:, [0, 7]], torch.zeros(2, 2))
+
+
+def test_inject_refuses_what_the_student_cannot_take():
+    from sprkd_cli.errors import UserError
+    from sprkd_cli.methods.sprkd.inject import inject
+
+    asr = [("a.weight", torch.zeros(4, 3)), ("a.bias", torch.zeros(4))]
+    with pytest.raises(UserError, match=r"tensor 0 teacher a.weight \(4x3, rank 2\) vs student c.weight \(2x3x3x3, rank 4\)"):
+        inject(asr, [("c.weight", torch.zeros(2, 3, 3, 3)), ("c.bias", torch.zeros(2))])
+    with pytest.raises(UserError, match="the ASR has 2 parameter tensors but the student has 3: student tensor 2"):
+        inject(asr, [("x", torch.zeros(2, 3)), ("y", torch.zeros(2)), ("z", torch.zeros(1))])
+    targets, mapping = inject(asr, [("x", torch.zeros(2, 5)), ("y", torch.zeros(4))])
+    assert [m["op"] for m in mapping] == ["crop+pad", "copy"] and targets[0].shape == (2, 5)
+
+
+def test_asr_is_the_mean_of_each_teachers_chosen_snapshot_and_the_approach_reaches_it(db):
+    from sprkd_cli.config import TrainConfig
+    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods.sprkd.approach import distance
+    from sprkd_cli.methods.sprkd.inject import fit_tensor
+    from sprkd_cli.services.saddles import load_snapshot
+    from sprkd_cli.engine import seed_everything
+    from sprkd_cli.models import build_model
+    from sprkd_cli.services.training import prepare
+
+    teachers = [tracked_teacher(db, "--seed", str(s))["run_id"] for s in (0, 1)]
+    store = open_test_store(db)
+    chosen = [min(store.saddle_points(t), key=lambda p: p.probe_loss) for t in teachers]
+    snapshots = [load_snapshot(Path(p.artifact)) for p in chosen]
+    mean = [(snapshots[0][i][1].double() + snapshots[1][i][1].double()) / 2 for i in range(len(snapshots[0]))]
+
+    cfg = TrainConfig(kind="student", method="sprkd", dataset=DATA, model="mlp:width=8,depth=1", seed=4, epochs=1,
+                      teacher_ids=teachers, method_options=method_options("sprkd", {}))
+    emitted = []
+    _, model, method = prepare(cfg, store, lambda kind, payload=None, **where: emitted.append((kind, payload)))
+    asr_event = dict(emitted)["asr_built"]
+    assert [t["saddle_id"] for t in asr_event["teachers"]] == [p.id for p in chosen]
+    params = [p for p in model.parameters()]
+    seed_everything(4)
+    fresh = build_model(cfg.model, model_input_shape(store, teachers[0]), 3)
+    assert all(torch.equal(a, b) for a, b in zip(params, fresh.parameters())), "the student starts from its own init"
+    for target, m, p in zip(method.approach.targets, mean, params):
+        assert torch.allclose(target.double(), fit_tensor(m, tuple(p.shape)), atol=1e-7, rtol=0)
+    assert all(distance(p, t) > 1e-3 for p, t in zip(params, method.approach.targets)), "precondition"
+
+    step = 0
+    while method.approach.active:
+        step += 1
+        assert method.replace_step(model, step, 1)
+    assert not method.replace_step(model, step + 1, 1)
+    assert not method.approach.stopped_by_limit and step < 200
+    for p, t in zip(params, method.approach.targets):
+        assert distance(p, t) <= cfg.method_options["approach_eps"]
+    finished = dict(emitted)["approach_finished"]
+    assert finished["steps"] == step and finished["stopped_by"] == "eps"
+
+
+def test_approach_weights_follow_the_decaying_transformation():
+    from sprkd_cli.methods.sprkd.approach import Approach, weight
+
+    assert weight(1) == pytest.approx(1 - 2 ** -0.1 / 2) and weight(10) == pytest.approx(0.75)
+    s, t = torch.zeros(3), torch.ones(3)
+    approach = Approach([s], [t], eps=1e-3, max_steps=2)
+    approach.step(1)
+    assert torch.allclose(s, torch.full((3,), weight(1)))
+    approach.step(2)  # the limit stops every tensor, reached or not
+    assert not approach.active and approach.stopped_by_limit and approach.steps == 2
+
+
+# --- phase 3: NHE and PGD -----------------------------------------------------------------------
+
+
+class SaddleModel(torch.nn.Module):
+    """Logits (0, w0² − w1²) for class 0 labels: the probe loss is softplus(w0² − w1²), a saddle at the
+    origin with Hessian diag(1, −1) there (λmin = −1 along ±e1 = (0, 1))."""
+
+    def __init__(self, w0: float, w1: float):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([w0, w1]))
+
+    def forward(self, x):
+        z = (self.w[0] ** 2 - self.w[1] ** 2) * torch.ones(len(x))
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+def _probe():
+    from sprkd_cli.hessian import ProbeSet
+
+    x, y = torch.zeros(8, 1), torch.zeros(8, dtype=torch.long)
+    return ProbeSet.from_indices(x, y, [torch.arange(8)], seed=0)
+
+
+def _minibatch_grad(model, probe):
+    model.zero_grad()
+    x, y = probe.batches[0]
+    F.cross_entropy(model(x), y).backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def test_nhe_steps_along_the_negative_eigenvector_and_lowers_the_loss():
+    from sprkd_cli.methods.sprkd.nhe import eigenstep, most_negative
+    from sprkd_cli.methods.sprkd.probe import probe_loss
+
+    model, probe = SaddleModel(0.0, 0.01), _probe()
+    pair = most_negative(model, probe)
+    assert pair.value == pytest.approx(-2 * torch.sigmoid(torch.tensor(-1e-4)).item(), rel=1e-3)
+    assert torch.allclose(pair.vector[0].abs(), torch.tensor([0.0, 1.0]), atol=1e-4)
+    before_w, before_loss = model.w.detach().clone(), probe_loss(model, probe)
+    grads = _minibatch_grad(model, probe)
+    outcome = eigenstep(model, list(model.parameters()), grads, pair, probe, scale=0.5)
+    moved = model.w.detach() - before_w
+    assert outcome.kept and outcome.halvings == 0
+    assert outcome.alpha == pytest.approx(0.5 * abs(pair.value))
+    assert moved[0] == pytest.approx(0.0, abs=1e-6) and moved[1] == pytest.approx(outcome.alpha, rel=1e-4)
+    # downhill: g_1 < 0 at w1 = 0.01, so s = -sign(gᵀv) sends w1 up, away from the saddle
+    assert probe_loss(model, probe) == pytest.approx(outcome.loss_after) and outcome.loss_after < before_loss
+    assert outcome.loss_after == pytest.approx(math.log1p(math.exp(-(0.01 + outcome.alpha) ** 2)), rel=1e-4)
+
+
+def test_a_step_that_raises_the_probe_loss_is_undone_bit_for_bit():
+    from sprkd_cli.methods.sprkd.nhe import Eigenpair, eigenstep
+    from sprkd_cli.methods.sprkd.pgd import perturbation_step
+
+    model, probe = SaddleModel(0.0, 0.3), _probe()  # along w0 the loss only rises
+    before = model.w.detach().clone()
+    halvings = []
+    outcome = eigenstep(model, list(model.parameters()), [torch.tensor([0.0, 0.0])],
+                        Eigenpair(-1.0, [torch.tensor([1.0, 0.0])], 1, True), probe, scale=0.5,
+                        on_halve=lambda *args: halvings.append(args))
+    assert not outcome.kept and len(halvings) == 3 and outcome.alpha == pytest.approx(0.5 / 8)
+    assert model.w.detach().numpy().tobytes() == before.numpy().tobytes()
+
+    model = SaddleModel(0.0, 0.0)  # zero RMS: a zero perturbation, which does not increase the loss
+    assert perturbation_step(model, list(model.parameters()), probe, 0.1, torch.Generator().manual_seed(0)).kept
+    model = SaddleModel(0.3, 0.0)  # large perturbations: some raise the loss (w0 grows), some lower it
+    generator = torch.Generator().manual_seed(1)
+    reverted = 0
+    for _ in range(20):
+        before = model.w.detach().numpy().tobytes()
+        o = perturbation_step(model, list(model.parameters()), probe, 5.0, generator)
+        assert o.kept == (o.tried_loss <= o.loss_before)
+        if not o.kept:
+            reverted += 1
+            assert model.w.detach().numpy().tobytes() == before
+    assert reverted > 0
+
+
+def test_gates_cooldown_limits_and_ablations_in_the_event_log(db):
+    teacher = tracked_teacher(db)["run_id"]
+    store = open_test_store(db)
+    always = ["--nhe-grad-threshold", "1e9", "--epochs", "6", "--lr", "1e-2"]  # every step passes the gradient gate
+    args = ["distill", "--method", "sprkd", "--teacher", teacher, "--dataset", DATA, "--student", "mlp:width=8,depth=1"]
+    run = sprkd_json(db, *args, *always, "--cooldown", "2", "--nhe-max", "2", "--pgd-epochs", "6")["run_id"]
+    events = store.events(run)
+    kinds = [e.kind for e in events]
+    assert kinds[:2] == ["asr_built", "injection"]
+    approach = events_of(store, run, "approach_finished")[0]
+    nhe = [e for e in events if e.kind in ("nhe_kept", "nhe_reverted", "nhe_skipped")]
+    pgd = [e for e in events if e.kind.startswith("pgd_")]
+    assert len(nhe) == 2 and all(e.step > approach.step for e in nhe)  # --nhe-max, after the approach
+    assert [e.step for e in pgd] == [e.step for e in nhe]  # one PGD after each NHE attempt
+    assert nhe[1].step - nhe[0].step == 3  # the cooldown: two steps pass, the third may act
+    for e in nhe:
+        if e.kind != "nhe_skipped":
+            assert {"lambda_min", "alpha", "halvings", "loss_before", "loss_after"} <= set(e.payload)
+
+    no_nhe = sprkd_json(db, *args, *always, "--cooldown", "2", "--pgd-epochs", "4", "--no-nhe")["run_id"]
+    pgd = events_of(store, no_nhe, "pgd_kept") + events_of(store, no_nhe, "pgd_reverted")
+    assert not [e for e in store.events(no_nhe) if e.kind.startswith("nhe_")]
+    assert pgd and all(e.epoch <= 4 for e in pgd)  # --pgd-epochs
+    assert sorted(b.step - a.step for a, b in zip(pgd, pgd[1:]))[0] >= 3
+
+    bare = sprkd_json(db, *args, *always, "--no-asr", "--no-pgd")
+    bare_events = store.events(bare["run_id"])
+    assert {"asr_built", "injection", "approach_finished"}.isdisjoint(e.kind for e in bare_events)
+    assert not [e for e in bare_events if e.kind.startswith("pgd_")] and bare["events"]["approach_steps"] == 0
+    assert len({store.get_run(r).config_hash for r in (run, no_nhe, bare["run_id"])}) == 3
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+def test_sprkd_user_errors_are_one_line(db):
+    plain = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN)["run_id"]
+    narrow = tracked_teacher(db)["run_id"]
+    wide = tracked_teacher(db, "--model", "mlp:width=24,depth=1")["run_id"]
+    never = sprkd_json(db, *TRACKED_TEACHER, "--saddle-alpha", "1000", "--seed", "5")["run_id"]
+    base = ["distill", "--method", "sprkd", *STUDENT_ARGS]
+    students = len(open_test_store(db).list_runs(kind="student"))
+
+    line = assert_user_error(sprkd(db, *base, "--teacher", plain), plain, "without saddle tracking", "--track-saddles")
+    assert f"--model {TEACHER_MODEL}" in line
+    assert_user_error(sprkd(db, *base, "--teacher", never), never, "none of its", "saddle checks passed", "--saddle-top-n")
+    assert_user_error(sprkd(db, *base, "--teacher", f"{narrow},{wide}"), "different architectures", narrow, wide,
+                      "tensor 0: embed.1.weight 16x8 vs embed.1.weight 24x8")
+    assert_user_error(sprkd(db, "distill", "--method", "sprkd", "--teacher", narrow, "--dataset", DATA,
+                            "--student", "mlp:width=8,depth=2", *TRAIN),
+                      "the ASR has 4 parameter tensors but the student has 6", "student tensor 4")
+    assert_user_error(sprkd(db, *base, "--teacher", narrow, "--asr-pick", "best"), "bad --asr-pick 'best'")
+    assert_user_error(sprkd(db, "train-teacher", "--dataset", DATA, "--saddle-rule", "nope"), "bad --saddle-rule 'nope'")
+    assert_user_error(sprkd(db, *base, "--teacher", ","), "bad --teacher")
+    assert len(open_test_store(db).list_runs(kind="student")) == students  # nothing was recorded
+
+
+def test_sprkd_without_a_fitting_saddle_teacher_says_how_to_train_one(db):
+    sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN)
+    line = assert_user_error(sprkd(db, "distill", "--method", "sprkd", *STUDENT_ARGS), "with tracked saddles",
+                             "sprkd train-teacher", "--track-saddles")
+    assert "--model mlp:width=32,depth=1" in line
+    # the ablation without the ASR takes any teacher
+    assert sprkd_json(db, "distill", "--method", "sprkd", "--no-asr", *STUDENT_ARGS)["status"] == "finished"
+
+
+# --- the CLI end to end -------------------------------------------------------------------------
+
+
+def test_distill_sprkd_with_two_teachers_end_to_end(db):
+    teachers = [tracked_teacher(db, "--seed", str(s))["run_id"] for s in (0, 1)]
+    result = sprkd(db, "distill", "--method", "sprkd", "--teacher", ",".join(t[:8] for t in teachers), *STUDENT_ARGS)
+    assert result.exit_code == 0, result.output
+    assert "injected tensor 0: embed.1.weight (16, 8) -> embed.1.weight (8, 8) (crop)" in result.stdout
+    store = open_test_store(db)
+    (student,) = store.list_runs(kind="student")
+    assert student.teacher_ids == teachers and student.status == "finished"
+    shown = sprkd_json(db, "runs", "show", student.id, "--events")
+    counts = shown["event_counts"]
+    assert counts["approach_steps"] > 0 and counts["events"] == len(shown["events"])
+    assert [e["kind"] for e in shown["events"]][:3] == ["asr_built", "injection", "approach_finished"]
+    assert {m["epoch"] for m in shown["metrics"]} == {1, 2, 3}
+    assert shown["config"]["method_options"]["nhe_grad_threshold"] == 0.02
+    text = sprkd(db, "runs", "show", student.id, "--events")
+    assert text.exit_code == 0 and "approach_finished" in text.stdout and "injection" in text.stdout
+
+
+def test_compare_and_stats_take_sprkd_like_any_method(db):
+    plain = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, "--seed", "1")
+    tracked = tracked_teacher(db)
+    newest = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, "--seed", "2")
+    compared = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd,kd,sprkd", "--seeds", "0-1")
+    rows = {row["method"]: row for row in compared["methods"]}
+    assert compared["failed"] == [] and all(rows[m]["n"] == 2 for m in ("sgd", "kd", "sprkd"))
+    assert rows["kd"]["teacher_ids"] == [newest["run_id"]] and rows["sprkd"]["teacher_ids"] == [tracked["run_id"]]
+    assert plain["run_id"] not in rows["sprkd"]["teacher_ids"]
+    pairs = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd,sprkd")
+    assert {frozenset((p["a"], p["b"])) for p in pairs} == {frozenset(x) for x in (("sgd", "kd"), ("sgd", "sprkd"),
+                                                                                  ("kd", "sprkd"))}
+    again = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sprkd", "--seeds", "0-1")
+    assert (again["ran"], again["reused"]) == (0, 2)
+
+
+def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
+    from sprkd_cli.data import load_dataset
+    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods.kd import teacher_targets
+    from sprkd_cli.methods.sprkd import SPRKD
+    from sprkd_cli.models import build_model
+
+    data = load_dataset(DATA)
+    torch.manual_seed(0)
+    teachers = [build_model(TEACHER_MODEL, data.input_shape, data.n_classes) for _ in range(2)]
+    options = method_options("sprkd", {"kd_weight": 0.5, "asr": False})
+    method = SPRKD(options, teachers[0], data, saddles=[], teachers=teachers)
+    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
+    assert torch.allclose(method.p_teacher, expected)
+    student = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
+    method.setup(student, seed=0, emit=lambda *a, **k: None)
+    index = torch.arange(16)
+    x, y = data.x_train[index], data.y_train[index]
+    plain = SPRKD(method_options("sprkd", {"asr": False}), teachers[0], data, saddles=[])
+    assert method.loss(student, x, y, index).item() > plain.loss(student, x, y, index).item()  # CE + 0.5·T²·KL

@@ -1,0 +1,140 @@
+"""Text tasks and transformers: GLUE-format files, the tokenisation cache, hf: models split into
+embed and body, train-teacher then sgd/kd/sage through the CLI, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
+from textdata import qnli_rows, sst2_dir, tiny_model, write_csv
+
+TRAIN = ["--epochs", "2", "--lr", "5e-3", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"teacher": tiny_model(root / "teacher", layers=2), "student": tiny_model(root / "student", seed=1),
+            "narrow": tiny_model(root / "narrow", hidden=16, seed=2),
+            "distil": tiny_model(root / "distil", kind="distil", seed=3)}
+
+
+def test_glue_files_teacher_then_sgd_kd_sage_end_to_end(db, tmp_path, models):
+    glue = sst2_dir(tmp_path / "glue")
+    data = ["--dataset", "sst2", "--data-dir", str(glue)]
+    teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *TRAIN)
+    assert teacher["status"] == "finished"
+    outcomes = {}
+    for method, student in (("sgd", "student"), ("kd", "distil"), ("sage", "student")):
+        outcomes[method] = sprkd_json(db, "distill", "--method", method, *data, "--student", f"hf:{models[student]}",
+                                      "--teacher", teacher["run_id"], "--sage-rounds", "1", *TRAIN)
+        assert outcomes[method]["status"] == "finished" and 0.0 <= outcomes[method]["test_acc"] <= 1.0
+    store = open_test_store(db)
+    rounds = [e for e in store.events(outcomes["sage"]["run_id"]) if e.kind == "sage_round"]
+    assert len(rounds) == 1 and rounds[0].epoch == 2
+    payload = rounds[0].payload
+    assert payload["synth"] == "interpolate"  # token sequences interpolate the original vectors
+    assert 0 < payload["synthetic"] <= payload["budget"] == 14  # 10% of the 144 training sentences
+    for key in ("anchors", "threshold", "umap_seconds", "label_seconds"):
+        assert key in payload
+    run = store.get_run(outcomes["sage"]["run_id"])
+    assert run.config["data"]["input_shape"][0] == 3 and run.config["data"]["n_train"] == 144
+    assert run.config["data"]["n_test"] == 40  # GLUE validation is the test split
+    # the same finished runs, reused by compare
+    compared = sprkd_json(db, "compare", "--methods", "sgd,sage", *data, "--student", f"hf:{models['student']}",
+                          "--teacher", teacher["run_id"], "--seeds", "0", "--sage-rounds", "1", *TRAIN)
+    assert compared["ran"] == 0 and compared["reused"] == 2
+
+
+def test_tokenisation_is_cached_per_data_tokenizer_and_length(tmp_path, models, monkeypatch):
+    from sprkd_cli.data import load_dataset, text
+
+    glue = sst2_dir(tmp_path / "glue")
+    first = load_dataset("sst2:max_len=16", 3, data_dir=str(glue), model=f"hf:{models['teacher']}")
+    assert first.x_train.dtype == torch.long and first.x_train.shape[1] == 3 and first.x_train.shape[2] <= 16
+    assert len(list((glue / "cache" / "text").glob("sst2-*-L16.safetensors"))) == 1
+
+    def no_tokenizing(*args, **kwargs):
+        raise AssertionError("tokenised again")
+
+    monkeypatch.setattr(text, "tokenize", no_tokenizing)
+    again = load_dataset("sst2:max_len=16", 3, data_dir=str(glue), model=f"hf:{models['student']}")  # same vocabulary
+    for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
+        assert torch.equal(getattr(first, name), getattr(again, name))
+    assert again.describe() == first.describe()
+    with pytest.raises(AssertionError, match="tokenised again"):  # another max length is another cache entry
+        load_dataset("sst2:max_len=12", 3, data_dir=str(glue), model=f"hf:{models['teacher']}")
+    # the split seed carves validation from train, stratified; the test split is GLUE validation
+    other = load_dataset("sst2:max_len=16", 4, data_dir=str(glue), model=f"hf:{models['teacher']}")
+    assert torch.equal(other.x_test, first.x_test) and not torch.equal(other.y_train, first.y_train)
+    assert first.y_val.sum().item() == len(first.y_val) // 2
+
+
+def test_qnli_pairs_from_a_saved_dataset_carry_token_types(tmp_path, models):
+    import datasets
+
+    from sprkd_cli.data import load_dataset
+
+    folder = tmp_path / "qnli"
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(qnli_rows(60, 0)),
+                          "validation": datasets.Dataset.from_list(qnli_rows(20, 1))}).save_to_disk(str(folder))
+    data = load_dataset("qnli", 0, data_dir=str(folder), model=f"hf:{models['teacher']}")
+    assert data.n_classes == 2 and len(data.y_test) == 20 and len(data.y_train) + len(data.y_val) == 60
+    ids, mask, types = data.x_train[0]
+    assert types.max() == 1 and (types <= mask).all()  # the sentence is segment 1, padding is not
+    assert (ids[mask == 0] == 0).all()  # [PAD] is id 0
+
+
+@torch.no_grad()
+def test_embed_then_body_is_the_original_transformer(models):
+    """Position (and token type) embeddings are added once: body(embed(x)) equals the HF forward."""
+    from transformers import AutoModelForSequenceClassification
+
+    from sprkd_cli.models import build_model
+
+    for name in ("teacher", "distil"):
+        torch.manual_seed(0)
+        wrapped = build_model(f"hf:{models[name]}", (3, 10), 2).eval()
+        torch.manual_seed(0)
+        original = AutoModelForSequenceClassification.from_pretrained(models[name], num_labels=2).eval()
+        ids = torch.randint(5, 30, (4, 10))
+        mask = torch.ones_like(ids)
+        mask[:, 7:] = 0
+        types = torch.zeros_like(ids)
+        types[:, 4:7] = 1
+        x = torch.stack([ids, mask, types], dim=1)
+        extra = {"token_type_ids": types} if name == "teacher" else {}
+        expected = original(input_ids=ids, attention_mask=mask, **extra).logits
+        assert torch.allclose(wrapped(x), expected, atol=1e-5)
+        vectors, vmask = wrapped.vectorise(x)
+        assert vectors.shape == (4, 10, 32) and torch.equal(vmask, mask)
+        assert torch.allclose(wrapped.from_vectors(vectors, vmask), expected, atol=1e-5)
+
+
+def test_bad_text_input_is_one_line(db, tmp_path, models):
+    wrong = write_csv(tmp_path / "wrong", {"train": [{"text": "good", "y": 1}] * 4,
+                                           "validation": [{"text": "bad", "y": 0}] * 2})
+    result = sprkd(db, "train-teacher", "--dataset", "sst2", "--data-dir", str(wrong), "--model",
+                   f"hf:{models['teacher']}", *TRAIN)
+    assert_user_error(result, "sst2 needs sentence, label", "missing: sentence, label")
+    # a name that is no local folder, offline
+    result = sprkd(db, "train-teacher", "--dataset", "sst2", "--data-dir", str(sst2_dir(tmp_path / "g")),
+                   "--model", "hf:no-such-org/no-such-model", *TRAIN)
+    assert_user_error(result, "cannot load transformer 'no-such-org/no-such-model'", "pass a local path")
+    # no files and no hub: an answer at once, not a hang
+    result = sprkd(db, "train-teacher", "--dataset", "qnli", "--model", f"hf:{models['teacher']}", *TRAIN)
+    assert_user_error(result, "no qnli files", "offline", "--data-dir")
+    # a text dataset with a vision model
+    result = sprkd(db, "train-teacher", "--dataset", "sst2", "--data-dir", str(tmp_path / "g"), "--model", "mlp")
+    assert_user_error(result, "sst2 is a text dataset", "hf:")
+    assert open_test_store(db).list_runs() == []
+
+
+def test_sage_student_of_another_width_is_refused(db, tmp_path, models):
+    glue = sst2_dir(tmp_path / "glue")
+    data = ["--dataset", "sst2", "--data-dir", str(glue)]
+    teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", "--epochs", "1")
+    result = sprkd(db, "distill", "--method", "sage", *data, "--student", f"hf:{models['narrow']}",
+                   "--teacher", teacher["run_id"], *TRAIN)
+    assert_user_error(result, "teacher's embed width is 32", "student's body takes width 16")
+    assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]
