@@ -16,7 +16,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
     help="Experiment runner and result store for knowledge distillation: train teachers, distil students "
-         "with sgd and kd, compare methods over seeds, and test the differences.",
+         "with sgd, kd, sprkd or sage, measure loss-landscape curvature, compare methods over seeds, and "
+         "test the differences.",
 )
 
 

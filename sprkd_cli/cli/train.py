@@ -281,13 +281,12 @@ def _print_compare(result: dict) -> None:
     from rich.table import Table
 
     out = console()
-    table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch"
-                        + (f", teacher {result['teacher']}" if result["teacher"] else ""))
-    for column in ("method", "n", "mean", "sd", "95% CI", "seeds"):
-        table.add_column(column, justify="left" if column in ("method", "seeds") else "right")
+    table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch")
+    for column in ("method", "teacher", "n", "mean", "sd", "95% CI", "seeds"):
+        table.add_column(column, justify="left" if column in ("method", "teacher", "seeds") else "right")
     for row in result["methods"]:
-        table.add_row(row["method"], str(row["n"]), fmt(row["mean"]), fmt(row["sd"]),
-                      f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", ",".join(map(str, row["seeds"])))
+        table.add_row(row["method"], ",".join(row.get("teacher_ids", [])) or "–", str(row["n"]), fmt(row["mean"]),
+                      fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", ",".join(map(str, row["seeds"])))
     out.print(table)
     out.print(f"{result['ran']} run(s) trained, {result['reused']} reused; learning curves: {result['plot']}")
     for failure in result["failed"]:
