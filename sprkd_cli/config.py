@@ -16,12 +16,11 @@ MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
 SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "saddle_rule", "saddle_alpha", "saddle_beta",
                  "max_saddles", "probe_batches", "probe_size", "probe_mode")
 MEASUREMENT_FIELDS += SADDLE_FIELDS
-# Where the data are read from and what hardware trains: not what the experiment is. The split's
-# fingerprint (stored with each run, checked between teacher and student) already catches data that
-# differ, so the same files in another folder, a --download, or a GPU run is the same experiment, and
-# compare reuses it. (A GPU run's numbers differ in the last digits from a CPU run's; the run's row
-# records the device it used.)
-LOCATION_FIELDS = ("data_dir", "download", "device")
+# How the data are fetched and what hardware trains: not what the experiment is, so a --download or a
+# GPU run is the same experiment and compare reuses it. (A GPU run's numbers differ in the last digits
+# from a CPU run's; the run's row records the device it used.) The data folder stays in the hash: two
+# folders may hold different files under one dataset name, and reuse matches on hash and seed alone.
+LOCATION_FIELDS = ("download", "device")
 
 
 @dataclass

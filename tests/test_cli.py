@@ -49,6 +49,7 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["distill", "--dataset", DATA, "--teacher", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "show", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "export", "--format", "xml"], ["unknown --format 'xml'", "csv", "json"]),
+        (["train-teacher", "--dataset", DATA, "--image-size", "16"], ["--image-size applies to malaria only"]),
         (["runs", "list", "--status", "bogus"], ["unknown --status 'bogus'", "finished", "failed", "running"]),
         (["runs", "list", "--kind", "bogus"], ["unknown --kind 'bogus'", "teacher", "student"]),
         (["stats", "--dataset", DATA, "--metric", "bogus"], ["bad --metric 'bogus'"]),

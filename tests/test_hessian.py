@@ -349,6 +349,35 @@ def test_slq_weights_and_trace():
     assert dens.trace() == pytest.approx(first_moment)
 
 
+def test_quadrature_without_reorthogonalisation_is_accurate():
+    """reorth='none' (SLQ on large models): the basis loses orthogonality, yet the Gauss
+    quadrature of the start vector still reproduces v^T H^j v, and slq_density's 'auto'
+    takes it only when dim > 50 * steps."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.Tanh(), nn.Linear(64, 4))
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 20, generator=generator), torch.randint(0, 4, (300,), generator=generator)
+    probe = ProbeSet.draw(x, y, n_batches=1, size=300, seed=0)
+    H = exact_hessian(model, x, y)
+    with HessianOperator(model, F.cross_entropy, probe, hvp="double", dtype=torch.float64) as op:
+        assert op.dim == 1604 and slq_density(op, runs=1, steps=20).reorth == "none"
+        assert slq_density(op, runs=1, steps=40).reorth == "partial"
+        v = torch.randn(op.dim, generator=generator, dtype=torch.float64)
+        krylov = lanczos_tridiagonal(op, v, 60, reorth="none")
+    Q = krylov.Q.double()
+    assert (Q @ Q.T - torch.eye(60, dtype=torch.float64)).abs().max() > 1e-6  # orthogonality is lost
+    theta, S, _ = krylov.ritz()
+    weights = S[0] ** 2
+    u = v / v.norm()
+    scale = float(torch.linalg.eigvalsh(H).abs().max())
+    Hu = u.clone()
+    for j in range(1, 41):
+        Hu = H @ Hu
+        exact = float(u @ Hu) / scale**j
+        quadrature = float(np.sum(weights * theta**j)) / scale**j
+        assert abs(quadrature - exact) < 1e-8, (j, quadrature, exact)
+
+
 def test_slq_nodes_are_the_spectrum_when_steps_reach_the_dimension(setup):
     model, probe, _, exact = setup
     with HessianOperator(model, F.cross_entropy, probe, hvp="double", dtype=torch.float64) as op:

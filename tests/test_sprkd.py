@@ -287,7 +287,9 @@ def test_gates_cooldown_limits_and_ablations_in_the_event_log(db):
     approach = events_of(store, run, "approach_finished")[0]
     nhe = [e for e in events if e.kind in ("nhe_kept", "nhe_reverted", "nhe_skipped")]
     pgd = [e for e in events if e.kind.startswith("pgd_")]
-    assert len(nhe) == 2 and all(e.step > approach.step for e in nhe)  # --nhe-max, after the approach
+    eigensteps = [e for e in nhe if e.kind != "nhe_skipped"]
+    assert len(eigensteps) == 2 and all(e.step > approach.step for e in nhe)  # --nhe-max eigensteps, after the approach
+    assert nhe[-1] is eigensteps[-1]  # no attempt after the last allowed eigenstep
     assert [e.step for e in pgd] == [e.step for e in nhe]  # one PGD after each NHE attempt
     assert nhe[1].step - nhe[0].step == 3  # the cooldown: two steps pass, the third may act
     for e in nhe:

@@ -142,13 +142,14 @@ def test_device_resolution():
 # --- the config hash --------------------------------------------------------------------------------------
 
 
-def test_where_the_data_are_is_not_part_of_the_experiment():
+def test_how_data_are_fetched_and_where_it_trains_are_not_part_of_the_experiment():
     base = TrainConfig(kind="teacher", method="sgd", dataset="malaria", model="malaria-teacher")
-    same = [dataclasses.replace(base, data_dir="/elsewhere"), dataclasses.replace(base, download=True),
-            dataclasses.replace(base, device="cuda")]
+    same = [dataclasses.replace(base, download=True), dataclasses.replace(base, device="cuda")]
     assert {c.config_hash() for c in same} == {base.config_hash()}
-    different = [dataclasses.replace(base, image_size=64), dataclasses.replace(base, augment=True)]
-    assert len({c.config_hash() for c in different} | {base.config_hash()}) == 3
+    # Another folder may hold other files under the same dataset name: reuse must not mix them.
+    different = [dataclasses.replace(base, image_size=64), dataclasses.replace(base, augment=True),
+                 dataclasses.replace(base, data_dir="/elsewhere")]
+    assert len({c.config_hash() for c in different} | {base.config_hash()}) == 4
     assert TrainConfig.from_dict(dataclasses.replace(base, image_size=64, augment=True).to_dict()).image_size == 64
 
 
@@ -172,3 +173,16 @@ def test_augmented_training_is_reproducible_and_differs_from_plain():
     first, again, plain = train(True), train(True), train(False)
     assert all(torch.equal(a, b) for a, b in zip(first, again))
     assert not all(torch.equal(a, b) for a, b in zip(first, plain))
+
+
+def test_the_default_image_size_hashes_like_the_same_size_given():
+    from sprkd_cli.cli.train import _config
+
+    def cfg(dataset, **extra):
+        return _config("teacher", "sgd", dataset, "malaria-teacher", 0, 0, 1, 64, "adamw", 1e-3, 0.01, 0.9, "cosine",
+                       [], {}, **extra)
+
+    assert cfg("malaria").image_size == 32
+    assert cfg("malaria").config_hash() == cfg("malaria", image_size=32).config_hash()
+    assert cfg("malaria").config_hash() != cfg("malaria", image_size=64).config_hash()
+    assert cfg("digits").image_size is None

@@ -53,7 +53,7 @@ AsrPick = Annotated[Optional[str], typer.Option(help="Each teacher's snapshot in
 ApproachEps = Annotated[Optional[float], typer.Option(help="A tensor stops approaching at RMS distance <= eps from its target (default 1e-3).", rich_help_panel=SPRKD)]
 ApproachMaxSteps = Annotated[Optional[int], typer.Option(help="Every tensor stops approaching after this many steps (default 200).", rich_help_panel=SPRKD)]
 NheGradThreshold = Annotated[Optional[float], typer.Option(help="NHE/PGD only at steps with mini-batch ‖g‖₂ <= this (default 0.02).", rich_help_panel=SPRKD)]
-NheMax = Annotated[Optional[int], typer.Option(help="At most this many NHE attempts (default 50).", rich_help_panel=SPRKD)]
+NheMax = Annotated[Optional[int], typer.Option(help="At most this many negative-curvature eigensteps (default 50); attempts that find no negative eigenvalue do not count.", rich_help_panel=SPRKD)]
 NheTol = Annotated[Optional[float], typer.Option(help="NHE steps only when lambda_min < -tol (default 1e-4).", rich_help_panel=SPRKD)]
 NheScale = Annotated[Optional[float], typer.Option(help="NHE step length alpha = scale*|lambda_min| (default 0.5).", rich_help_panel=SPRKD)]
 PgdEpochs = Annotated[Optional[int], typer.Option(help="Gaussian perturbations in the first N epochs only (default 15).", rich_help_panel=SPRKD)]

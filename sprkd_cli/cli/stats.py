@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def stats(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to compare pairwise [default: all: sgd,kd].")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to compare pairwise (default: every method with finished runs).")] = None,
     dataset: o.Dataset = "digits",
     metric: Annotated[str, typer.Option(help="SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss.")] = "test_acc",
     at: Annotated[str, typer.Option(help="Epoch of the value: best-val (best validation accuracy) or final.")] = "best-val",
@@ -35,16 +35,19 @@ def stats(
         print_json(result) if as_json else _print_mcnemar(result)
         return
     from ..data import check_dataset_name
-    from ..methods import parse_methods
+    from ..methods import method_names, parse_methods
     from ..models import check_model
     from ..services.analysis import method_values, pairwise
 
-    method_list = parse_methods(methods)
+    method_list = parse_methods(methods) if methods else method_names()
     check_dataset_name(dataset)
     if student:
         check_model(student)
     store = open_store_from(ctx)
     values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
+    if not methods:  # the methods with runs; with none at all, the plain ones (sgd, kd) show their n = 0
+        values = ({method: per_seed for method, per_seed in values.items() if per_seed}
+                  or {method: values[method] for method in parse_methods(None)})
     result = pairwise(values)
     if as_json:
         print_json(result["pairs"])

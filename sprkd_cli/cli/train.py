@@ -21,6 +21,11 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_s
         raise UserError(f"unknown optimizer '{optimizer}'; valid optimizers: adam, adamw, sgd")
     if schedule not in ("cosine", "constant"):
         raise UserError(f"unknown schedule '{schedule}'; valid schedules: constant, cosine")
+    if extra.get("image_size") is None:  # the dataset's default size, stated, so that it hashes like --image-size N
+        from ..data.source import DEFAULT_IMAGE_SIZE
+        from ..specs import parse_spec
+
+        extra["image_size"] = DEFAULT_IMAGE_SIZE.get(parse_spec(dataset)[0])
     return TrainConfig(kind=kind, method=method, dataset=dataset, model=model, seed=seed, split_seed=split_seed,
                        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                        momentum=momentum, schedule=schedule, teacher_ids=teacher_ids, method_options=method_options,

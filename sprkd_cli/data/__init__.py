@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import unknown_name
+from ..errors import UserError, unknown_name
 from ..specs import parse_spec
 from .splits import Splits
 from .tabular import load_digits, load_synthetic
 from .text import TASKS as TEXT_DATASETS, load_qnli, load_sst2
 from .malaria import load_malaria
-from .source import DataSource
+from .source import DEFAULT_IMAGE_SIZE, DataSource
 from .vision import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
 
 LOADERS: dict[str, Callable[..., Splits]] = {
@@ -47,6 +47,9 @@ def load_dataset(spec: str, split_seed: int = 0, *, data_dir: str | None = None,
     are read from `data_dir` (default ./data), downloaded only if `download`; malaria is resized to
     `image_size`; `progress(what, done, total)` hears how decoding goes."""
     name = check_dataset_name(spec)
+    if image_size is not None and name not in DEFAULT_IMAGE_SIZE:
+        raise UserError(f"--image-size applies to {', '.join(DEFAULT_IMAGE_SIZE)} only (images of varying size); "
+                        f"{name} has one size")
     if name in IMAGE_DATASETS:
         source = DataSource(data_dir=data_dir, image_size=image_size, download=download, progress=progress)
         return LOADERS[name](spec, parse_spec(spec)[1], split_seed, source)

@@ -22,12 +22,12 @@ import torch
 
 from ..errors import UserError
 from ..specs import typed_options
-from .source import DataSource, reachable
+from .source import DEFAULT_IMAGE_SIZE, DataSource, reachable
 from .splits import Splits, stratified_split
 
 CLASSES = ("Parasitized", "Uninfected")  # label = index, the folder names in alphabetical order
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-DEFAULT_SIZE = 32
+DEFAULT_SIZE = DEFAULT_IMAGE_SIZE["malaria"]
 CACHE_FORMAT = 1  # bump when the decoded tensors would differ for the same files
 HUB_DATASET = "dpdl-benchmark/malaria"
 HOMEPAGE = "https://lhncbc.nlm.nih.gov/publication/pub9932"

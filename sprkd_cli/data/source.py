@@ -10,6 +10,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 DEFAULT_DATA_DIR = "data"
+# Data sets whose images come in varying sizes and are resized: their default side in pixels.
+DEFAULT_IMAGE_SIZE = {"malaria": 32}
 NETWORK_TIMEOUT = 5.0  # seconds to reach a download host before saying there is no network
 
 

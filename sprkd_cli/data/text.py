@@ -265,7 +265,10 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     """Written to a temporary name and renamed, so runs started together never read half a file."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"version": CACHE_VERSION})
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"version": CACHE_VERSION})
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UserError(f"cannot write the tokenisation cache {path} ({exc}); pass a --data-dir you can write to") from None

@@ -17,7 +17,6 @@ from ..data import Splits
 from ..errors import Diverged
 from ..methods import Method
 from .augment import CropFlip
-from .device import resolve_device
 from .optim import make_optimizer, make_schedule
 
 EVAL_CHUNK = 1024  # examples per forward pass in evaluation: bounds activation memory of CIFAR ResNets
@@ -81,10 +80,10 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training). The
     method's `replace_step` may take a step's place (sprkd's approach) and its `after_step` runs after each
     base step; `method.setup` is the caller's (services.training.prepare).
-    The model moves to cfg.device; the data stay where they are and each batch is moved there (and,
-    with cfg.augment, randomly cropped and flipped from its own seeded generator)."""
-    device = resolve_device(cfg.device)
-    model.to(device)
+    The model trains where it is (services.training.prepare puts it on the run's device); the data stay
+    where they are and each batch is moved there (and, with cfg.augment, randomly cropped and flipped
+    from its own seeded generator)."""
+    device = next(model.parameters()).device
     augment = CropFlip(cfg.seed) if cfg.augment else None
     x, y = data.x_train, data.y_train
     n = len(y)

@@ -23,6 +23,8 @@ from .operator import HessianOperator
 from .sampling import rademacher
 
 
+_NO_REORTH_FACTOR = 50  # slq_density(reorth='auto'): no re-orthogonalisation when dim > this * steps
+
 @dataclass
 class DensityEstimate:
     """SLQ nodes and weights, one row per run; each row's weights sum to 1.
@@ -37,6 +39,7 @@ class DensityEstimate:
     n_hvp: int
     seed: int
     seconds: float
+    reorth: str = "partial"  # re-orthogonalisation of its Lanczos runs
 
     def trace(self) -> float:
         """``n * mean_r sum_k w_rk theta_rk``, the SLQ estimate of ``tr(H)``."""
@@ -48,16 +51,21 @@ def slq_density(
     runs: int = 10,
     steps: int = 80,
     seed: int = 0,
-    reorth: str = "partial",
+    reorth: str = "auto",
 ) -> DensityEstimate:
     """``runs`` Lanczos quadratures of ``steps`` steps (clipped to ``dim``) from
     normalised Rademacher vectors drawn from ``seed``.
 
-    ``reorth`` is ``"partial"`` (default: the basis is kept semi-orthogonal, which is
-    what the quadrature's accuracy needs) or ``"full"``; see :mod:`.lanczos`.
+    ``reorth`` is ``"partial"``, ``"full"`` or ``"none"`` (see :mod:`.lanczos`); ``"auto"``
+    (default) takes ``"none"`` when the Krylov space cannot come near exhaustion
+    (``dim > 50 * steps``: the quadrature stays accurate and a step costs no pass over the
+    basis) and ``"partial"`` otherwise, where runs must end exactly when the space becomes
+    invariant and the nodes must be the spectrum once ``steps`` reaches ``dim``.
     """
     if runs < 1 or steps < 1:
         raise ValueError("runs and steps must be at least 1")
+    if reorth == "auto":
+        reorth = "none" if op.dim > _NO_REORTH_FACTOR * steps else "partial"
     start_time, start_hvp = time.perf_counter(), op.n_hvp
     generator = torch.Generator().manual_seed(seed)
     steps = min(steps, op.dim)
@@ -71,7 +79,7 @@ def slq_density(
         weights[r, : krylov.steps] = S[0] ** 2
     weights /= weights.sum(axis=1, keepdims=True)
     return DensityEstimate(
-        nodes, weights, op.dim, op.n_hvp - start_hvp, seed, time.perf_counter() - start_time
+        nodes, weights, op.dim, op.n_hvp - start_hvp, seed, time.perf_counter() - start_time, reorth
     )
 
 

@@ -105,7 +105,8 @@ def full_report(
             op, lambda: slq_density(op, runs=slq_runs, steps=slq_steps, seed=seed + 2), costs, "density"
         )
         report.update(
-            density_nodes=dens.nodes.tolist(), density_weights=dens.weights.tolist(), density_n_hvp=dens.n_hvp
+            density_nodes=dens.nodes.tolist(), density_weights=dens.weights.tolist(), density_n_hvp=dens.n_hvp,
+            density_reorth=dens.reorth,
         )
     report.update(
         n_hvp=op.n_hvp - start_hvp,

@@ -21,6 +21,9 @@ class Method:
     # Works with --augment: then built with augmented=True, and must not cache anything computed from the
     # training inputs (they change every epoch).
     takes_augmented: ClassVar[bool] = False
+    # Keeps its own tensors on the CPU (sage's vectors, pool and UMAP): --device auto trains it there,
+    # another device is refused.
+    cpu_only: ClassVar[bool] = False
     defaults: ClassVar[dict] = {}
 
     @classmethod

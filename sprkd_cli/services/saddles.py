@@ -150,10 +150,8 @@ def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
 def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: str) -> Run:
     """The newest finished teacher of the dataset and split with stored saddles whose parameter tensors
     the student can take (same count, same ranks)."""
-    from ..data import load_dataset
     from ..models import build_model
 
-    data = None
     wanted = None
     for run in store.list_runs(kind="teacher", dataset=dataset, status="finished"):
         if run.config.get("split_seed") != split_seed or not run.config.get("track_saddles"):
@@ -161,9 +159,9 @@ def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: 
         points = store.saddle_points(run.id)
         if not points:
             continue
-        if wanted is None:
-            data = load_dataset(dataset, split_seed)
-            wanted = [p.dim() for p in build_model(student, data.input_shape, data.n_classes).parameters()]
+        if wanted is None:  # the split's shapes as stored with the run: no need to load the data
+            split = run.config["data"]
+            wanted = [p.dim() for p in build_model(student, tuple(split["input_shape"]), split["n_classes"]).parameters()]
         if [t.dim() for _, t in load_snapshot(Path(points[0].artifact))] == wanted:
             return run
     raise UserError(

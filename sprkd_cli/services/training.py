@@ -33,6 +33,10 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     if cfg.hessian_every < 0:
         raise UserError("--hessian-every must be >= 0 (0: no reports during training)")
     device = resolve_device(cfg.device)
+    if method_cls.cpu_only and device.type != "cpu":
+        if cfg.device != "auto":
+            raise UserError(f"method {cfg.method} runs on the CPU only for now; pass --device cpu (or auto)")
+        device = resolve_device("cpu")
     data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
                         image_size=cfg.image_size, download=cfg.download, progress=progress)
     check_tracking(cfg)  # the saddle and probe fields (the probe ones serve --hessian-every too)

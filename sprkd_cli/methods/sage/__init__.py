@@ -46,6 +46,7 @@ def width(shape: tuple[int, ...], tokens: bool) -> int:
 
 class SAGE(Method):
     name = "sage"
+    cpu_only = True
     needs_teacher = True
     needs_matched_student = True
     defaults = KD.defaults | {

@@ -155,14 +155,14 @@ class SPRKD(Method):
     def _eigenstep(self, model, grads, grad_norm: float, step: int, epoch: int) -> float:
         """One NHE attempt; returns the probe loss after it."""
         o = self.o
-        self.nhe_attempts += 1
         pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=self.seed * 1_000_003 + step)
         info = {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
-                "grad_norm": grad_norm, "attempt": self.nhe_attempts}
-        if not pair.value < -o["nhe_tol"]:
+                "grad_norm": grad_norm, "eigensteps_before": self.nhe_attempts}
+        if not pair.value < -o["nhe_tol"]:  # no negative curvature: no eigenstep, none counted against --nhe-max
             loss = probe_loss(model, self.probe, o["probe_mode"])
             self.emit("nhe_skipped", info | {"probe_loss": loss, "tol": o["nhe_tol"]}, step=step, epoch=epoch)
             return loss
+        self.nhe_attempts += 1
 
         def halved(alpha, loss_tried, next_alpha):
             self.emit("nhe_halved", info | {"alpha": alpha, "loss_tried": loss_tried, "next_alpha": next_alpha},

@@ -33,15 +33,6 @@ class SaddleScore:
         return float("inf") if self.s_neg > 0 else 0.0
 
 
-def ritz_values(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-    """All Ritz values (ascending) of a Lanczos run's tridiagonal matrix."""
-    import scipy.linalg
-
-    if len(alpha) == 1:
-        return np.asarray(alpha, dtype=float)
-    return scipy.linalg.eigh_tridiagonal(alpha, beta[: len(alpha) - 1], eigvals_only=True)
-
-
 def largest_magnitude(values: np.ndarray, top_n: int) -> list[float]:
     """The `top_n` values of largest |value|, largest first."""
     values = np.asarray(values, dtype=float)
@@ -88,5 +79,5 @@ def measure_saddle(model, probe, top_n: int, mode: str = "eval", hvp: str = "dou
         start = gaussian(op.dim, generator, op.dtype, op.device)
         krylov = lanczos_tridiagonal(op, start, min(op.dim, 300), "full", generator, converged)
         loss = op.loss()
-    values = ritz_values(krylov.alpha, krylov.beta)
-    return float(loss), score(largest_magnitude(values, top_n)), krylov.steps
+    theta, _, _ = krylov.ritz()
+    return float(loss), score(largest_magnitude(theta, top_n)), krylov.steps
