@@ -15,5 +15,25 @@ class Diverged(Exception):
         self.value = value
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while a run trained: the run ends as interrupted and sprkd exits with
+    128 + the signal's number. A BaseException, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum: int, run_id: str | None = None):
+        super().__init__(signum, run_id)
+        self.signum = signum
+        self.run_id = run_id
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+    def __str__(self) -> str:
+        import signal
+
+        where = f"; run {self.run_id} ended as interrupted, its finished epochs are stored" if self.run_id else ""
+        return f"interrupted by {signal.Signals(self.signum).name}{where}"
+
+
 def unknown_name(kind: str, name: str, valid) -> UserError:
     return UserError(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(sorted(valid))}")

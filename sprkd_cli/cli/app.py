@@ -11,11 +11,12 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 
 
 class SprkdGroup(TyperGroup):
-    """Prints a UserError as one line on stderr and exits with code 2, without a traceback."""
+    """Prints a UserError as one line on stderr and exits with code 2, without a traceback; an
+    interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -23,6 +24,9 @@ class SprkdGroup(TyperGroup):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except Interrupted as exc:
+            click.echo(str(exc), err=True)
+            ctx.exit(exc.exit_code)
 
 
 def open_store_from(ctx: typer.Context):

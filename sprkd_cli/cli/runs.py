@@ -28,7 +28,7 @@ def list_runs(
     ctx: typer.Context,
     method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status: running, finished, failed.")] = None,
+    status: Annotated[Optional[str], typer.Option(help="Only this status: running, finished, failed, interrupted, crashed.")] = None,
     kind: Annotated[Optional[str], typer.Option(help="Only teacher or student runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first (0: all).")] = 50,
     as_json: o.Json = False,
@@ -50,7 +50,8 @@ def list_runs(
     for column in ("id", "kind", "method", "dataset", "model", "seed", "status", "test_acc", "created"):
         table.add_column(column, justify="right" if column in ("seed", "test_acc") else "left")
     for r in runs:
-        status_text = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]"}.get(r.status, r.status)
+        status_text = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]",
+                       "crashed": "[red]crashed[/red]", "interrupted": "[yellow]interrupted[/yellow]"}.get(r.status, r.status)
         table.add_row(r.id, r.kind, r.method, r.dataset, r.model, str(r.seed), status_text,
                       fmt(r.summary.get("test_acc")), r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
     console().print(table)

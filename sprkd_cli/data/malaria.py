@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -133,8 +134,8 @@ def read_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
     try:
         stored = torch.load(path, weights_only=True)
         return stored["images"], stored["labels"]
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError):
-        return None
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError):
+        return None  # weights_only=True: a cache holding code is refused, not run
 
 
 def write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
@@ -16,4 +17,9 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
 def load_weights(model: torch.nn.Module, path: Path) -> None:
     if not path.exists():
         raise UserError(f"checkpoint {path} is missing; the run's artifacts were moved or deleted")
-    model.load_state_dict(load_file(str(path)))
+    try:
+        state = load_file(str(path))
+    except SafetensorError as exc:
+        raise UserError(f"checkpoint {path} is not a safetensors file ({exc}); sprkd does not load pickled "
+                        "checkpoints, which can run code") from None
+    model.load_state_dict(state)

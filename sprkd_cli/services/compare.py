@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
+from concurrent.futures import ProcessPoolExecutor, wait
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..store import Store
 
 
@@ -35,6 +37,7 @@ def plan(store: Store, template: TrainConfig, methods: list[str], seeds: list[in
 
 
 _worker_store: Store | None = None
+_worker_signal: int | None = None  # the SIGINT or SIGTERM this worker has had: it starts no further run
 
 
 def _init_worker(url: str, jobs: int) -> None:
@@ -43,16 +46,33 @@ def _init_worker(url: str, jobs: int) -> None:
 
     set_threads(jobs)
     _worker_store = Store(url)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # between runs; during one, train_run ends it as interrupted
+        signal.signal(signum, _note_signal)
+
+
+def _note_signal(signum, _frame) -> None:
+    global _worker_signal
+    _worker_signal = signum
 
 
 def _train_in_worker(config: dict) -> dict:
+    global _worker_signal
     from .training import train_run
 
-    return train_run(TrainConfig.from_dict(config), _worker_store)
+    if _worker_signal is not None:
+        raise Interrupted(_worker_signal)
+    try:
+        return train_run(TrainConfig.from_dict(config), _worker_store)
+    except Interrupted as exc:
+        _worker_signal = exc.signum
+        raise
 
 
 def execute(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callable[[dict], None]) -> list[dict]:
-    """Train `configs`, in this process (jobs=1) or in `jobs` worker processes."""
+    """Train `configs`, in this process (jobs=1) or in `jobs` worker processes. SIGINT or SIGTERM
+    cancels the runs not started, passes the signal on to the workers (their runs end as interrupted)
+    and raises Interrupted once they have."""
+    from .lifecycle import Interruptible
     from .training import set_threads, train_run
 
     outcomes = []
@@ -62,12 +82,20 @@ def execute(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callab
             outcomes.append(train_run(cfg, store))
             on_done(outcomes[-1])
         return outcomes
-    with ProcessPoolExecutor(max_workers=min(jobs, len(configs)), mp_context=get_context("spawn"),
-                             initializer=_init_worker, initargs=(store.url, jobs)) as pool:
+    with Interruptible(), ProcessPoolExecutor(max_workers=min(jobs, len(configs)), mp_context=get_context("spawn"),
+                                              initializer=_init_worker, initargs=(store.url, jobs)) as pool:
         futures = [pool.submit(_train_in_worker, cfg.to_dict()) for cfg in configs]
-        for future in futures:
-            outcomes.append(future.result())
-            on_done(outcomes[-1])
+        try:
+            for future in futures:
+                outcomes.append(future.result())
+                on_done(outcomes[-1])
+        except Interrupted as exc:
+            for future in futures:
+                future.cancel()
+            for worker in active_children():
+                os.kill(worker.pid, exc.signum)
+            wait(futures)
+            raise
     return outcomes
 
 
@@ -127,7 +155,7 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     ax.set_title(f"{dataset}: validation accuracy, mean ± sd over seeds")
     ax.legend()
     ax.grid(alpha=0.3)
-    out = store.artifact_root / "compare" / f"{dataset.replace(':', '_').replace(',', '_')}-{'-'.join(runs_by_method)}.png"
+    out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -122,7 +122,7 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
             densities[f"{run.id} ({run.method})"] = result
     plot = None
     if densities:
-        plot = density_plot(densities, store.artifact_root / "hessian" / f"compare-{'-'.join(r['run_id'] for r in rows)}.png",
+        plot = density_plot(densities, store.artifact_path("hessian", f"compare-{'-'.join(r['run_id'] for r in rows)}.png"),
                             title="Hessian eigenvalue densities")
     return {"runs": rows, "plot": str(plot) if plot else None}
 

@@ -28,13 +28,17 @@ def save_snapshot(model, path: Path) -> None:
 
 def load_snapshot(path: Path) -> list[tuple[str, object]]:
     """[(name, tensor)] in the model's parameter order; nothing is unpickled."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     if not path.exists():
         raise UserError(f"saddle snapshot {path} is missing; the run's artifacts were moved or deleted")
-    with safe_open(str(path), framework="pt") as f:
-        order = json.loads((f.metadata() or {}).get("order", "null")) or sorted(f.keys())
-        return [(name, f.get_tensor(name)) for name in order]
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            order = json.loads((f.metadata() or {}).get("order", "null")) or sorted(f.keys())
+            return [(name, f.get_tensor(name)) for name in order]
+    except SafetensorError as exc:
+        raise UserError(f"saddle snapshot {path} is not a safetensors file ({exc}); sprkd does not load "
+                        "pickled files, which can run code") from None
 
 
 # -- phase 1: tracking during train-teacher -----------------------------------------------------

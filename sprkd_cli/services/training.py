@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..errors import Diverged, UserError
+from ..errors import Diverged, Interrupted, UserError
 from ..store import Store
+from .lifecycle import Heartbeat, Interruptible
 from .saddles import EventSink, check_tracking, event_counts, injection_mapping, saddle_inputs, saddle_tracker
 from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
@@ -66,19 +67,44 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
               progress: Callable | None = None) -> dict:
     """Train and record one run. Returns its outcome (run id, status, headline numbers).
-    `progress(what, done, total)` hears how decoding the dataset goes (image sets, first use)."""
-    from ..engine import fit, save_weights
-    from ..models import count_parameters
-    from ..provenance import provenance
-
+    `progress(what, done, total)` hears how decoding the dataset goes (image sets, first use).
+    While it trains, a heartbeat thread marks the run alive; SIGINT or SIGTERM end it as interrupted
+    (at the next step or epoch end) and raise Interrupted."""
     events = EventSink()
     data, model, method = prepare(cfg, store, events, progress=progress)
+    with Interruptible(defer=True) as stop:
+        return _record_run(cfg, store, on_epoch, events, data, model, method, stop)
+
+
+def _record_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None, events, data, model, method,
+                stop: Interruptible) -> dict:
+    from ..provenance import provenance
+
     config = cfg.to_dict() | {"data": data.describe()}
     run = store.create_run(
         kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
         config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
         device=str(next(model.parameters()).device),
     )
+    try:
+        return _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop)
+    except Diverged as exc:
+        store.fail_run(run.id, f"diverged: {exc}")
+        return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
+    except Interrupted as exc:
+        store.interrupt_run(run.id, str(exc))
+        exc.run_id = run.id
+        raise
+    except BaseException as exc:
+        store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | None, events, data, model,
+                    method, stop: Interruptible) -> dict:
+    from ..engine import fit, save_weights
+    from ..models import count_parameters
+
     artifacts = Path(run.artifact_dir)
     events.attach(store, run.id)
     n_params = count_parameters(model)
@@ -89,18 +115,14 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, 
                                    for (split, name), value in epoch_record.metrics.items()])
         if on_epoch is not None:
             on_epoch(epoch_record)
+        stop.check()
 
     started = time.perf_counter()
-    try:
-        hooks = ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
-                ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
+    hooks = [lambda step, epoch: stop.check()] + \
+            ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
+            ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
+    with Heartbeat(store, run.id):
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks))
-    except Diverged as exc:
-        store.fail_run(run.id, f"diverged: {exc}")
-        return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
-    except BaseException as exc:
-        store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
-        raise
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
@@ -19,12 +20,56 @@ from .schema import Event, HessianReport, Metric, Prediction, Run, SaddlePoint
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
-RUN_STATUSES = ("running", "finished", "failed")
+RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 RUN_KINDS = ("teacher", "student")
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+# A running run is shown as crashed once its heartbeat is this old and its process is gone. Nothing is
+# written: the status is computed when runs are read, so a slow reader never marks a live run.
+CRASH_AFTER = timedelta(minutes=2)
+
+
+def is_crashed(run: Run, now: datetime | None = None) -> bool:
+    """A `running` run whose heartbeat is older than CRASH_AFTER and whose process is gone (on this
+    host: its pid is not alive; on another host the heartbeat's age alone decides)."""
+    if run.status != "running":
+        return False
+    if run.heartbeat_at is not None and (now or utcnow()) - run.heartbeat_at < CRASH_AFTER:
+        return False
+    if run.host == socket.gethostname() and run.pid is not None:
+        return not _process_alive(run.pid)
+    return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _as_read(runs: list[Run]) -> list[Run]:
+    """The runs with the status a reader sees: `crashed` in place of a dead run's `running`. The rows
+    are detached copies; nothing is written back."""
+    now = utcnow()
+    for run in runs:
+        if is_crashed(run, now):
+            run.status = "crashed"
+    return runs
+
+
+def safe_name(text: str) -> str:
+    """`text` as one file name: every character outside letters, digits, '.', '_' and '-' becomes '_',
+    and it cannot be '.', '..' or start with a dot."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", text).lstrip(".")
+    return name[:200] or "_"
 
 
 def open_store(db: str | None = None) -> "Store":
@@ -49,6 +94,15 @@ class Store:
             return Path(os.environ["SPRKD_ARTIFACTS"]).resolve()
         path = sqlite_path(self.url)
         return (path.parent if path else Path.cwd()) / "runs"
+
+    def artifact_path(self, *names: str) -> Path:
+        """A path under the artifact root made of `names`, each one turned into a safe file name, so a
+        user-given string (a dataset spec, a method name) cannot lead outside the root."""
+        root = self.artifact_root.resolve()
+        path = root.joinpath(*(safe_name(n) for n in names))
+        if not path.resolve().is_relative_to(root):
+            raise UserError(f"'{'/'.join(names)}' would lead outside the artifact root {root}")
+        return path
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
@@ -76,6 +130,17 @@ class Store:
     def finish_run(self, run_id: str, summary: dict, n_params: int) -> None:
         self.update_run(run_id, status="finished", summary=summary, n_params=n_params, ended_at=utcnow())
 
+    def touch_run(self, run_id: str) -> None:
+        """The run's heartbeat: it is alive now."""
+        with self.session() as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
+
+    def interrupt_run(self, run_id: str, reason: str) -> None:
+        """End a run still running as interrupted (one that already finished or failed stays so)."""
+        with self.session() as s, s.begin():
+            s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
+                      .values(status="interrupted", error=reason, ended_at=utcnow()))
+
     def fail_run(self, run_id: str, error: str, summary: dict | None = None) -> None:
         fields = {"status": "failed", "error": error, "ended_at": utcnow()}
         if summary is not None:
@@ -87,25 +152,32 @@ class Store:
         with self.session() as s:
             run = s.get(Run, ref)
             if run is not None:
-                return run
+                return _as_read([run])[0]
             matches = s.scalars(select(Run).where(Run.id.startswith(ref, autoescape=True)).limit(3)).all()
         if not matches:
             raise UserError(f"no run '{ref}' in {self.url}; see `sprkd runs list`")
         if len(matches) > 1:
             raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more characters")
-        return matches[0]
+        return _as_read(matches)[0]
 
     def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,
                   status: str | None = None, model: str | None = None, limit: int | None = None) -> list[Run]:
+        """Runs newest first, filtered by equality on bound parameters. `running` and `crashed` are both
+        stored as running and told apart here (see is_crashed)."""
+        stored_status = "running" if status == "crashed" else status
         query = select(Run).order_by(Run.created_at.desc(), Run.id)
         for column, value in ((Run.kind, kind), (Run.method, method), (Run.dataset, dataset),
-                              (Run.status, status), (Run.model, model)):
+                              (Run.status, stored_status), (Run.model, model)):
             if value is not None:
                 query = query.where(column == value)
-        if limit:
+        split_later = stored_status == "running"
+        if limit and not split_later:
             query = query.limit(limit)
         with self.session() as s:
-            return list(s.scalars(query))
+            runs = _as_read(list(s.scalars(query)))
+        if split_later:
+            runs = [r for r in runs if r.status == status][:limit or None]
+        return runs
 
     def find_finished(self, config_hash: str, seed: int) -> Run | None:
         query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed, Run.status == "finished")

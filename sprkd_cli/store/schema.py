@@ -19,7 +19,7 @@ class Run(Base):
     dataset: Mapped[str] = mapped_column(String(128))
     model: Mapped[str] = mapped_column(String(128))
     seed: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | failed | interrupted (crashed: read-time)
     config: Mapped[dict] = mapped_column(JSON)
     config_hash: Mapped[str] = mapped_column(String(64))
     teacher_ids: Mapped[list] = mapped_column(JSON, default=list)
