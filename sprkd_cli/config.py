@@ -21,6 +21,8 @@ MEASUREMENT_FIELDS += SADDLE_FIELDS
 # from a CPU run's; the run's row records the device it used.) The data folder stays in the hash: two
 # folders may hold different files under one dataset name, and reuse matches on hash and seed alone.
 LOCATION_FIELDS = ("download", "device")
+# How often the training state is saved for --resume: a resumed run ends with the same numbers either way.
+RECORDING_FIELDS = ("checkpoint_every",)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class TrainConfig:
     probe_batches: int = 2  # the probe set of the saddle test (and of --hessian-every reports)
     probe_size: int = 256
     probe_mode: str = "eval"
+    checkpoint_every: float = 60.0  # seconds between saved training states (at epoch ends); 0: every epoch
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -73,5 +76,5 @@ class TrainConfig:
     def config_hash(self) -> str:
         """Identifies the experiment; the seed, measurement-only and location fields are not part of it
         (same hash + same seed = same run)."""
-        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS}
+        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]

@@ -157,7 +157,7 @@ def test_heartbeat_thread_beats_while_open_and_stops_after(db):
     assert store.get_run(run_id).heartbeat_at == after
 
 
-def test_finished_epochs_move_the_heartbeat(db):
+def test_a_finished_run_ends_with_its_last_heartbeat(db):
     run_id = train_teacher(db)["run_id"]
     run = open_test_store(db).get_run(run_id)
     assert run.pid == os.getpid() and run.host == socket.gethostname()

@@ -59,6 +59,45 @@ def test_fresh_store_is_created_at_alembic_head(db):
     assert versions(db) == [alembic_head()]
 
 
+def test_the_fast_path_knows_alembics_head_and_the_registries_names():
+    """A store at SCHEMA_HEAD opens without Alembic, and stats/runs check names without torch: both
+    lists are copies, kept equal to their sources here."""
+    from sprkd_cli import names
+    from sprkd_cli.data import LOADERS
+    from sprkd_cli.methods import METHODS
+    from sprkd_cli.store.engine import SCHEMA_HEAD
+
+    assert SCHEMA_HEAD == alembic_head()
+    assert names.DATASETS == tuple(sorted(LOADERS))
+    assert names.METHODS == tuple(METHODS)
+    assert names.PLAIN_METHODS == tuple(n for n, c in METHODS.items() if not c.needs_saddles and not c.needs_matched_student)
+
+
+def test_reading_commands_load_no_torch_and_no_alembic_on_a_current_store(db):
+    train_teacher(db)
+    code = ("import sys; from typer.testing import CliRunner; from sprkd_cli.cli import app; "
+            f"r = CliRunner().invoke(app, ['--db', {str(db)!r}, *sys.argv[1:]]); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('torch', 'alembic') if m in sys.modules))")
+    for args in (["stats", "--methods", "sgd,kd", "--json"], ["runs", "list", "--json"], ["runs", "list"]):
+        out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout)
+
+
+def test_metric_values_reads_one_metric_of_many_runs(db):
+    store = open_test_store(db)
+    ids = []
+    for seed in range(3):
+        run = store.create_run(kind="student", method="kd", dataset=DATA, model="m", seed=seed, config={},
+                               config_hash="h", teacher_ids=[], provenance={}, device="cpu")
+        store.add_metrics(run.id, [(e * 10, e, "test", "acc", seed + e / 10) for e in (1, 2)]
+                          + [(e * 10, e, "val", "acc", -1.0) for e in (1, 2)])
+        ids.append(run.id)
+    assert store.metric_values(ids, "test", "acc") == {(ids[s], e): s + e / 10 for s in range(3) for e in (1, 2)}
+    assert store.metric_values(ids[:1], "train", "loss") == {}
+    assert store.get_run(ids[0]).heartbeat_at is not None
+
+
 def test_empty_file_is_initialised(db):
     db.write_bytes(b"")
     assert sprkd_json(db, "runs", "list") == []

@@ -48,7 +48,11 @@ def _json_safe(value):
 
 def print_json(document) -> None:
     """One JSON document on stdout and nothing else (NaN and inf become null)."""
-    sys.stdout.write(json.dumps(_json_safe(document), default=str) + "\n")
+    try:  # the common case, without walking the document first
+        text = json.dumps(document, default=str, allow_nan=False)
+    except (ValueError, TypeError):  # a NaN or inf somewhere, or a key json cannot take
+        text = json.dumps(_json_safe(document), default=str)
+    sys.stdout.write(text + "\n")
 
 
 def console():

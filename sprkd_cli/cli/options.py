@@ -28,6 +28,8 @@ Temperature = Annotated[Optional[float], typer.Option(help="kd temperature T (de
 CeWeight = Annotated[Optional[float], typer.Option(help="kd weight a of the label CE (default 0.1).", rich_help_panel=KD)]
 KdWeight = Annotated[Optional[float], typer.Option(help="kd weight b of T²·KL (default 0.9; sprkd: 0, no KD term).", rich_help_panel=KD)]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
+Resume = Annotated[Optional[str], typer.Option(metavar="RUN", help="Continue an interrupted, crashed or failed run from its last saved training state (from its start if none was saved), with its stored configuration: no other training option may be given. It ends with the numbers of a run never stopped.")]
+CheckpointEvery = Annotated[float, typer.Option(help="Seconds between saved training states for --resume (at epoch ends; 0: every epoch). Not part of the experiment's config hash.")]
 Reuse = Annotated[bool, typer.Option("--reuse", help="If a finished run with the same config and seed exists, report it instead of training again.")]
 HessianEvery = Annotated[int, typer.Option(help="A Hessian report (top-5 and bottom-1 eigenvalues, Hutch++ trace) every N optimiser steps, stored with its step; 0: none.", rich_help_panel=HESSIAN)]
 HessianDensity = Annotated[bool, typer.Option("--hessian-density", help="Add the SLQ eigenvalue density to the reports of --hessian-every.", rich_help_panel=HESSIAN)]

@@ -42,7 +42,8 @@ def list_runs(
     for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
         if value is not None and value not in valid:
             raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
-    runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None)
+    runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None,
+                                          brief=True)
     if as_json:
         print_json([run_row(r) for r in runs])
         return

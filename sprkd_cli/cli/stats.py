@@ -34,14 +34,14 @@ def stats(
         result = mcnemar_runs(open_store_from(ctx), *mcnemar)
         print_json(result) if as_json else _print_mcnemar(result)
         return
-    from ..data import check_dataset_name
-    from ..methods import method_names, parse_methods
-    from ..models import check_model
+    from ..names import METHODS, check_dataset_name, parse_methods
     from ..services.analysis import method_values, pairwise
 
-    method_list = parse_methods(methods) if methods else method_names()
+    method_list = parse_methods(methods) if methods else list(METHODS)
     check_dataset_name(dataset)
     if student:
+        from ..models import check_model
+
         check_model(student)
     store = open_store_from(ctx)
     values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)

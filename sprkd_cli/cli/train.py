@@ -34,7 +34,7 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_s
 
 def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
     from ..services.saddles import same_tracking
-    from ..services.training import finished_outcome, set_threads, train_run
+    from ..services.training import finished_outcome, train_run
 
     store = open_store_from(ctx)
     existing = store.find_finished(cfg.config_hash(), cfg.seed) if reuse else None
@@ -44,12 +44,38 @@ def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse
         outcome = finished_outcome(existing) | {"reused": True}
         print_json(outcome) if as_json else _print_outcome(outcome)
         return
+    _with_progress(f"{cfg.kind} {cfg.method} seed {cfg.seed}", cfg.epochs, as_json,
+                   lambda on_epoch, on_data: train_run(cfg, store, on_epoch, progress=on_data))
+
+
+def _resume_and_report(ctx: typer.Context, kind: str, ref: str, as_json: bool) -> None:
+    """--resume RUN: the run's stored configuration, so any other training option is refused."""
+    from ..errors import UserError
+    from ..services.training import resume_run
+
+    # by name: Typer may bring its own copy of click's ParameterSource
+    given = [name for name in ctx.params if name not in ("resume", "as_json")
+             and getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+    if given:
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise UserError(f"--resume continues the run with its stored configuration; drop {flags}")
+    store = open_store_from(ctx)
+    run = store.get_run(ref)
+    _with_progress(f"{run.kind} {run.method} seed {run.seed} (resumed)", run.config.get("epochs"), as_json,
+                   lambda on_epoch, on_data: resume_run(run.id, store, on_epoch, kind=kind, progress=on_data))
+
+
+def _with_progress(label: str, epochs: int | None, as_json: bool, train) -> None:
+    """train(on_epoch, on_data) under a progress bar (epochs, and dataset decoding on first use); prints
+    the outcome and exits 1 unless the run finished."""
+    from ..services.training import set_threads
+
     set_threads(1)
     with progress(not as_json) as bar:
-        task = bar.add_task(f"{cfg.kind} {cfg.method} seed {cfg.seed}", total=cfg.epochs, info="")
+        task = bar.add_task(label, total=epochs, info="")
 
         def on_epoch(record):
-            bar.update(task, advance=1, info=f"val_acc {record.metrics[('val', 'acc')]:.4f}")
+            bar.update(task, completed=record.epoch, info=f"val_acc {record.metrics[('val', 'acc')]:.4f}")
 
         decoding = []
 
@@ -58,7 +84,7 @@ def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse
                 decoding.append(bar.add_task(what, total=total, info=""))
             bar.update(decoding[0], completed=done)
 
-        outcome = train_run(cfg, store, on_epoch, progress=on_data)
+        outcome = train(on_epoch, on_data)
     if as_json:
         print_json(outcome)
     else:
@@ -121,18 +147,23 @@ def train_teacher(
     probe_batches: o.ProbeBatches = 2,
     probe_size: o.ProbeSize = 256,
     probe_mode: o.ProbeMode = "eval",
+    checkpoint_every: o.CheckpointEvery = 60.0,
+    resume: o.Resume = None,
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
     """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact);
-    with --track-saddles, its strong saddle points too (for sprkd students)."""
+    with --track-saddles, its strong saddle points too (for sprkd students). --resume RUN continues a
+    stopped one."""
+    if resume is not None:
+        return _resume_and_report(ctx, "teacher", resume, as_json)
     cfg = _config("teacher", "sgd", dataset, model, seed, split_seed, epochs, batch_size, optimizer, lr,
                   weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
                   download=download, augment=augment, device=device,
                   hessian_every=hessian_every, hessian_density=hessian_density, track_saddles=track_saddles, saddle_every=saddle_every,
                   saddle_top_n=saddle_top_n, saddle_rule=saddle_rule, saddle_alpha=saddle_alpha,
                   saddle_beta=saddle_beta, max_saddles=max_saddles, probe_batches=probe_batches,
-                  probe_size=probe_size, probe_mode=probe_mode)
+                  probe_size=probe_size, probe_mode=probe_mode, checkpoint_every=checkpoint_every)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 
@@ -185,10 +216,14 @@ def distill(
     probe_batches: o.ProbeBatches = 2,
     probe_size: o.ProbeSize = 256,
     probe_mode: o.ProbeMode = "eval",
+    checkpoint_every: o.CheckpointEvery = 60.0,
+    resume: o.Resume = None,
     reuse: o.Reuse = False,
     as_json: o.Json = False,
 ) -> None:
-    """Train a student with one method and record it."""
+    """Train a student with one method and record it. --resume RUN continues a stopped one."""
+    if resume is not None:
+        return _resume_and_report(ctx, "student", resume, as_json)
     from ..methods import method_options
     from ..services.saddles import teacher_ids_for
 
@@ -208,7 +243,7 @@ def distill(
                   download=download, augment=augment, device=device,
                   hessian_every=hessian_every,
                   hessian_density=hessian_density, probe_batches=probe_batches, probe_size=probe_size,
-                  probe_mode=probe_mode)
+                  probe_mode=probe_mode, checkpoint_every=checkpoint_every)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..errors import UserError, unknown_name
+from ..errors import UserError
+from ..names import check_dataset_name
 from ..specs import parse_spec
 from .splits import Splits
 from .tabular import load_digits, load_synthetic
@@ -30,14 +31,6 @@ IMAGE_DATASETS = ("malaria", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 def dataset_names() -> list[str]:
     return sorted(LOADERS)
-
-
-def check_dataset_name(spec: str) -> str:
-    """The dataset name of `spec`, which must be a registered one (its options are not checked)."""
-    name, _ = parse_spec(spec)
-    if name not in LOADERS:
-        raise unknown_name("dataset", name, LOADERS)
-    return name
 
 
 def load_dataset(spec: str, split_seed: int = 0, *, data_dir: str | None = None, model: str | None = None,

@@ -18,6 +18,7 @@ from ..errors import Diverged
 from ..methods import Method
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
+from .seeding import rng_state, set_rng_state
 
 EVAL_CHUNK = 1024  # examples per forward pass in evaluation: bounds activation memory of CIFAR ResNets
 
@@ -74,7 +75,9 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
 
 def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         on_epoch: Callable[[EpochRecord], None] | None = None,
-        on_step: Callable[[int, int], None] | None = None) -> FitResult:
+        on_step: Callable[[int, int], None] | None = None, *,
+        checkpoint: Callable[[int, Callable[[], dict]], None] | None = None,
+        resume: dict | None = None) -> FitResult:
     """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss.
 
     `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training). The
@@ -82,7 +85,12 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     base step; `method.setup` is the caller's (services.training.prepare).
     The model trains where it is (services.training.prepare puts it on the run's device); the data stay
     where they are and each batch is moved there (and, with cfg.augment, randomly cropped and flipped
-    from its own seeded generator)."""
+    from its own seeded generator).
+
+    After each epoch's on_epoch, `checkpoint(epoch, capture)` may call `capture()` for the loop's whole
+    state (model, optimiser, schedule, data order and augmentation generators, method state, global RNGs,
+    best-so-far and history: see engine.state for writing it). `resume`, such a state, continues after
+    its epoch, and the run ends with exactly the numbers of one never stopped (tests/test_resume.py)."""
     device = next(model.parameters()).device
     augment = CropFlip(cfg.seed) if cfg.augment else None
     x, y = data.x_train, data.y_train
@@ -95,7 +103,10 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     result = FitResult()
     best_val = -1.0
     step = 0
-    for epoch in range(1, cfg.epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        first_epoch, step, best_val = _restore(resume, model, optimizer, schedule, order, augment, method, result)
+    for epoch in range(first_epoch, cfg.epochs + 1):
         started = time.perf_counter()
         method.start_epoch(model, epoch, step)
         model.train()
@@ -146,4 +157,36 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             result.best_test_predictions = test_predictions
         if on_epoch is not None:
             on_epoch(record)
+        if checkpoint is not None:
+            checkpoint(epoch, lambda: _capture(epoch, step, best_val, model, optimizer, schedule, order, augment,
+                                               method, result))
     return result
+
+
+def _capture(epoch, step, best_val, model, optimizer, schedule, order, augment, method, result) -> dict:
+    return {
+        "epoch": epoch, "step": step, "best_val": best_val,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "order": order.get_state(), "augment": None if augment is None else augment.generator.get_state(),
+        "method": method.state_dict(), "rng": rng_state(),
+        "best_epoch": result.best_epoch, "best_state": result.best_state,
+        "best_test_predictions": result.best_test_predictions,
+        "history": [(r.epoch, r.step, r.metrics, r.seconds) for r in result.history],
+    }
+
+
+def _restore(state, model, optimizer, schedule, order, augment, method, result) -> tuple[int, int, float]:
+    """Load a _capture()d state; returns the next epoch, the step count and the best validation accuracy."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    order.set_state(state["order"])
+    if augment is not None:
+        augment.generator.set_state(state["augment"])
+    method.load_state_dict(state["method"])
+    set_rng_state(state["rng"])
+    result.best_epoch = state["best_epoch"]
+    result.best_state = state["best_state"]
+    result.best_test_predictions = state["best_test_predictions"]
+    result.history = [EpochRecord(*row) for row in state["history"]]
+    return state["epoch"] + 1, state["step"], state["best_val"]

@@ -48,6 +48,14 @@ class Method:
     def after_step(self, model: nn.Module, step: int, epoch: int) -> None:
         """After the base optimiser step (`.grad` still holds that mini-batch's gradient)."""
 
+    def state_dict(self) -> dict:
+        """What the method has learnt or counted since setup (tensors, numbers, strings, lists, dicts), saved
+        at epoch ends for --resume. setup's own work is redone on resume (from the same seed), not saved."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore state_dict()'s result, after setup."""
+
     def start_epoch(self, model: nn.Module, epoch: int, step: int) -> None:
         """Before the first mini-batch of `epoch` (`step` optimiser steps done so far); sage runs its
         rounds here. The model is in train mode when it returns."""

@@ -26,15 +26,13 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
     teacher_id = store.get_run(teacher).id if teacher else None
     chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
     for method in methods:
-        for run in store.list_runs(kind="student", method=method, dataset=dataset, status="finished", model=student):
+        for run in store.list_runs(kind="student", method=method, dataset=dataset, status="finished", model=student,
+                                   brief=True):
             if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
                 continue
             chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
     runs = [r for per_seed in chosen.values() for r in per_seed.values()]
-    found: dict[tuple[str, int], float] = {}
-    for m in store.metrics([r.id for r in runs]):
-        if m.split == split and m.name == name:
-            found[(m.run_id, m.epoch)] = m.value
+    found = store.metric_values([r.id for r in runs], split, name)
     values: dict[str, dict[int, dict]] = {}
     for method, per_seed in chosen.items():
         values[method] = {}

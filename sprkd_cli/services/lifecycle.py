@@ -55,8 +55,8 @@ class Interruptible:
 
 
 class Heartbeat:
-    """A daemon thread that writes the run's heartbeat every `interval` seconds until the block ends
-    (epoch ends write it too, with their metrics). One short UPDATE per beat; a beat that finds the
+    """A daemon thread that writes the run's heartbeat every `interval` seconds until the block ends.
+    One short UPDATE per beat; a beat that finds the
     store locked is skipped, the next one comes `interval` later."""
 
     def __init__(self, store: Store, run_id: str, interval: float = HEARTBEAT_SECONDS):

@@ -16,6 +16,8 @@ from .lifecycle import Heartbeat, Interruptible
 from .saddles import EventSink, check_tracking, event_counts, injection_mapping, saddle_inputs, saddle_tracker
 from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
+STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
+
 
 def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, progress: Callable | None = None):
     """Everything a run needs, validated before its row is written: data, teacher, model, method (set up,
@@ -86,23 +88,98 @@ def _record_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None, event
         config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
         device=str(next(model.parameters()).device),
     )
+    return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop))
+
+
+def _ended(store: Store, run_id: str, train: Callable[[], dict]) -> dict:
+    """train(), with the run ended in the store however it ends: failed (diverged: an outcome, anything
+    else: raised again) or interrupted (raised again, naming the run)."""
     try:
-        return _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop)
+        return train()
     except Diverged as exc:
-        store.fail_run(run.id, f"diverged: {exc}")
-        return {"run_id": run.id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
+        store.fail_run(run_id, f"diverged: {exc}")
+        return {"run_id": run_id, "status": "failed", "error": f"diverged: {exc}", "step": exc.step, "epoch": exc.epoch}
     except Interrupted as exc:
-        store.interrupt_run(run.id, str(exc))
-        exc.run_id = run.id
+        store.interrupt_run(run_id, str(exc))
+        exc.run_id = run_id
         raise
     except BaseException as exc:
-        store.fail_run(run.id, f"{type(exc).__name__}: {exc}")
+        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise
+
+
+# -- --resume ----------------------------------------------------------------------------------------
+RESUMABLE = ("interrupted", "crashed", "failed")
+
+
+def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind: str | None = None,
+               progress: Callable | None = None) -> dict:
+    """Continue an interrupted, crashed or failed run from its last saved training state (from its start
+    when none was saved yet), under the same run id and with its stored configuration. What it recorded
+    after that state is deleted first, so the run ends with exactly the rows and numbers of one never
+    stopped. `kind` (teacher/student), when given, must be the run's."""
+    from ..engine.state import load_state
+
+    run = store.get_run(ref)
+    check_resumable(run, kind)
+    cfg = TrainConfig.from_dict(run.config)
+    path = Path(run.artifact_dir) / STATE_FILE
+    state = load_state(path) if path.exists() else None
+    epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
+    if cfg.track_saddles:
+        _check_saddles_kept(store, run, step)
+    events = EventSink()
+    data, model, method = prepare(cfg, store, events, progress=progress)
+    events.pending = []  # setup's events were recorded when the run started
+    if data.describe() != run.config.get("data", data.describe()):
+        raise UserError(f"run {run.id} was trained on other data ({run.config['data']}, now {data.describe()}); "
+                        "its dataset files changed, so it cannot be resumed")
+    with Interruptible(defer=True) as stop:
+        for artifact in store.reopen_run(run, epoch, step):
+            Path(artifact).unlink(missing_ok=True)
+        store.add_event(run.id, "resumed", {"from_epoch": epoch, "from_step": step, "was": run.status,
+                                            "state": str(path) if state else None}, step=step, epoch=epoch)
+        return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method,
+                                                             stop, resume=state))
+
+
+def check_resumable(run, kind: str | None = None) -> None:
+    from ..store import process_alive, utcnow
+    import socket
+
+    if kind is not None and run.kind != kind:
+        command = "train-teacher" if run.kind == "teacher" else "distill"
+        raise UserError(f"run {run.id} is a {run.kind} run; resume it with `sprkd {command} --resume {run.id}`")
+    if run.status == "finished":
+        raise UserError(f"run {run.id} finished; there is nothing to resume")
+    if run.status == "failed" and (run.error or "").startswith("diverged"):
+        raise UserError(f"run {run.id} {run.error}; resumed, it would diverge again at the same step. "
+                        "Train it again with another --lr or --seed")
+    if run.status == "running":
+        if run.host == socket.gethostname() and run.pid is not None and not process_alive(run.pid):
+            return  # its process is gone: no need to wait for the heartbeat to go stale
+        age = "never" if run.heartbeat_at is None else f"{(utcnow() - run.heartbeat_at).total_seconds():.0f} s ago"
+        raise UserError(f"run {run.id} is still running (pid {run.pid} on {run.host}, last heartbeat {age}); it "
+                        "can be resumed once it is interrupted, or shows as crashed in `sprkd runs list`")
+    if run.status not in RESUMABLE:
+        raise UserError(f"run {run.id} is {run.status}; only {', '.join(RESUMABLE)} runs can be resumed")
+
+
+def _check_saddles_kept(store: Store, run, step: int) -> None:
+    """A tracked teacher drops its worst saddle when a better one comes; a saddle stored before `step`
+    and dropped after it is gone, and a resumed run could not end with the saddles of one never stopped."""
+    for event in store.events(run.id):
+        if event.kind == "saddle_dropped" and (event.step or 0) > step and event.payload.get("step") is not None \
+                and event.payload["step"] <= step:
+            raise UserError(f"run {run.id} dropped the saddle point of step {event.payload['step']} after its last "
+                            f"saved training state (step {step}), so resuming cannot give the saddles of an "
+                            "uninterrupted run; train it again (a smaller --checkpoint-every saves states more often)")
 
 
 def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | None, events, data, model,
-                    method, stop: Interruptible) -> dict:
+                    method, stop: Interruptible, resume: dict | None = None) -> dict:
     from ..engine import fit, save_weights
+    from ..engine.state import save_state
     from ..models import count_parameters
 
     artifacts = Path(run.artifact_dir)
@@ -111,23 +188,36 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     store.update_run(run.id, n_params=n_params)
 
     def record(epoch_record):
-        store.add_metrics(run.id, [(epoch_record.step, epoch_record.epoch, split, name, value)
-                                   for (split, name), value in epoch_record.metrics.items()])
+        write_epoch([(epoch_record.step, epoch_record.epoch, split, name, value)
+                     for (split, name), value in epoch_record.metrics.items()])
         if on_epoch is not None:
             on_epoch(epoch_record)
+
+    state_path = artifacts / STATE_FILE
+    saved_at = [time.monotonic()]
+
+    def checkpoint(epoch: int, capture: Callable[[], dict]) -> None:
+        """The training state for --resume, at an epoch end: every cfg.checkpoint_every seconds, and
+        before a noted SIGINT/SIGTERM ends the run (not after the last epoch: the run ends there)."""
+        due = cfg.checkpoint_every == 0 or time.monotonic() - saved_at[0] >= cfg.checkpoint_every
+        if epoch < cfg.epochs and (due or stop.signum is not None):
+            save_state(capture(), state_path)
+            saved_at[0] = time.monotonic()
         stop.check()
 
     started = time.perf_counter()
     hooks = [lambda step, epoch: stop.check()] + \
             ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
             ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
-    with Heartbeat(store, run.id):
-        result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks))
+    with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch:
+        result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
+                     resume=resume)
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
+    state_path.unlink(missing_ok=True)  # a finished run is not resumed
     outcome = finished_outcome(store.get_run(run.id))
     if store.events(run.id):
         outcome |= {"events": event_counts(store, run.id), "injection": injection_mapping(store, run.id)}

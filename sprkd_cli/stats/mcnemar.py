@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+# scipy.special, not scipy.stats: the same functions (scipy.stats.t.sf is special.stdtr, ...),
+# without scipy.stats' half-second import
+from scipy import special
 
 from ._common import json_safe
 
@@ -61,5 +63,5 @@ def mcnemar_exact(pred_a: Sequence[int], pred_b: Sequence[int], labels: Sequence
     right_b = bb == y
     b = int(np.sum(right_a & ~right_b))
     c = int(np.sum(~right_a & right_b))
-    p = 1.0 if b + c == 0 else min(1.0, float(2.0 * stats.binom.cdf(min(b, c), b + c, 0.5)))
+    p = 1.0 if b + c == 0 else min(1.0, float(2.0 * special.bdtr(min(b, c), b + c, 0.5)))
     return McNemarResult(b, c, int(y.size), p, float(right_a.mean()), float(right_b.mean()))

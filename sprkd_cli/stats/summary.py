@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
+# scipy.special, not scipy.stats: the same functions (scipy.stats.t.sf is special.stdtr, ...),
+# without scipy.stats' half-second import
+from scipy import special
 
 from ._common import check_fraction, finite_array, json_safe, sample_sd
 
@@ -44,5 +46,5 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> ArmSummary:
     if n == 1:
         return ArmSummary(1, mean, math.nan, math.nan, math.nan)
     sd = sample_sd(x)
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1)) * sd / math.sqrt(n)
+    half = float(special.stdtrit(n - 1, (1.0 + confidence) / 2.0)) * sd / math.sqrt(n)
     return ArmSummary(n, mean, sd, mean - half, mean + half)

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+# scipy.special, not scipy.stats: the same functions (scipy.stats.t.sf is special.stdtr, ...),
+# without scipy.stats' half-second import
+from scipy import special
 
 from ._common import check_fraction, finite_array, sample_sd
 from .summary import ArmSummary
@@ -57,8 +59,8 @@ def welch_ttest(a: ArmSummary, b: ArmSummary, confidence: float = 0.95) -> Welch
     diff = a.mean - b.mean
     t = diff / se
     df = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    p = float(2.0 * stats.t.sf(abs(t), df))
-    half = float(stats.t.ppf((1.0 + confidence) / 2.0, df)) * se
+    p = float(2.0 * special.stdtr(df, -abs(t)))
+    half = float(special.stdtrit(df, (1.0 + confidence) / 2.0)) * se
     return WelchTTest(t, df, p, diff - half, diff + half)
 
 
@@ -79,4 +81,4 @@ def paired_ttest(differences: Sequence[float]) -> PairedTTest:
     if sd == 0.0:
         return PairedTTest(n, mean, sd, math.nan, df, math.nan)
     t = mean / (sd / math.sqrt(n))
-    return PairedTTest(n, mean, sd, t, df, float(2.0 * stats.t.sf(abs(t), df)))
+    return PairedTTest(n, mean, sd, t, df, float(2.0 * special.stdtr(df, -abs(t))))

@@ -7,11 +7,12 @@ import re
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from ..errors import UserError
 from .engine import make_engine, resolve_url, sqlite_path, upgrade
@@ -41,11 +42,11 @@ def is_crashed(run: Run, now: datetime | None = None) -> bool:
     if run.heartbeat_at is not None and (now or utcnow()) - run.heartbeat_at < CRASH_AFTER:
         return False
     if run.host == socket.gethostname() and run.pid is not None:
-        return not _process_alive(run.pid)
+        return not process_alive(run.pid)
     return True
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -128,7 +129,8 @@ class Store:
                 setattr(run, key, value)
 
     def finish_run(self, run_id: str, summary: dict, n_params: int) -> None:
-        self.update_run(run_id, status="finished", summary=summary, n_params=n_params, ended_at=utcnow())
+        now = utcnow()
+        self.update_run(run_id, status="finished", summary=summary, n_params=n_params, ended_at=now, heartbeat_at=now)
 
     def touch_run(self, run_id: str) -> None:
         """The run's heartbeat: it is alive now."""
@@ -140,6 +142,33 @@ class Store:
         with self.session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
                       .values(status="interrupted", error=reason, ended_at=utcnow()))
+
+    def reopen_run(self, run: Run, epoch: int, step: int) -> list[str]:
+        """Take up `run` (as read: interrupted, failed or crashed) again in this process, to resume after
+        `epoch` (`step` optimiser steps): in one transaction, claim it (only if nobody changed it since
+        it was read, so two processes cannot both resume it) and delete what it recorded after that
+        point (metrics, events, Hessian reports and saddle points; predictions are written at the end).
+        Returns the artifacts of the deleted saddle points, for the caller to remove."""
+        stored_status = "running" if run.status == "crashed" else run.status
+        seen = Run.heartbeat_at.is_(None) if run.heartbeat_at is None else Run.heartbeat_at == run.heartbeat_at
+        now = utcnow()
+        with self.session() as s, s.begin():
+            claimed = s.execute(
+                update(Run).where(Run.id == run.id, Run.status == stored_status, seen)
+                .values(status="running", error=None, ended_at=None, summary={}, host=socket.gethostname(),
+                        pid=os.getpid(), heartbeat_at=now)).rowcount
+            if claimed != 1:
+                raise UserError(f"run {run.id} changed while being resumed (another process resumed it?); "
+                                "see `sprkd runs show`")
+            s.execute(delete(Metric).where(Metric.run_id == run.id, Metric.epoch > epoch))
+            # an event at an epoch's start (a sage round) carries the steps done before it: the epoch decides
+            s.execute(delete(Event).where(Event.run_id == run.id, (Event.epoch > epoch) | (Event.step > step)))
+            s.execute(delete(HessianReport).where(HessianReport.run_id == run.id, HessianReport.step > step))
+            later = (SaddlePoint.run_id == run.id) & (SaddlePoint.step > step)
+            gone = list(s.scalars(select(SaddlePoint.artifact).where(later)))
+            s.execute(delete(SaddlePoint).where(later))
+            s.execute(delete(Prediction).where(Prediction.run_id == run.id))
+        return gone
 
     def fail_run(self, run_id: str, error: str, summary: dict | None = None) -> None:
         fields = {"status": "failed", "error": error, "ended_at": utcnow()}
@@ -161,11 +190,15 @@ class Store:
         return _as_read(matches)[0]
 
     def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,
-                  status: str | None = None, model: str | None = None, limit: int | None = None) -> list[Run]:
+                  status: str | None = None, model: str | None = None, limit: int | None = None,
+                  brief: bool = False) -> list[Run]:
         """Runs newest first, filtered by equality on bound parameters. `running` and `crashed` are both
-        stored as running and told apart here (see is_crashed)."""
+        stored as running and told apart here (see is_crashed). `brief` leaves out each run's config and
+        library versions (the largest columns; reading them from the detached rows then fails)."""
         stored_status = "running" if status == "crashed" else status
         query = select(Run).order_by(Run.created_at.desc(), Run.id)
+        if brief:
+            query = query.options(defer(Run.config, raiseload=True), defer(Run.versions, raiseload=True))
         for column, value in ((Run.kind, kind), (Run.method, method), (Run.dataset, dataset),
                               (Run.status, stored_status), (Run.model, model)):
             if value is not None:
@@ -187,16 +220,47 @@ class Store:
 
     # -- per-run rows ---------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:
-        """rows: (step, epoch, split, name, value). One transaction; the heartbeat moves with it."""
-        with self.session() as s, s.begin():
-            s.add_all(Metric(run_id=run_id, step=st, epoch=ep, split=sp, name=n, value=float(v))
-                      for st, ep, sp, n, v in rows)
-            s.get(Run, run_id).heartbeat_at = utcnow()
+        """rows: (step, epoch, split, name, value). One transaction (plain inserts, no ORM objects: this
+        runs every epoch); the heartbeat moves with it."""
+        values = [{"run_id": run_id, "step": st, "epoch": ep, "split": sp, "name": n, "value": float(v)}
+                  for st, ep, sp, n, v in rows]
+        with self.engine.begin() as conn:
+            if values:
+                conn.execute(insert(Metric), values)
+            conn.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
 
     def metrics(self, run_ids: Sequence[str]) -> list[Metric]:
         query = select(Metric).where(Metric.run_id.in_(list(run_ids))).order_by(Metric.run_id, Metric.step, Metric.id)
         with self.session() as s:
             return list(s.scalars(query))
+
+    @contextmanager
+    def epoch_writer(self, run_id: str):
+        """write(rows) for a training run's epochs: the metric rows in one plain-SQL statement on a
+        connection held until the block ends (see store.writer); add_metrics where the driver's
+        parameter style is unknown."""
+        from .writer import EpochWriter
+
+        try:
+            writer = EpochWriter(self.engine, run_id)
+        except NotImplementedError:
+            yield lambda rows: self.add_metrics(run_id, rows)
+            return
+        try:
+            yield writer.write
+        finally:
+            writer.close()
+
+    def metric_values(self, run_ids: Sequence[str], split: str, name: str) -> dict[tuple[str, int], float]:
+        """{(run_id, epoch): value} of one metric of the runs: only those rows, as plain tuples."""
+        found: dict[tuple[str, int], float] = {}
+        ids = list(run_ids)
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 5000):  # bound parameters per statement stay few
+                query = select(Metric.run_id, Metric.epoch, Metric.value).where(
+                    Metric.run_id.in_(ids[start:start + 5000]), Metric.split == split, Metric.name == name)
+                found.update({(run_id, epoch): value for run_id, epoch, value in conn.execute(query)})
+        return found
 
     def add_event(self, run_id: str, kind: str, payload: dict | None = None, *, step: int | None = None,
                   epoch: int | None = None) -> None:

@@ -117,6 +117,16 @@ class SAGE(Method):
         for p in model.embed.parameters():
             p.requires_grad_(False)
 
+    def state_dict(self) -> dict:
+        """The rounds done and the synthetic pool (the per-epoch order is redrawn at each epoch's start)."""
+        return {"rounds_done": self.rounds_done, "syn_vectors": self.syn_vectors, "syn_mask": self.syn_mask,
+                "syn_p": self.syn_p, "syn_neg_entropy": self.syn_neg_entropy}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rounds_done = state["rounds_done"]
+        self.syn_vectors, self.syn_mask = state["syn_vectors"], state["syn_mask"]
+        self.syn_p, self.syn_neg_entropy = state["syn_p"], state["syn_neg_entropy"]
+
     def start_epoch(self, model, epoch: int, step: int) -> None:
         every, rounds = self.options["sage_every"], self.options["sage_rounds"]
         if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:

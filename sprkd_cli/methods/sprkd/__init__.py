@@ -107,6 +107,22 @@ class SPRKD(Method):
         if not self.approach.active:
             self._approach_finished(0, 0)
 
+    def state_dict(self):
+        approach = None if self.approach is None else {
+            "targeting": list(self.approach.targeting), "steps": self.approach.steps,
+            "stopped_by_limit": self.approach.stopped_by_limit}
+        return {"approach": approach, "last_event_step": self.last_event_step, "nhe_attempts": self.nhe_attempts,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        if state["approach"] is not None:
+            self.approach.targeting = list(state["approach"]["targeting"])
+            self.approach.steps = state["approach"]["steps"]
+            self.approach.stopped_by_limit = state["approach"]["stopped_by_limit"]
+        self.last_event_step = state["last_event_step"]
+        self.nhe_attempts = state["nhe_attempts"]
+        self.generator.set_state(state["generator"])
+
     def loss(self, model, x, y, index):
         logits = model(x)
         if self.p_teacher is None:
