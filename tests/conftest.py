@@ -41,6 +41,85 @@ def db(tmp_path) -> Path:
     return tmp_path / "runs.db"
 
 
+# -- PostgreSQL --------------------------------------------------------------------------------------
+# The store tests that take `store_url` run on SQLite and on PostgreSQL: $SPRKD_TEST_PG (a server URL
+# without a database, as .ci/run starts one), else a throwaway server started here from the machine's
+# binaries. Without either they are skipped, except where $SPRKD_REQUIRE_PG is set (CI), where that
+# is a failure.
+
+@pytest.fixture(scope="session")
+def pg_server():
+    url = os.environ.get("SPRKD_TEST_PG")
+    if url:
+        yield url
+        return
+    import shutil
+    import tempfile
+
+    import pgserver
+
+    # not under pytest's tmp folders: as root, the server runs as `postgres`, which cannot enter them
+    folder = Path(tempfile.mkdtemp(prefix="sprkd-pg-"))
+    server = pgserver.start(folder)
+    yield None if server is None else server.url
+    if server is not None:
+        server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new, empty database on the test server, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    if pg_server is None:
+        if os.environ.get("SPRKD_REQUIRE_PG"):
+            pytest.fail("SPRKD_REQUIRE_PG is set but no PostgreSQL server is available")
+        pytest.skip("no PostgreSQL server binaries here (apt-get install postgresql; CI installs them)")
+    admin = pg_server.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    name = f"sprkd_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield f"{pg_server}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path) -> str:
+    """A store that does not exist yet: a SQLite file path, or a PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return request.getfixturevalue("pg_url")
+
+
+def free_port_url() -> str:
+    """A PostgreSQL URL where no server listens."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"postgresql+psycopg://nobody@127.0.0.1:{port}/nothing"
+
+
+def sql(url: str, statement: str, params: dict | None = None) -> list:
+    """Run one SQL statement on the store at `url` (either backend) and return its rows (if any)."""
+    from sqlalchemy import create_engine, text
+
+    from sprkd_cli.store.engine import resolve_url
+
+    engine = create_engine(resolve_url(str(url)))
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params or {})
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
 def sprkd(db: Path | str | None, *args: str):
     """Run `sprkd [--db DB] ARGS` in this process; stdout and stderr stay separate."""
     argv = (["--db", str(db)] if db is not None else []) + [str(a) for a in args]

@@ -228,7 +228,8 @@ def test_distill_json_reports_test_acc_at_best_val_epoch(db):
         assert run.teacher_ids == ([teacher["run_id"]] if method == "kd" else [])
 
 
-def test_every_json_command_prints_one_document(db):
+def test_every_json_command_prints_one_document(store_url):
+    db = store_url
     teacher = train_teacher(db)
     assert teacher["status"] == "finished"
     distilled = sprkd_json(db, "distill", "--method", "kd", *STUDENT_ARGS)  # the latest teacher by default

@@ -101,7 +101,8 @@ def test_compare_without_teacher_says_how_to_train_one(db):
     assert alone["teacher"] is None and alone["ran"] == 2
 
 
-def test_compare_in_parallel_processes_writes_every_run(db):
+def test_compare_in_parallel_processes_writes_every_run(store_url):
+    db = store_url
     teacher = train_teacher(db)
     result = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-2", "--jobs", "2")
     assert (result["ran"], result["reused"]) == (6, 0)

@@ -86,7 +86,8 @@ def test_compare_side_by_side(db, teacher, tmp_path):
     assert table.exit_code == 0 and "negative density" in table.stdout
 
 
-def test_hessian_every_stores_reports_by_step_and_leaves_training_unchanged(db):
+def test_hessian_every_stores_reports_by_step_and_leaves_training_unchanged(store_url):
+    db = store_url
     plain = train_teacher(db, "--seed", "3")
     probed = sprkd_json(db, *TEACHER_ARGS, "--seed", "3", "--hessian-every", "4")
     store = open_test_store(db)

@@ -24,6 +24,7 @@ from conftest import (
     open_test_store,
     sprkd,
     sprkd_json,
+    sql,
     train_teacher,
 )
 
@@ -291,7 +292,8 @@ def test_artifact_path_cannot_leave_the_root(db, tmp_path):
 INJECTION = "kd' OR '1'='1"
 
 
-def test_list_filters_are_bound_parameters(db):
+def test_list_filters_are_bound_parameters(store_url):
+    db = store_url
     store = open_test_store(db)
     ids = {add_run(store, method="kd"), add_run(store, method="sgd")}
     assert store.list_runs(method=INJECTION) == []
@@ -306,29 +308,27 @@ def test_list_filters_are_bound_parameters(db):
 
 # -- migrations ----------------------------------------------------------------------------------
 
-def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(db):
+def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     from alembic import command
 
     from sprkd_cli.store.engine import _alembic_config, resolve_url
 
-    url = resolve_url(str(db))
-    command.upgrade(_alembic_config(url), "0001")
-    with sqlite3.connect(db) as conn:
-        assert [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")] == ["0001"]
-        conn.execute(
-            "INSERT INTO runs (id, kind, method, dataset, model, seed, status, config, config_hash, teacher_ids,"
+    db = store_url
+    command.upgrade(_alembic_config(resolve_url(db)), "0001")
+    assert [r[0] for r in sql(db, "SELECT version_num FROM alembic_version")] == ["0001"]
+    sql(db, "INSERT INTO runs (id, kind, method, dataset, model, seed, status, config, config_hash, teacher_ids,"
             " versions, device, host, pid, created_at, heartbeat_at, summary, artifact_dir) VALUES"
             " ('aaaa00000001', 'teacher', 'sgd', 'digits', 'mlp-large', 3, 'finished', '{\"lr\": 0.01}', 'h1',"
             " '[]', '{}', 'cpu', 'old-host', 11, '2026-01-02 03:04:05', '2026-01-02 03:05:05',"
             " '{\"test_acc\": 0.9}', '/old/runs/aaaa00000001')")
-        conn.execute(
-            "INSERT INTO runs (id, kind, method, dataset, model, seed, status, config, config_hash, teacher_ids,"
+    sql(db, "INSERT INTO runs (id, kind, method, dataset, model, seed, status, config, config_hash, teacher_ids,"
             " versions, device, created_at, summary) VALUES ('bbbb00000002', 'student', 'kd', 'digits',"
             " 'mlp-small', 4, 'failed', '{}', 'h2', '[\"aaaa00000001\"]', '{}', 'cpu', '2026-01-03 00:00:00', '{}')")
-        conn.executemany("INSERT INTO metrics (run_id, step, epoch, split, name, value) VALUES (?, ?, ?, ?, ?, ?)",
-                         [("aaaa00000001", 10 * e, e, "val", "acc", 0.5 + e / 10) for e in (1, 2, 3)])
-        conn.execute("INSERT INTO events (run_id, step, epoch, kind, payload, created_at) VALUES"
-                     " ('bbbb00000002', 5, 1, 'saddle_stored', '{\"k\": 1}', '2026-01-03 00:00:01')")
+    for e in (1, 2, 3):
+        sql(db, "INSERT INTO metrics (run_id, step, epoch, split, name, value) VALUES (:r, :s, :e, 'val', 'acc', :v)",
+            {"r": "aaaa00000001", "s": 10 * e, "e": e, "v": 0.5 + e / 10})
+    sql(db, "INSERT INTO events (run_id, step, epoch, kind, payload, created_at) VALUES"
+            " ('bbbb00000002', 5, 1, 'saddle_stored', '{\"k\": 1}', '2026-01-03 00:00:01')")
 
     store = open_test_store(db)  # upgrades in place to the head
     from test_store import alembic_head, versions

@@ -111,6 +111,14 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_stopped_run_resumes_to_exactly_the_uninterrupted_run(db, case):
+    check_resume(db, case)
+
+
+def test_resume_on_postgresql(pg_url):
+    check_resume(pg_url, "sprkd")
+
+
+def check_resume(db, case: str) -> None:
     args, command, at_epoch = CASES[case]
     reference = sprkd_json(db, *args(db), "--seed", "3")
     stopped = stopped_copy(db, reference["run_id"], at_epoch)
@@ -247,7 +255,8 @@ def test_resume_refusals_are_one_line(db):
     assert_user_error(sprkd(db, "train-teacher", "--resume", alive), "diverge again")
 
 
-def test_two_resumers_cannot_both_take_a_run(db):
+def test_two_resumers_cannot_both_take_a_run(store_url):
+    db = store_url
     run = stopped_copy(db, sprkd_json(db, *teacher_args())["run_id"], 2)
     store = open_test_store(db)
     seen = store.get_run(run)

@@ -18,6 +18,7 @@ from conftest import (
     open_test_store,
     sprkd,
     sprkd_json,
+    sql,
     train_teacher,
 )
 
@@ -34,24 +35,30 @@ def alembic_head() -> str:
     return heads[0]
 
 
-def versions(path) -> list[str]:
-    with sqlite3.connect(path) as conn:
-        return [row[0] for row in conn.execute("SELECT version_num FROM alembic_version")]
+def versions(url) -> list[str]:
+    return [row[0] for row in sql(url, "SELECT version_num FROM alembic_version")]
 
 
-def tables(path) -> set[str]:
-    with sqlite3.connect(path) as conn:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+def tables(url) -> set[str]:
+    from sqlalchemy import create_engine, inspect
+
+    from sprkd_cli.store.engine import resolve_url
+
+    engine = create_engine(resolve_url(str(url)))
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
 
 
-def test_fresh_store_is_created_at_alembic_head(db):
+def test_fresh_store_is_created_at_alembic_head(store_url):
     from sprkd_cli.store.schema import Base
 
-    assert not db.exists()
+    db = store_url
+    assert not tables(db)
     result = sprkd(db, "runs", "list", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == []
-    assert db.exists()
     assert versions(db) == [alembic_head()]
     assert set(Base.metadata.tables) | {"alembic_version"} == tables(db)
     # opening again changes nothing
@@ -84,8 +91,8 @@ def test_reading_commands_load_no_torch_and_no_alembic_on_a_current_store(db):
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout)
 
 
-def test_metric_values_reads_one_metric_of_many_runs(db):
-    store = open_test_store(db)
+def test_metric_values_reads_one_metric_of_many_runs(store_url):
+    store = open_test_store(store_url)
     ids = []
     for seed in range(3):
         run = store.create_run(kind="student", method="kd", dataset=DATA, model="m", seed=seed, config={},
@@ -104,15 +111,14 @@ def test_empty_file_is_initialised(db):
     assert versions(db) == [alembic_head()]
 
 
-def test_store_from_a_newer_sprkd_is_refused(db):
+def test_store_from_a_newer_sprkd_is_refused(store_url):
+    db = store_url
     train_teacher(db)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE alembic_version SET version_num = 'f00dfacecafe'")
+    sql(db, "UPDATE alembic_version SET version_num = 'f00dfacecafe'")
     for args in (["runs", "list"], ["runs", "list", "--json"], ["train-teacher", "--dataset", DATA]):
         assert_user_error(sprkd(db, *args), "f00dfacecafe", "newer sprkd")
     assert versions(db) == ["f00dfacecafe"]  # left alone: not "upgraded", not stamped
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+    assert sql(db, "SELECT count(*) FROM runs") == [(1,)]
 
 
 def test_store_from_a_newer_sprkd_is_refused_by_the_real_entry_point(db):
@@ -127,6 +133,54 @@ def test_store_from_a_newer_sprkd_is_refused_by_the_real_entry_point(db):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "f00dfacecafe" in done.stderr
 
 
+# One process, three `sprkd train-teacher --json` commands in a row, through the real CLI.
+SWEEP = """
+import sys
+from sprkd_cli.cli import app
+
+url, data, seeds = sys.argv[1], sys.argv[2], sys.argv[3:]
+for seed in seeds:
+    try:
+        app(["--db", url, "train-teacher", "--dataset", data, "--model", "mlp:width=16,depth=1", "--epochs", "3",
+             "--batch-size", "16", "--lr", "1e-2", "--seed", seed, "--json"])
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
+
+
+def test_eight_processes_of_three_runs_each_on_one_new_store_lose_nothing(store_url):
+    """A sweep as researchers run it: 8 processes started at once on a store that does not exist yet
+    (all upgrade it together), each training 3 runs one after another: 24 finished runs with every
+    epoch's metrics, no 'database is locked' anywhere, and runs of the same seed in different
+    processes with identical numbers."""
+    seeds = [[str((3 * p + k) % 12) for k in range(3)] for p in range(8)]  # each of 12 seeds twice
+    procs = [subprocess.Popen([sys.executable, "-c", SWEEP, store_url, DATA, *s], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for s in seeds]
+    outcomes = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert "locked" not in out + err and "Traceback" not in out + err, err
+        outcomes += [json.loads(line) for line in out.splitlines()]
+    assert len(outcomes) == 24 and {o["status"] for o in outcomes} == {"finished"}
+    store = open_test_store(store_url)
+    runs = store.list_runs()
+    assert {r.id for r in runs} == {o["run_id"] for o in outcomes} and len({r.pid for r in runs}) == 8
+    assert versions(store_url) == [alembic_head()]
+    rows = store.metrics([r.id for r in runs])
+    assert len(rows) == 24 * 3 * len(METRIC_NAMES)
+    assert {(m.run_id, m.epoch, m.split, m.name) for m in rows} == {
+        (r.id, e, s, n) for r in runs for e in (1, 2, 3) for s, n in METRIC_NAMES}
+    by_seed: dict[int, list] = {}
+    for run in runs:
+        assert len(store.predictions(run.id)) == run.config["data"]["n_test"]
+        by_seed.setdefault(run.seed, []).append([(m.step, m.split, m.name, m.value) for m in rows if m.run_id == run.id])
+    assert sorted(by_seed) == list(range(12))
+    assert all(a == b for a, b in by_seed.values())  # same seed, other process: identical
+    assert by_seed[0][0] != by_seed[1][0]
+
+
 def test_db_from_environment_variable(tmp_path, monkeypatch):
     path = tmp_path / "from-env.db"
     monkeypatch.setenv("SPRKD_DB", str(path))
@@ -135,9 +189,10 @@ def test_db_from_environment_variable(tmp_path, monkeypatch):
     assert not (tmp_path / "runs.db").exists()
 
 
-def test_run_lookup_by_prefix(db):
+def test_run_lookup_by_prefix(store_url):
     from sprkd_cli.errors import UserError
 
+    db = store_url
     teacher = train_teacher(db)
     store = open_test_store(db)
     run = store.get_run(teacher["run_id"][:4])
@@ -153,43 +208,8 @@ def test_run_lookup_by_prefix(db):
         store.get_run("")
 
 
-def test_concurrent_processes_on_one_fresh_store_lose_nothing(db, tmp_path):
-    """Four `sprkd train-teacher` processes started at once on a store that does not exist yet:
-    all create (migrate) it together, all finish, and every epoch's metrics are there."""
-    assert not db.exists()
-    epochs = 3
-    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "train-teacher", "--dataset", DATA,
-            "--model", TEACHER_MODEL, "--epochs", str(epochs), "--batch-size", "16", "--json"]
-    # seeds 0, 0, 1, 1: same-seed runs in different processes must also agree exactly
-    seeds = [0, 0, 1, 1]
-    procs = [subprocess.Popen(argv + ["--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in seeds]
-    outputs = [proc.communicate(timeout=180) for proc in procs]
-    outcomes = []
-    for proc, (out, err) in zip(procs, outputs):
-        assert proc.returncode == 0, err
-        assert "database is locked" not in out + err
-        assert "Traceback" not in out + err
-        outcomes.append(json.loads(out))
-    assert all(o["status"] == "finished" for o in outcomes)
+def test_an_unreachable_postgresql_server_is_one_line(tmp_path):
+    from conftest import free_port_url
 
-    assert versions(db) == [alembic_head()]
-    store = open_test_store(db)
-    runs = store.list_runs()
-    assert {r.id for r in runs} == {o["run_id"] for o in outcomes}
-    assert len(runs) == 4 and all(r.status == "finished" for r in runs)
-    assert len({r.pid for r in runs}) == 4
-    per_run = {}
-    for run in runs:
-        rows = store.metrics([run.id])
-        assert len(rows) == epochs * len(METRIC_NAMES), run.id
-        assert {(m.epoch, m.split, m.name) for m in rows} == {(e, s, n) for e in range(1, epochs + 1)
-                                                              for s, n in METRIC_NAMES}
-        assert len(store.predictions(run.id)) == run.config["data"]["n_test"]
-        per_run[run.id] = [(m.step, m.epoch, m.split, m.name, m.value) for m in rows]
-    by_seed: dict[int, list] = {}
-    for run in runs:
-        by_seed.setdefault(run.seed, []).append(per_run[run.id])
-    assert by_seed[0][0] == by_seed[0][1]
-    assert by_seed[1][0] == by_seed[1][1]
-    assert by_seed[0][0] != by_seed[1][0]
+    line = assert_user_error(sprkd(free_port_url(), "runs", "list"), "cannot use the store")
+    assert "127.0.0.1" in line

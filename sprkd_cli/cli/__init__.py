@@ -25,7 +25,7 @@ app = typer.Typer(
 def _global(
     ctx: typer.Context,
     db: Annotated[Optional[str], typer.Option(
-        "--db", envvar="SPRKD_DB", help="Result store: a SQLAlchemy URL or a SQLite file path [default: ./runs.db].")] = None,
+        "--db", envvar="SPRKD_DB", help="Result store: a SQLAlchemy URL or a SQLite file path \\[default: ./runs.db].")] = None,
 ) -> None:
     ctx.obj = {"db": db}
 

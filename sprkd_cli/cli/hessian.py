@@ -31,7 +31,7 @@ def hessian_report(
     slq_steps: Annotated[int, typer.Option(help="Lanczos steps per SLQ start.", rich_help_panel=ESTIMATORS)] = 80,
     probe_batches: Annotated[int, typer.Option(help="Batches in the probe set.", rich_help_panel=PROBE)] = 2,
     probe_size: Annotated[int, typer.Option(help="Examples per probe batch.", rich_help_panel=PROBE)] = 256,
-    probe_seed: Annotated[Optional[int], typer.Option(help="Draw another probe set [default: the run's seed, i.e. the run's own probe set].", rich_help_panel=PROBE)] = None,
+    probe_seed: Annotated[Optional[int], typer.Option(help="Draw another probe set \\[default: the run's seed, i.e. the run's own probe set].", rich_help_panel=PROBE)] = None,
     mode: Annotated[str, typer.Option(help="Model mode during the probe: eval or train (restored after).", rich_help_panel=PROBE)] = "eval",
     dtype: Annotated[str, typer.Option(help="float32 or float64.", rich_help_panel=PROBE)] = "float32",
     hvp: Annotated[str, typer.Option(help="auto, func (forward-over-reverse) or double (double backward).", rich_help_panel=PROBE)] = "auto",

@@ -180,7 +180,7 @@ def _hessian_table(rows: list[dict]):
 def export(
     ctx: typer.Context,
     fmt_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write [default: stdout].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write \\[default: stdout].")] = None,
     metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row (long format) instead of one row per run.")] = False,
     method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,

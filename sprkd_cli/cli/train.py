@@ -249,7 +249,7 @@ def distill(
 
 def compare(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods, e.g. sgd,kd,sage [default: sgd,kd].")] = None,
+    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods, e.g. sgd,kd,sage \\[default: sgd,kd].")] = None,
     dataset: o.Dataset = "digits",
     data_dir: o.DataDir = None,
     image_size: o.ImageSize = None,
@@ -257,7 +257,9 @@ def compare(
     seeds: Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")] = "0-4",
     teacher: Annotated[Optional[str], typer.Option(help="Teacher run; default: the latest finished teacher of the dataset.")] = None,
     student: Annotated[str, typer.Option(help="Student model.")] = "mlp-small",
-    jobs: Annotated[int, typer.Option(help="Runs trained at once, each in its own process.")] = 1,
+    jobs: Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")] = 1,
+    executor: Annotated[str, typer.Option(help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")] = None,
     split_seed: o.SplitSeed = 0,
     epochs: o.Epochs = 30,
     batch_size: o.BatchSize = 64,
@@ -284,12 +286,13 @@ def compare(
     """Run every missing (method, seed) (finished runs with the same config and seed are reused), then
     print test accuracy at the best-validation epoch per method and write a learning-curve PNG."""
     from ..methods import parse_methods
-    from ..services.compare import check_jobs, compare as run_compare
+    from ..services.compare import check_executor, check_jobs, compare as run_compare
     from ..specs import parse_seeds
 
     method_list = parse_methods(methods)
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
+    check_executor(executor, ray_address)
     template = _config("student", method_list[0], dataset, student, 0, split_seed, epochs, batch_size, optimizer,
                        lr, weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
                        download=download, augment=augment, device=device)
@@ -308,7 +311,8 @@ def compare(
             bar.update(task, advance=1)
 
         result = run_compare(store, template, method_list, seed_list, teacher_ref=teacher,
-                             method_overrides=overrides, jobs=jobs, on_planned=planned, on_done=done)
+                             method_overrides=overrides, jobs=jobs, on_planned=planned, on_done=done,
+                             executor=executor, ray_address=ray_address)
     if as_json:
         print_json(result)
     else:

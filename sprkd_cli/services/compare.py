@@ -99,16 +99,27 @@ def execute(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callab
     return outcomes
 
 
+EXECUTORS = ("local", "ray")
+
+
 def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], *, teacher_ref: str | None,
             method_overrides: dict, jobs: int, on_planned: Callable[[int, int], None] = lambda total, todo: None,
-            on_done: Callable[[dict], None] = lambda outcome: None) -> dict:
+            on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
+            ray_address: str | None = None) -> dict:
+    """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
+    services.ray_executor) and summarise."""
     from ..stats import summarize
 
     configs, teacher_id = plan(store, template, methods, seeds, teacher_ref, method_overrides)
     existing = {(c.method, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
     todo = [c for c in configs if existing[(c.method, c.seed)] is None]
     on_planned(len(configs), len(todo))
-    outcomes = execute(store, todo, jobs, on_done)
+    if executor == "ray" and todo:
+        from .ray_executor import execute_ray
+
+        outcomes = execute_ray(store, todo, jobs, on_done, address=ray_address)
+    else:
+        outcomes = execute(store, todo, jobs, on_done)
     failed = [o for o in outcomes if o["status"] != "finished"]
 
     rows = []
@@ -161,6 +172,18 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def check_executor(executor: str, ray_address: str | None) -> None:
+    """Before any work: a known executor, and Ray importable when it is asked for."""
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown --executor '{executor}'; valid: {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        raise UserError("--ray-address goes with --executor ray")
+    if executor == "ray":
+        from .ray_executor import import_ray
+
+        import_ray()
 
 
 def check_jobs(jobs: int) -> int:

@@ -103,6 +103,9 @@ def _ended(store: Store, run_id: str, train: Callable[[], dict]) -> dict:
         store.interrupt_run(run_id, str(exc))
         exc.run_id = run_id
         raise
+    except KeyboardInterrupt:  # raised into the run from outside (a cancelled Ray task), not a signal we noted
+        store.interrupt_run(run_id, "interrupted (KeyboardInterrupt)")
+        raise
     except BaseException as exc:
         store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
         raise

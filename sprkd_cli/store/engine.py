@@ -15,6 +15,7 @@ from ..errors import UserError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+PG_CONNECT_TIMEOUT_S = 10
 
 
 def resolve_url(db: str) -> str:
@@ -64,10 +65,14 @@ def make_engine(url: str) -> Engine:
             raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
         if not path.exists() and not os.access(path.parent, os.W_OK):
             raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
+    connect_args = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S  # an unreachable server is an error, not a hang
     try:
-        engine = create_engine(parsed, future=True)
+        engine = create_engine(parsed, future=True, connect_args=connect_args)
     except ModuleNotFoundError as exc:
-        raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); pip install it") from None
+        extra = " (pip install 'sprkd[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
+        raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); install it{extra}") from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
@@ -109,6 +114,7 @@ def _current_revision(engine: Engine) -> str | None:
 # The newest migration's revision (tests/test_store.py checks it is Alembic's head): a store already
 # there is opened without importing Alembic, which costs a tenth of a second per command.
 SCHEMA_HEAD = "0001"
+PG_MIGRATION_LOCK = 0x5B2D  # the PostgreSQL advisory-lock key that serialises schema upgrades
 
 
 def _stored_revision(engine: Engine) -> str | None:
@@ -144,7 +150,12 @@ def upgrade(engine: Engine, url: str) -> None:
                 "it was written by a newer sprkd; upgrade sprkd to use it"
             )
         with _migration_lock(url), engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # processes started at once upgrade one at a time
+                from sqlalchemy import text
+
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "head")  # after waiting, finds the schema current and does nothing
     except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
-        raise UserError(f"cannot use the store {url}: {exc.orig}") from None
+        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines (psycopg's hints)
+        raise UserError(f"cannot use the store {url}: {reason}") from None
