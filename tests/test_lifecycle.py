@@ -79,13 +79,19 @@ def test_signal_ends_the_run_as_interrupted_with_its_epochs(db, signum, code):
 
 
 def test_sigterm_to_compare_with_workers_interrupts_their_runs_and_starts_no_more(db):
+    assert_compare_sigterm_interrupts_two_runs(db, "--seeds", "0-5", "--jobs", "2")
+
+
+def assert_compare_sigterm_interrupts_two_runs(db, *args: str) -> None:
+    """`compare ARGS` (sgd, endless epochs) gets SIGTERM once two runs have metrics: it exits 143 with
+    one line, both runs end interrupted and no other starts."""
     argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "compare", "--dataset", DATA, "--methods", "sgd",
-            "--seeds", "0-5", "--jobs", "2", "--epochs", "100000"]
+            "--epochs", "100000", *args]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         wait_for_metrics(db, "SELECT count(DISTINCT run_id) FROM metrics", 2)
         child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=60)
+        _, stderr = child.communicate(timeout=120)
     finally:
         child.kill()
     assert child.returncode == 143, (child.returncode, stderr)

@@ -59,26 +59,10 @@ def test_a_ray_address_needs_a_store_every_node_reaches(db):
 
 
 def test_sigterm_cancels_the_ray_tasks_and_their_runs_end_interrupted(db):
-    import signal
-    import subprocess
-
-    from conftest import DATA, STUDENT_MODEL
-    from test_lifecycle import wait_for_metrics
+    from test_lifecycle import assert_compare_sigterm_interrupts_two_runs
 
     pytest.importorskip("ray")
-    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "compare", "--dataset", DATA, "--student",
-            STUDENT_MODEL, "--methods", "sgd", "--seeds", "0-3", "--epochs", "100000", "--executor", "ray", "--jobs", "2"]
-    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
-    try:
-        wait_for_metrics(db, "SELECT count(DISTINCT run_id) FROM metrics", 2)
-        child.send_signal(signal.SIGTERM)
-        _, stderr = child.communicate(timeout=120)
-    finally:
-        child.kill()
-    assert child.returncode == 143, (child.returncode, stderr)
-    assert stderr.strip() == "interrupted by SIGTERM"
-    runs = open_test_store(db).list_runs()
-    assert len(runs) == 2 and {r.status for r in runs} == {"interrupted"}, [(r.seed, r.status) for r in runs]
+    assert_compare_sigterm_interrupts_two_runs(db, "--seeds", "0-3", "--executor", "ray", "--jobs", "2")
 
 
 def test_help_shows_bracketed_text_rich_would_eat():
