@@ -91,7 +91,7 @@ def test_reading_commands_load_no_torch_and_no_alembic_on_a_current_store(db):
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout)
 
 
-def test_metric_values_reads_one_metric_of_many_runs(store_url):
+def test_metric_at_reads_one_metric_at_given_epochs(store_url):
     store = open_test_store(store_url)
     ids = []
     for seed in range(3):
@@ -100,8 +100,11 @@ def test_metric_values_reads_one_metric_of_many_runs(store_url):
         store.add_metrics(run.id, [(e * 10, e, "test", "acc", seed + e / 10) for e in (1, 2)]
                           + [(e * 10, e, "val", "acc", -1.0) for e in (1, 2)])
         ids.append(run.id)
-    assert store.metric_values(ids, "test", "acc") == {(ids[s], e): s + e / 10 for s in range(3) for e in (1, 2)}
-    assert store.metric_values(ids[:1], "train", "loss") == {}
+    everything = [(i, e) for i in ids for e in (1, 2)]
+    assert store.metric_at(everything, "test", "acc") == {(ids[s], e): s + e / 10 for s in range(3) for e in (1, 2)}
+    assert store.metric_at([(ids[0], 2), (ids[2], 1), (ids[1], 9)], "test", "acc") == {(ids[0], 2): 0.2,
+                                                                                      (ids[2], 1): 2.1}
+    assert store.metric_at(everything[:1], "train", "loss") == {}
     assert store.get_run(ids[0]).heartbeat_at is not None
 
 

@@ -32,12 +32,13 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
                 continue
             chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
     runs = [r for per_seed in chosen.values() for r in per_seed.values()]
-    found = store.metric_values([r.id for r in runs], split, name)
+    epoch_of = {r.id: r.summary["best_epoch"] if at == "best-val" else r.summary["epochs"] for r in runs}
+    found = store.metric_at(list(epoch_of.items()), split, name)
     values: dict[str, dict[int, dict]] = {}
     for method, per_seed in chosen.items():
         values[method] = {}
         for seed, run in sorted(per_seed.items()):
-            epoch = run.summary["best_epoch"] if at == "best-val" else run.summary["epochs"]
+            epoch = epoch_of[run.id]
             if (run.id, epoch) not in found:
                 raise UserError(f"run {run.id} has no metric {metric} at epoch {epoch}; valid: train_loss, val_loss, "
                                 "val_acc, test_loss, test_acc")

@@ -10,9 +10,10 @@ from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.orm import Session, defer, sessionmaker
+from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
 from .engine import make_engine, resolve_url, sqlite_path, upgrade
@@ -23,6 +24,7 @@ __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "Sa
 DEFAULT_DB = "runs.db"
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 RUN_KINDS = ("teacher", "student")
+BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_runs(brief=True)
 
 
 def utcnow() -> datetime:
@@ -193,12 +195,16 @@ class Store:
                   status: str | None = None, model: str | None = None, limit: int | None = None,
                   brief: bool = False) -> list[Run]:
         """Runs newest first, filtered by equality on bound parameters. `running` and `crashed` are both
-        stored as running and told apart here (see is_crashed). `brief` leaves out each run's config and
-        library versions (the largest columns; reading them from the detached rows then fails)."""
+        stored as running and told apart here (see is_crashed). `brief`: plain records of every column
+        but the config, library versions, artifact folder and start time (the largest columns; no ORM
+        objects), for listings of many runs."""
         stored_status = "running" if status == "crashed" else status
-        query = select(Run).order_by(Run.created_at.desc(), Run.id)
         if brief:
-            query = query.options(defer(Run.config, raiseload=True), defer(Run.versions, raiseload=True))
+            table = Run.__table__
+            query = select(*(c for c in table.columns if c.name not in BRIEF_LEFT_OUT))
+        else:
+            query = select(Run)
+        query = query.order_by(Run.created_at.desc(), Run.id)
         for column, value in ((Run.kind, kind), (Run.method, method), (Run.dataset, dataset),
                               (Run.status, stored_status), (Run.model, model)):
             if value is not None:
@@ -206,8 +212,12 @@ class Store:
         split_later = stored_status == "running"
         if limit and not split_later:
             query = query.limit(limit)
-        with self.session() as s:
-            runs = _as_read(list(s.scalars(query)))
+        if brief:
+            with self.engine.connect() as conn:
+                runs = _as_read([SimpleNamespace(**row._mapping) for row in conn.execute(query)])
+        else:
+            with self.session() as s:
+                runs = _as_read(list(s.scalars(query)))
         if split_later:
             runs = [r for r in runs if r.status == status][:limit or None]
         return runs
@@ -251,14 +261,16 @@ class Store:
         finally:
             writer.close()
 
-    def metric_values(self, run_ids: Sequence[str], split: str, name: str) -> dict[tuple[str, int], float]:
-        """{(run_id, epoch): value} of one metric of the runs: only those rows, as plain tuples."""
+    def metric_at(self, points: Sequence[tuple[str, int]], split: str, name: str) -> dict[tuple[str, int], float]:
+        """{(run_id, epoch): value} of one metric at the given (run id, epoch) points: only those rows,
+        as plain tuples."""
         found: dict[tuple[str, int], float] = {}
-        ids = list(run_ids)
+        points = list(points)
         with self.engine.connect() as conn:
-            for start in range(0, len(ids), 5000):  # bound parameters per statement stay few
+            for start in range(0, len(points), 2000):  # bound parameters per statement stay few
                 query = select(Metric.run_id, Metric.epoch, Metric.value).where(
-                    Metric.run_id.in_(ids[start:start + 5000]), Metric.split == split, Metric.name == name)
+                    tuple_(Metric.run_id, Metric.epoch).in_(points[start:start + 2000]), Metric.split == split,
+                    Metric.name == name)
                 found.update({(run_id, epoch): value for run_id, epoch, value in conn.execute(query)})
         return found
 
