@@ -204,6 +204,10 @@ class EventSink:
         else:
             self.store.add_event(self.run_id, kind, payload, step=step, epoch=epoch)
 
+    def discard(self) -> None:
+        """Drop the events held so far (a resumed run's setup: they were recorded when it started)."""
+        self.pending = []
+
     def attach(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
         for kind, payload, step, epoch in self.pending:

@@ -133,7 +133,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
         _check_saddles_kept(store, run, step)
     events = EventSink()
     data, model, method = prepare(cfg, store, events, progress=progress)
-    events.pending = []  # setup's events were recorded when the run started
+    events.discard()  # setup's events were recorded when the run started
     if data.describe() != run.config.get("data", data.describe()):
         raise UserError(f"run {run.id} was trained on other data ({run.config['data']}, now {data.describe()}); "
                         "its dataset files changed, so it cannot be resumed")
