@@ -97,12 +97,9 @@ def store_url(request, tmp_path) -> str:
 
 def free_port_url() -> str:
     """A PostgreSQL URL where no server listens."""
-    import socket
+    from pgserver import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"postgresql+psycopg://nobody@127.0.0.1:{port}/nothing"
+    return f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/nothing"
 
 
 def sql(url: str, statement: str, params: dict | None = None) -> list:

@@ -216,3 +216,20 @@ def test_an_unreachable_postgresql_server_is_one_line(tmp_path):
 
     line = assert_user_error(sprkd(free_port_url(), "runs", "list"), "cannot use the store")
     assert "127.0.0.1" in line
+
+
+def test_a_silent_postgresql_server_is_one_line_after_one_connect_timeout(monkeypatch):
+    """A server that accepts and never answers: the connect timeout, once (not once per schema check)."""
+    import socket
+    import time
+
+    import sprkd_cli.store.engine as engine
+
+    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)  # libpq's smallest
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/nothing"
+        started = time.monotonic()
+        assert_user_error(sprkd(url, "runs", "list"), "cannot use the store", "timeout")
+        assert time.monotonic() - started < 3.9

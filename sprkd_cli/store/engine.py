@@ -7,7 +7,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError
 
@@ -118,44 +118,45 @@ PG_MIGRATION_LOCK = 0x5B2D  # the PostgreSQL advisory-lock key that serialises s
 
 
 def _stored_revision(engine: Engine) -> str | None:
-    """alembic_version's row, read with plain SQL; None when the table is missing or holds another shape."""
-    from sqlalchemy import text
-
-    try:
-        with engine.connect() as conn:
+    """alembic_version's row, read with plain SQL; None when the table is missing or holds another shape.
+    A store that cannot be reached at all raises (once: its caller reports it without trying again)."""
+    with engine.connect() as conn:
+        try:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-    except DatabaseError:
-        return None
+        except DatabaseError:
+            return None
     return rows[0][0] if len(rows) == 1 else None
 
 
 def upgrade(engine: Engine, url: str) -> None:
     """Bring the store to the newest schema; refuse a store written by a newer sprkd."""
-    if _stored_revision(engine) == SCHEMA_HEAD:
-        return
+    try:
+        if _stored_revision(engine) == SCHEMA_HEAD:
+            return
+        _upgrade_with_alembic(engine, url)
+    except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
+        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines (psycopg's hints)
+        raise UserError(f"cannot use the store {url}: {reason}") from None
+
+
+def _upgrade_with_alembic(engine: Engine, url: str) -> None:
     from alembic import command
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config(url)
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    try:
-        current = _current_revision(engine)
-        if current == head:
-            return
-        known = {rev.revision for rev in script.walk_revisions()}
-        if current is not None and current not in known:
-            raise UserError(
-                f"the store {url} has schema revision {current}, which this sprkd does not know: "
-                "it was written by a newer sprkd; upgrade sprkd to use it"
-            )
-        with _migration_lock(url), engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # processes started at once upgrade one at a time
-                from sqlalchemy import text
-
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")  # after waiting, finds the schema current and does nothing
-    except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
-        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines (psycopg's hints)
-        raise UserError(f"cannot use the store {url}: {reason}") from None
+    current = _current_revision(engine)
+    if current == head:
+        return
+    known = {rev.revision for rev in script.walk_revisions()}
+    if current is not None and current not in known:
+        raise UserError(
+            f"the store {url} has schema revision {current}, which this sprkd does not know: "
+            "it was written by a newer sprkd; upgrade sprkd to use it"
+        )
+    with _migration_lock(url), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # processes started at once upgrade one at a time
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")  # after waiting, finds the schema current and does nothing
