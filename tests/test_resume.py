@@ -246,6 +246,7 @@ def test_resume_refusals_are_one_line(db):
     assert_user_error(sprkd(db, "train-teacher", "--resume", finished, "--epochs", "9", "--lr", "1"),
                       "stored configuration", "drop --epochs, --lr")
     assert_user_error(sprkd(db, "train-teacher", "--resume", "nope"), "no run 'nope'")
+    assert_user_error(sprkd(db, *teacher_args("--checkpoint-every", "-1")), "--checkpoint-every must be >= 0")
 
     store = open_test_store(db)
     alive = stopped_copy(db, finished, 2)
@@ -253,6 +254,19 @@ def test_resume_refusals_are_one_line(db):
     assert_user_error(sprkd(db, "train-teacher", "--resume", alive), "still running", f"pid {os.getpid()}")
     store.update_run(alive, status="failed", error="diverged: loss nan at step 3 (epoch 1)")
     assert_user_error(sprkd(db, "train-teacher", "--resume", alive), "diverge again")
+
+
+def test_epoch_metrics_fall_back_to_the_orm_free_insert_for_other_drivers(db, monkeypatch):
+    """A driver whose parameter style the plain-SQL writer does not speak still gets every epoch."""
+    from sprkd_cli.store import writer
+
+    def unknown_style(self, engine, run_id):
+        raise NotImplementedError("named")
+
+    monkeypatch.setattr(writer.EpochWriter, "__init__", unknown_style)
+    run = sprkd_json(db, *teacher_args())
+    rows = open_test_store(db).metrics([run["run_id"]])
+    assert sorted({m.epoch for m in rows}) == [1, 2, 3, 4, 5] and len(rows) == 25
 
 
 def test_two_resumers_cannot_both_take_a_run(store_url):

@@ -35,6 +35,8 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
         raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
     if cfg.hessian_every < 0:
         raise UserError("--hessian-every must be >= 0 (0: no reports during training)")
+    if cfg.checkpoint_every < 0:
+        raise UserError("--checkpoint-every must be >= 0 seconds (0: a training state every epoch)")
     device = resolve_device(cfg.device)
     if method_cls.cpu_only and device.type != "cpu":
         if cfg.device != "auto":
