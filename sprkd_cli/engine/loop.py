@@ -105,7 +105,8 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     step = 0
     first_epoch = 1
     if resume is not None:
-        first_epoch, step, best_val = _restore(resume, model, optimizer, schedule, order, augment, method, result)
+        first_epoch, step = _restore(resume, model, optimizer, schedule, order, augment, method, result)
+        best_val = result.history[result.best_epoch - 1].metrics[("val", "acc")]
     for epoch in range(first_epoch, cfg.epochs + 1):
         started = time.perf_counter()
         method.start_epoch(model, epoch, step)
@@ -158,14 +159,14 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         if on_epoch is not None:
             on_epoch(record)
         if checkpoint is not None:
-            checkpoint(epoch, lambda: _capture(epoch, step, best_val, model, optimizer, schedule, order, augment,
-                                               method, result))
+            checkpoint(epoch, lambda: _capture(epoch, step, model, optimizer, schedule, order, augment, method,
+                                               result))
     return result
 
 
-def _capture(epoch, step, best_val, model, optimizer, schedule, order, augment, method, result) -> dict:
+def _capture(epoch, step, model, optimizer, schedule, order, augment, method, result) -> dict:
     return {
-        "epoch": epoch, "step": step, "best_val": best_val,
+        "epoch": epoch, "step": step,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
         "order": order.get_state(), "augment": None if augment is None else augment.generator.get_state(),
         "method": method.state_dict(), "rng": rng_state(),
@@ -175,8 +176,9 @@ def _capture(epoch, step, best_val, model, optimizer, schedule, order, augment, 
     }
 
 
-def _restore(state, model, optimizer, schedule, order, augment, method, result) -> tuple[int, int, float]:
-    """Load a _capture()d state; returns the next epoch, the step count and the best validation accuracy."""
+def _restore(state, model, optimizer, schedule, order, augment, method, result) -> tuple[int, int]:
+    """Load a _capture()d state (taken after an epoch, so its history is not empty); returns the next
+    epoch and the step count."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     schedule.load_state_dict(state["schedule"])
@@ -189,4 +191,4 @@ def _restore(state, model, optimizer, schedule, order, augment, method, result) 
     result.best_state = state["best_state"]
     result.best_test_predictions = state["best_test_predictions"]
     result.history = [EpochRecord(*row) for row in state["history"]]
-    return state["epoch"] + 1, state["step"], state["best_val"]
+    return state["epoch"] + 1, state["step"]
