@@ -1,0 +1,115 @@
+"""SAGE's fast UMAP parts against umap-learn's own: the inverse transform (`UMAP.inverse_transform`:
+the same starting vectors and the same optimised vectors) and the small-data distance matrix of
+`fit` (the same matrix, so the same map), bit for bit."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sprkd_cli.methods.sage import inverse, pairwise
+from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap
+
+
+def _umap_inverse(reducer, z):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reducer.inverse_transform(z)
+
+
+def _points(n: int, width: int, seed: int) -> np.ndarray:
+    """Three clusters in `width` dimensions, so the map has structure and holes."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=4.0, size=(3, width))
+    return (centres[rng.integers(0, 3, n)] + rng.normal(size=(n, width))).astype(np.float32)
+
+
+def _queries(embedding: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Points on segments between map points (as SAGE makes them), the map's own points, and one far
+    outside its hull (umap-learn then starts from the last simplex; so must we)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(embedding), (2, count))
+    u = rng.random((count, 1))
+    z = embedding[a] + u * (embedding[b] - embedding[a])
+    outside = embedding.max(axis=0) + 5.0
+    return np.vstack([z, embedding[:2], outside[None]]).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """width 48 < n 260: each new point has 48 neighbours found by the breadth-first search."""
+    reducer = fit_umap(_points(260, 48, 0), seed=3)
+    return reducer, _queries(reducer.embedding_, 20, 1)
+
+
+def test_starting_vectors_equal_umap_learns(fitted):
+    reducer, z = fitted
+    reducer.n_epochs = 1  # umap-learn then runs 1 // 3 = 0 layout epochs: its starting vectors
+    try:
+        assert np.array_equal(inverse.inverse_transform(reducer, z), _umap_inverse(reducer, z))
+    finally:
+        reducer.n_epochs = None
+
+
+@pytest.mark.parametrize("n_epochs", [None, 30])  # 100 layout epochs (the default), and 10
+def test_optimised_vectors_equal_umap_learns(fitted, n_epochs):
+    reducer, z = fitted
+    reducer.n_epochs = n_epochs
+    try:
+        ours, theirs = inverse.inverse_transform(reducer, z), _umap_inverse(reducer, z)
+    finally:
+        reducer.n_epochs = None
+    assert ours.dtype == np.float32 and ours.shape == (len(z), 48)
+    assert np.array_equal(ours, theirs)
+    # and the layout did move them: they are not the starting vectors
+    reducer.n_epochs = 1
+    try:
+        assert not np.allclose(ours, inverse.inverse_transform(reducer, z))
+    finally:
+        reducer.n_epochs = None
+
+
+def test_more_dimensions_than_points_uses_every_point_as_a_neighbour():
+    reducer = fit_umap(_points(40, 64, 2), seed=0)  # min(width, n) = 40 = n: the search takes the whole map
+    z = _queries(reducer.embedding_, 6, 3)
+    assert np.array_equal(inverse.inverse_transform(reducer, z), _umap_inverse(reducer, z))
+
+
+def test_no_points_and_the_compile_cache(fitted):
+    reducer, _ = fitted
+    assert inverse.inverse_transform(reducer, np.zeros((0, 2), np.float32)).shape == (0, 48)
+    # every kernel is compiled once per machine, into numba's on-disk cache
+    for kernel in (inverse._search, inverse._planar_distances, inverse._weighted_mean, inverse._tau_rand_int,
+                   inverse._step, inverse._optimise, pairwise._euclidean, pairwise._all_pairs):
+        assert type(kernel._cache).__name__ != "NullCache", kernel
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_distance_matrix_equals_scikit_learns_with_umaps_metric(dtype):
+    from sklearn.metrics import pairwise_distances
+
+    umap = import_umap()
+    x = _points(120, 300, 4).astype(dtype)
+    ours = pairwise._all_pairs(x)
+    theirs = pairwise_distances(x, metric=umap.distances.euclidean)
+    assert ours.dtype == theirs.dtype == dtype and np.array_equal(ours, theirs)
+
+
+def test_fit_umap_gives_umap_learns_own_map(monkeypatch):
+    umap = import_umap()
+    x = _points(300, 40, 5)
+    calls = []
+    compiled = pairwise._all_pairs
+    monkeypatch.setattr(pairwise, "_all_pairs", lambda points: calls.append(len(points)) or compiled(points))
+    ours = fit_umap(x, seed=7)
+    assert calls == [300]  # the matrix was ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = umap.UMAP(**UMAP_PARAMS, random_state=7, n_jobs=1).fit(x)
+    assert ours._small_data and np.array_equal(ours.embedding_, theirs.embedding_)
+    assert np.array_equal(ours._sigmas, theirs._sigmas) and np.array_equal(ours._rhos, theirs._rhos)
+    from sklearn.metrics import pairwise_distances
+
+    assert umap.umap_.pairwise_distances is pairwise_distances  # put back after the fit
