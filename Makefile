@@ -28,7 +28,7 @@ demo: $(STAMP)
 	  --track-saddles --saddle-every 5 --saddle-top-n 16 --saddle-alpha 0.1
 	$(SPRKD) train-teacher --dataset digits --model mlp:width=128,depth=2 --epochs 30 --seed 0 --reuse
 	$(SPRKD) compare --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --seeds 0-4 \
-	  --epochs 40 --jobs 2 --sage-synth interpolate
+	  --epochs 40 --jobs 2
 	$(SPRKD) stats --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT)
 
 test: $(STAMP)
