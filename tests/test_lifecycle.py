@@ -1,4 +1,4 @@
-"""Runs that survive: heartbeat, SIGINT/SIGTERM as interrupted, dead runs shown as crashed and re-run
+"""Runs that survive: heartbeat, SIGINT/SIGTERM as interrupted, dead runs shown as crashed and resumed
 by compare; checkpoints that cannot run code, names that cannot leave the artifact root, bound filters,
 and a store made by the first migration upgraded with its rows intact."""
 
@@ -207,7 +207,7 @@ def test_is_crashed_needs_an_old_heartbeat():
     assert is_crashed(run, now=utcnow() + CRASH_AFTER + timedelta(seconds=1))
 
 
-def test_compare_reruns_a_crashed_run_and_its_plot_stays_in_the_root(db, tmp_path):
+def test_compare_resumes_a_crashed_run_and_its_plot_stays_in_the_root(db, tmp_path):
     from sprkd_cli.services.compare import learning_curves
 
     first = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
@@ -217,14 +217,17 @@ def test_compare_reruns_a_crashed_run_and_its_plot_stays_in_the_root(db, tmp_pat
     assert store.get_run(old_id).status == "crashed"
 
     second = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
-    assert (second["ran"], second["reused"]) == (1, 0)
-    [new_id] = second["methods"][0]["run_ids"]
-    assert new_id != old_id and store.get_run(new_id).status == "finished"
-    assert store.get_run(old_id).status == "crashed"
+    assert (second["ran"], second["reused"], second["resumed"]) == (1, 0, [old_id])
+    assert second["methods"][0]["run_ids"] == [old_id] and store.get_run(old_id).status == "finished"
+    assert [e.payload["was"] for e in store.events(old_id) if e.kind == "resumed"] == ["crashed"]
+    # a failed run is not taken up again: the next compare trains a new one
+    store.update_run(old_id, status="failed", error="RuntimeError: out of memory")
+    third = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
+    assert (third["ran"], third["resumed"]) == (1, []) and third["methods"][0]["run_ids"] != [old_id]
 
     root = store.artifact_root.resolve()
     assert Path(second["plot"]).resolve().is_relative_to(root)
-    plot = learning_curves(store, {"sgd": [new_id]}, "../../../../escaped/x")
+    plot = learning_curves(store, {"sgd": [old_id]}, "../../../../escaped/x")
     assert plot.resolve().parent == root / "compare" and plot.exists()
     assert not (tmp_path / "escaped").exists()
 

@@ -10,6 +10,8 @@ import sys
 import pytest
 from conftest import METRIC_NAMES, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
+from sprkd_cli.store import CRASH_AFTER, utcnow
+
 
 def test_without_ray_installed_says_how_to_install_it(db, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
@@ -40,6 +42,12 @@ def test_compare_on_a_local_ray_cluster_writes_every_run_to_the_store(db, tmp_pa
             (e, s, n) for e in (1, 2, 3) for s, n in METRIC_NAMES}
         assert run.teacher_ids == ([teacher["run_id"]] if run.method == "kd" else [])
         assert run.artifact_dir.startswith(str(tmp_path / "artifacts"))
+    # a run whose machine died (another host, heartbeat stale) goes on in a Ray task under its own id
+    [crashed] = [r for r in runs if (r.method, r.seed) == ("kd", 0)]
+    store.update_run(crashed.id, status="running", host="elsewhere", heartbeat_at=utcnow() - 2 * CRASH_AFTER)
+    resumed = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--executor", "ray", "--jobs", "2")
+    assert (resumed["ran"], resumed["reused"], resumed["resumed"]) == (1, 3, [crashed.id])
+    assert store.get_run(crashed.id).status == "finished"
     # the same experiments as a local compare's: reused, and the same numbers as a run trained here
     again = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1")
     assert (again["ran"], again["reused"]) == (0, 4)

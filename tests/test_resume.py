@@ -19,7 +19,7 @@ from conftest import DATA, STUDENT_MODEL, TEACHER_MODEL, assert_user_error, open
 from safetensors.torch import load_file
 
 from sprkd_cli.config import TrainConfig
-from sprkd_cli.errors import UserError
+from sprkd_cli.errors import Interrupted, UserError
 from sprkd_cli.services.training import STATE_FILE, resume_run, train_run
 from sprkd_cli.store import CRASH_AFTER, utcnow
 
@@ -188,6 +188,56 @@ def test_kill_9_mid_epoch_then_crashed_then_resumed_to_the_uninterrupted_numbers
     assert event.payload["was"] == "crashed" and event.payload["from_epoch"] >= 2
     reference = sprkd_json(db, *SLOW)
     assert_same(recorded(store, reference["run_id"]), recorded(store, run.id))
+
+
+COMPARE = ["compare", "--dataset", DATA, "--student", STUDENT_MODEL, *FIVE, "--methods", "sgd", "--seeds", "0"]
+
+
+def interrupted_copy(reference_store, reference: str, store, at_epoch: int) -> str:
+    """The reference run's configuration trained in `store`, ended by a real SIGINT during the epoch
+    after `at_epoch` (states saved every epoch): an `interrupted` run."""
+    cfg = TrainConfig.from_dict(reference_store.get_run(reference).config)
+    cfg.checkpoint_every = 0
+    with pytest.raises(Interrupted):
+        train_run(cfg, store, on_epoch=lambda record: record.epoch == at_epoch and os.kill(os.getpid(), signal.SIGINT))
+    [run] = [r for r in store.list_runs() if r.config_hash == cfg.config_hash()]
+    assert run.status == "interrupted"
+    return run.id
+
+
+def test_compare_resumes_an_interrupted_run_to_the_uninterrupted_numbers(db, tmp_path):
+    reference_db = tmp_path / "reference.db"
+    [reference] = sprkd_json(reference_db, *COMPARE)["methods"][0]["run_ids"]
+    reference_store, store = open_test_store(reference_db), open_test_store(db)
+    stopped = interrupted_copy(reference_store, reference, store, at_epoch=2)
+
+    result = sprkd_json(db, *COMPARE)
+    assert (result["ran"], result["reused"], result["resumed"], result["not_resumed"]) == (1, 0, [stopped], [])
+    assert result["methods"][0]["run_ids"] == [stopped]
+    [event] = [e for e in store.events(stopped) if e.kind == "resumed"]
+    assert event.payload["was"] == "interrupted" and event.payload["from_epoch"] == 2
+    assert_same(recorded(reference_store, reference), recorded(store, stopped))
+    assert sprkd_json(db, *COMPARE)["reused"] == 1  # and now it is simply finished
+
+
+def test_compare_trains_afresh_when_a_run_cannot_be_resumed(db, tmp_path, monkeypatch):
+    import sprkd_cli.services.training as training
+
+    reference_db = tmp_path / "reference.db"
+    [reference] = sprkd_json(reference_db, *COMPARE)["methods"][0]["run_ids"]
+    store = open_test_store(db)
+    stopped = interrupted_copy(open_test_store(reference_db), reference, store, at_epoch=1)
+
+    def refuse(run, kind=None):
+        raise UserError(f"run {run.id} was trained on other data")
+    monkeypatch.setattr(training, "check_resumable", refuse)
+    result = sprkd(db, *COMPARE)
+    assert result.exit_code == 0, result.output
+    assert f"run {stopped} not resumed: run {stopped} was trained on other data; trained afresh" in result.stdout
+    assert "1 run(s) trained, 0 reused" in result.stdout
+    assert store.get_run(stopped).status == "interrupted"  # left as it was
+    [fresh] = [r for r in store.list_runs() if r.status == "finished"]
+    assert fresh.id != stopped
 
 
 # -- the state file ------------------------------------------------------------------------------

@@ -283,8 +283,9 @@ def compare(
     sage_max_synth: o.SageMaxSynth = None,
     as_json: o.Json = False,
 ) -> None:
-    """Run every missing (method, seed) (finished runs with the same config and seed are reused), then
-    print test accuracy at the best-validation epoch per method and write a learning-curve PNG."""
+    """Run every missing (method, seed) (finished runs with the same config and seed are reused;
+    interrupted or crashed ones go on from their saved state), then print test accuracy at the
+    best-validation epoch per method and write a learning-curve PNG."""
     from ..methods import parse_methods
     from ..services.compare import check_executor, check_jobs, compare as run_compare
     from ..specs import parse_seeds
@@ -322,6 +323,7 @@ def compare(
 
 
 def _print_compare(result: dict) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     out = console()
@@ -332,6 +334,9 @@ def _print_compare(result: dict) -> None:
         table.add_row(row["method"], ",".join(row.get("teacher_ids", [])) or "–", str(row["n"]), fmt(row["mean"]),
                       fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", ",".join(map(str, row["seeds"])))
     out.print(table)
-    out.print(f"{result['ran']} run(s) trained, {result['reused']} reused; learning curves: {result['plot']}")
+    resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
+    out.print(f"{result['ran']} run(s) trained{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    for note in result["not_resumed"]:
+        out.print(f"[yellow]{escape(note)}[/yellow]; trained afresh")
     for failure in result["failed"]:
         out.print(f"[red]run {failure['run_id']} failed[/red]: {failure['error']}")

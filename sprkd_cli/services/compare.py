@@ -1,4 +1,5 @@
-"""Run every missing (method, seed) of a comparison, N processes at once, then summarise."""
+"""Run every missing (method, seed) of a comparison, N processes at once (resuming those that were
+interrupted or crashed), then summarise."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 from ..config import TrainConfig
 from ..errors import Interrupted, UserError
 from ..store import Store
+
+Work = tuple[TrainConfig, str | None]  # a run to train, and the id of an unfinished run of it to resume (or None)
 
 
 def plan(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], teacher_ref: str | None,
@@ -55,36 +58,36 @@ def _note_signal(signum, _frame) -> None:
     _worker_signal = signum
 
 
-def _train_in_worker(config: dict) -> dict:
+def _train_in_worker(config: dict, resume_id: str | None) -> dict:
     global _worker_signal
-    from .training import train_run
+    from .training import train_or_resume
 
     if _worker_signal is not None:
         raise Interrupted(_worker_signal)
     try:
-        return train_run(TrainConfig.from_dict(config), _worker_store)
+        return train_or_resume(TrainConfig.from_dict(config), _worker_store, resume_id)
     except Interrupted as exc:
         _worker_signal = exc.signum
         raise
 
 
-def execute(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callable[[dict], None]) -> list[dict]:
-    """Train `configs`, in this process (jobs=1) or in `jobs` worker processes. SIGINT or SIGTERM
-    cancels the runs not started, passes the signal on to the workers (their runs end as interrupted)
-    and raises Interrupted once they have."""
+def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict], None]) -> list[dict]:
+    """Train (or resume) the runs of `work`, in this process (jobs=1) or in `jobs` worker processes.
+    SIGINT or SIGTERM cancels the runs not started, passes the signal on to the workers (their runs end
+    as interrupted) and raises Interrupted once they have."""
     from .lifecycle import Interruptible
-    from .training import set_threads, train_run
+    from .training import set_threads, train_or_resume
 
     outcomes = []
-    if jobs <= 1 or len(configs) <= 1:
+    if jobs <= 1 or len(work) <= 1:
         set_threads(1 if jobs > 1 else 0)
-        for cfg in configs:
-            outcomes.append(train_run(cfg, store))
+        for cfg, resume_id in work:
+            outcomes.append(train_or_resume(cfg, store, resume_id))
             on_done(outcomes[-1])
         return outcomes
-    with Interruptible(), ProcessPoolExecutor(max_workers=min(jobs, len(configs)), mp_context=get_context("spawn"),
+    with Interruptible(), ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=get_context("spawn"),
                                               initializer=_init_worker, initargs=(store.url, jobs)) as pool:
-        futures = [pool.submit(_train_in_worker, cfg.to_dict()) for cfg in configs]
+        futures = [pool.submit(_train_in_worker, cfg.to_dict(), resume_id) for cfg, resume_id in work]
         try:
             for future in futures:
                 outcomes.append(future.result())
@@ -113,13 +116,17 @@ def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list
     configs, teacher_id = plan(store, template, methods, seeds, teacher_ref, method_overrides)
     existing = {(c.method, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
     todo = [c for c in configs if existing[(c.method, c.seed)] is None]
+    work = []
+    for cfg in todo:  # an interrupted or crashed run of the same config and seed goes on from its state
+        unfinished = store.find_unfinished(cfg.config_hash(), cfg.seed)
+        work.append((cfg, unfinished.id if unfinished else None))
     on_planned(len(configs), len(todo))
-    if executor == "ray" and todo:
+    if executor == "ray" and work:
         from .ray_executor import execute_ray
 
-        outcomes = execute_ray(store, todo, jobs, on_done, address=ray_address)
+        outcomes = execute_ray(store, work, jobs, on_done, address=ray_address)
     else:
-        outcomes = execute(store, todo, jobs, on_done)
+        outcomes = execute(store, work, jobs, on_done)
     failed = [o for o in outcomes if o["status"] != "finished"]
 
     rows = []
@@ -135,6 +142,8 @@ def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list
     plot = learning_curves(store, curves, template.dataset)
     return {"dataset": template.dataset, "student": template.model, "teacher": teacher_id, "metric": "test_acc",
             "at": "best-val", "methods": rows, "ran": len(todo), "reused": len(configs) - len(todo),
+            "resumed": [o["resumed"] for o in outcomes if "resumed" in o],
+            "not_resumed": [o["resume_refused"] for o in outcomes if "resume_refused" in o],
             "failed": failed, "plot": str(plot) if plot else None}
 
 

@@ -20,16 +20,17 @@ WAIT_SECONDS = 0.5
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # a local cluster holds only small outcomes; Ray's default is 30% of RAM
 
 
-def train_task(url: str, config: dict, artifact_root: str) -> dict:
-    """One run, in a Ray worker: one torch thread (the task holds one CPU), the driver's artifact root."""
+def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None = None) -> dict:
+    """One run (trained, or resumed: see training.train_or_resume), in a Ray worker: one torch thread
+    (the task holds one CPU), the driver's artifact root."""
     import torch
 
-    from .training import train_run
+    from .training import train_or_resume
 
     os.environ["SPRKD_ARTIFACTS"] = artifact_root
     torch.set_num_threads(1)  # the task holds one CPU; the others are other tasks'
     try:
-        return train_run(TrainConfig.from_dict(config), Store(url))
+        return train_or_resume(TrainConfig.from_dict(config), Store(url), resume_id)
     except Interrupted as exc:  # cancelled: the run is stored as interrupted; report it like a failure
         return {"run_id": getattr(exc, "run_id", None), "status": "interrupted", "error": str(exc)}
 
@@ -42,9 +43,9 @@ def import_ray():
     return ray
 
 
-def execute_ray(store: Store, configs: list[TrainConfig], jobs: int, on_done: Callable[[dict], None], *,
-                address: str | None) -> list[dict]:
-    """Train `configs` as Ray tasks of one CPU each, on the cluster at `address` (None: a local one of
+def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: int,
+                on_done: Callable[[dict], None], *, address: str | None) -> list[dict]:
+    """Train (or resume) the runs of `work` as Ray tasks of one CPU each, on the cluster at `address` (None: a local one of
     `jobs` CPUs, started here and shut down after). SIGINT or SIGTERM cancels the tasks (running ones
     end their runs as interrupted) and raises Interrupted."""
     from .lifecycle import Interruptible
@@ -67,7 +68,8 @@ def execute_ray(store: Store, configs: list[TrainConfig], jobs: int, on_done: Ca
     outcomes: list[dict] = []
     try:
         task = ray.remote(num_cpus=1, max_retries=0)(train_task)
-        refs = {task.remote(store.url, cfg.to_dict(), str(store.artifact_root)): cfg for cfg in configs}
+        refs = {task.remote(store.url, cfg.to_dict(), str(store.artifact_root), resume_id): cfg
+                for cfg, resume_id in work}
         pending = list(refs)
         # a signal is noted and raised between short waits (raised inside Ray's wait it would be garbled)
         with Interruptible(defer=True) as stop:

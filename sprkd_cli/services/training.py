@@ -148,6 +148,18 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
                                                              stop, resume=state))
 
 
+def train_or_resume(cfg: TrainConfig, store: Store, resume_id: str | None = None) -> dict:
+    """compare's unit of work: go on with `resume_id` (an interrupted or crashed run of `cfg`) from its
+    saved state, or train `cfg` afresh when there is none or it cannot be resumed (the outcome then says
+    why under `resume_refused`)."""
+    if resume_id is None:
+        return train_run(cfg, store)
+    try:
+        return dict(resume_run(resume_id, store), resumed=resume_id)
+    except UserError as exc:
+        return dict(train_run(cfg, store), resume_refused=f"run {resume_id} not resumed: {exc}")
+
+
 def check_resumable(run, kind: str | None = None) -> None:
     from ..store import process_alive, utcnow
     import socket

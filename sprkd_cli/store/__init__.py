@@ -228,6 +228,17 @@ class Store:
         with self.session() as s:
             return s.scalars(query).first()
 
+    def find_unfinished(self, config_hash: str, seed: int) -> Run | None:
+        """The newest run of this config and seed that stopped before it finished and can go on from its
+        saved state: interrupted, or crashed (as read). Failed runs are left alone: what failed them
+        would fail them again."""
+        query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed,
+                                   Run.status.in_(("interrupted", "running")))
+                 .order_by(Run.created_at.desc()))
+        with self.session() as s:
+            runs = _as_read(list(s.scalars(query)))
+        return next((r for r in runs if r.status in ("interrupted", "crashed")), None)
+
     # -- per-run rows ---------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:
         """rows: (step, epoch, split, name, value). One transaction (plain inserts, no ORM objects: this
