@@ -126,3 +126,22 @@ def test_bad_runs(db, teacher):
     assert_user_error(sprkd(db, "hessian-report", teacher["run_id"], teacher["run_id"]), "--compare")
     assert_user_error(sprkd(db, "hessian-report", "--compare", teacher["run_id"]), "no Hessian report")
     assert_user_error(sprkd(db, *TEACHER_ARGS, "--hessian-every", "-1"), "--hessian-every")
+
+
+def test_a_report_defaults_to_the_runs_own_probe_set(db):
+    """A run trained with its own --probe-* settings: hessian-report without probe flags measures on that
+    probe set, so on the final model it finds what the run's own last --hessian-every report found."""
+    own = ["--probe-batches", "1", "--probe-size", "32", "--probe-mode", "train"]
+    run = sprkd_json(db, *TEACHER_ARGS, "--hessian-every", "3", *own)  # 9 steps: reports at 3, 6 and 9 (the last)
+    store = open_test_store(db)
+    last = store.hessian_reports(run["run_id"])[-1]
+    assert last.step == 9 and last.config["probe_size"] == 32 and last.config["mode"] == "train"
+
+    report = sprkd_json(db, "hessian-report", run["run_id"])
+    assert report["probe_sizes"] == [32]
+    assert (report["request"]["probe_batches"], report["request"]["probe_size"], report["request"]["mode"]) == \
+        (1, 32, "train")
+    assert report["top_eigenvalues"] == pytest.approx(last.result["top_eigenvalues"], rel=1e-5)
+    # a flag given still wins
+    other = sprkd_json(db, "hessian-report", run["run_id"], "--probe-size", "16", "--mode", "eval")
+    assert other["probe_sizes"] == [16] and (other["request"]["mode"], other["request"]["probe_batches"]) == ("eval", 1)

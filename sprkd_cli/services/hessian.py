@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -26,14 +26,20 @@ class HessianRequest:
     density: bool = False
     slq_runs: int = 10
     slq_steps: int = 80
-    probe_batches: int = 2
-    probe_size: int = 256
+    probe_batches: int | None = None  # None (here and below): the run's own (its --probe-* settings)
+    probe_size: int | None = None
     probe_seed: int | None = None  # None: the run's own seed, so every report of a run sees the same data
-    mode: str = "eval"
+    mode: str | None = None
     dtype: str = "float32"
     hvp: str = "auto"
     seed: int = 0  # random vectors only: Lanczos start, trace and SLQ probes
     layer: str | None = None
+
+    def for_run(self, cfg) -> HessianRequest:
+        """The request with what it leaves open taken from the run's configuration: its probe set."""
+        return replace(self, probe_batches=cfg.probe_batches if self.probe_batches is None else self.probe_batches,
+                       probe_size=cfg.probe_size if self.probe_size is None else self.probe_size,
+                       mode=cfg.probe_mode if self.mode is None else self.mode)
 
     def validate(self) -> None:
         for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
@@ -76,11 +82,12 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     from ..data import load_dataset
     from .teachers import FINAL_CHECKPOINT, load_run_model
 
-    request.validate()
     run = store.get_run(ref)
     if run.status != "finished":
         raise UserError(f"run {run.id} is {run.status}; a Hessian report needs a finished run's model")
     cfg = TrainConfig.from_dict(run.config)
+    request = request.for_run(cfg)
+    request.validate()
     data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
                         image_size=cfg.image_size)
     model = load_run_model(run, FINAL_CHECKPOINT)
