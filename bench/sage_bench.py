@@ -36,7 +36,7 @@ from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.methods import KD, method_options  # noqa: E402
 from sprkd_cli.methods.sage import SAGE  # noqa: E402
 from sprkd_cli.methods.sage.inverse import inverse_transform  # noqa: E402
-from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap, pooled  # noqa: E402
+from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap, pooled_rows  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 
 FIRST_USE = """
@@ -112,7 +112,7 @@ def main() -> None:
 
     # umap-learn's own fit and inverse transform on this round's points, beside ours
     umap = import_umap()
-    points = pooled(sage.vectors[sage.last_round["rows"]], None)
+    points = pooled_rows(sage.real, sage.last_round["rows"])
     started = time.perf_counter()
     ours = fit_umap(points, 3)
     fit_ours = time.perf_counter() - started

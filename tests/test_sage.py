@@ -40,7 +40,7 @@ def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
     assert torch.equal(student.embed[1].weight, teacher.embed[1].weight)
     assert not any(p.requires_grad for p in student.embed.parameters())
     for round_number in (1, 2):
-        before = len(method.syn_p)
+        before = len(method.pool.p)
         record = method.run_round(student, epoch=round_number + 1, step=10 * round_number)
         last = method.last_round
         # anchors: exactly the real examples at or above the 90th percentile of the student's loss
@@ -52,16 +52,16 @@ def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
         expected = np.flatnonzero(last["losses"] >= np.percentile(last["losses"], 90))
         assert np.array_equal(last["anchors"], expected) and record["anchors"] == len(expected)
         # a round adds at most its budget
-        assert len(method.syn_p) - before == record["synthetic"] <= method.budget
+        assert len(method.pool.p) - before == record["synthetic"] <= method.budget
         assert record["synthetic"] == 7 and record["pool_synthetic"] == 7 * round_number
         # synthetic targets are the teacher body's softmax (at the kd temperature) on the new vectors
         with torch.no_grad():
-            p = F.softmax(teacher.body(method.syn_vectors) / 4, dim=1)
-        assert torch.allclose(method.syn_p, p, atol=1e-6)
+            p = F.softmax(teacher.body(method.pool.vectors) / 4, dim=1)
+        assert torch.allclose(method.pool.p, p, atol=1e-6)
         # UMAP was fitted on real vectors only: all anchors plus a sample, no synthetic vector
         rows = last["rows"]
         assert set(last["anchors"]) <= set(rows) and rows.max() < n
-        assert np.array_equal(fitted[-1], method.vectors[rows].numpy())
+        assert np.array_equal(fitted[-1], method.real.stored[rows].numpy())
         assert (events[-1][0], events[-1][2]) == ("sage_round", {"step": 10 * round_number, "epoch": round_number + 1})
     # anchors with the highest loss get their synthetic points first (budget 7 of 3 per anchor)
     top = last["anchors"][np.argsort(-last["losses"][last["anchors"]], kind="stable")][:3]
@@ -76,7 +76,7 @@ def test_cnn_vectors_round_trip_through_inverse_and_interpolate():
         made = method.last_round["synthesis"]
         assert made.vectors.shape == (record["synthetic"], 4, 8, 8) and record["synthetic"] == method.budget
         if mode == "interpolate":  # on the segment between the anchor's vector and its neighbour's
-            a, j = method.vectors[made.anchors], method.vectors[made.neighbours]
+            a, j = method.real.stored[made.anchors], method.real.stored[made.neighbours]
             u = torch.from_numpy(made.u).float().reshape(-1, 1, 1, 1)
             assert torch.allclose(made.vectors, a + u * (j - a), atol=1e-6)
         assert torch.isfinite(made.vectors).all()
@@ -87,7 +87,7 @@ def test_pool_trains_each_synthetic_vector_once_per_epoch():
     method.run_round(student, epoch=2, step=1)
     method.start_epoch(student, 3, 10)  # rounds_done 1 < 3: a second round, then the epoch's order
     seen = []
-    original = method.syn_p
+    original = method.pool.p
     n = len(data.y_train)
     order = method._order.clone()
     for start in range(0, n, 64):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
-from textdata import qnli_rows, sst2_dir, tiny_model, write_csv
+from textdata import VOCAB, qnli_rows, sst2_dir, tiny_model, write_csv
 
 TRAIN = ["--epochs", "2", "--lr", "5e-3", "--batch-size", "32"]
 
@@ -46,12 +46,28 @@ def test_glue_files_teacher_then_sgd_kd_sage_end_to_end(db, tmp_path, models):
     assert compared["ran"] == 0 and compared["reused"] == 2
 
 
+def test_the_toy_sentiment_task_is_learnt_by_teacher_and_students(db, tmp_path, models):
+    """The label is carried by one GOOD or BAD word per sentence: a pipeline that tokenises, batches
+    and distils correctly learns it; one that loses the words (all [UNK]) stays at chance."""
+    data = ["--dataset", "sst2", "--data-dir", str(sst2_dir(tmp_path / "glue"))]
+    longer = ["--epochs", "10", "--lr", "5e-3", "--batch-size", "16"]
+    teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *longer)
+    assert teacher["test_acc"] >= 0.9
+    for method, student in (("kd", "distil"), ("sage", "student")):
+        outcome = sprkd_json(db, "distill", "--method", method, *data, "--student", f"hf:{models[student]}",
+                             "--teacher", teacher["run_id"], *longer)
+        assert outcome["test_acc"] >= 0.85, (method, outcome["test_acc"])
+
+
 def test_tokenisation_is_cached_per_data_tokenizer_and_length(tmp_path, models, monkeypatch):
     from sprkd_cli.data import load_dataset, text
 
     glue = sst2_dir(tmp_path / "glue")
     first = load_dataset("sst2:max_len=16", 3, data_dir=str(glue), model=f"hf:{models['teacher']}")
     assert first.x_train.dtype == torch.long and first.x_train.shape[1] == 3 and first.x_train.shape[2] <= 16
+    # every word of the generated sentences is in the tokenizer's vocabulary: no [UNK] (id 1)
+    ids, mask = first.x_train[:, 0], first.x_train[:, 1].bool()
+    assert not (ids[mask] == VOCAB.index("[UNK]")).any() and len(ids[mask].unique()) > 20
     assert len(list((glue / "cache" / "text").glob("sst2-*-L16.safetensors"))) == 1
 
     def no_tokenizing(*args, **kwargs):
@@ -138,3 +154,50 @@ def test_sage_student_of_another_width_is_refused(db, tmp_path, models):
                    "--teacher", teacher["run_id"], *TRAIN)
     assert_user_error(result, "teacher's embed width is 32", "student's body takes width 16")
     assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]
+
+
+def test_sage_on_text_stops_and_resumes_to_the_uninterrupted_run(db, tmp_path, models):
+    """Token sequences keep synthetic points as recipes (anchor, neighbour, u): a run stopped after a round
+    resumes from that pool to exactly the numbers and weights of the run never stopped."""
+    from test_resume import assert_same, recorded, stopped_copy
+
+    data = ["--dataset", "sst2", "--data-dir", str(sst2_dir(tmp_path / "glue"))]
+    teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *TRAIN)
+    reference = sprkd_json(db, "distill", "--method", "sage", *data, "--student", f"hf:{models['student']}",
+                           "--teacher", teacher["run_id"], "--sage-rounds", "2", "--epochs", "4", "--lr", "5e-3",
+                           "--batch-size", "32")["run_id"]
+    stopped = stopped_copy(db, reference, at_epoch=3)  # its state: after epoch 2, the first round in its pool
+    assert sprkd_json(db, "distill", "--resume", stopped)["status"] == "finished"
+    store = open_test_store(db)
+    assert [e.epoch for e in store.events(stopped) if e.kind == "sage_round"] == [2, 3]
+    assert_same(recorded(store, reference), recorded(store, stopped))
+
+
+def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models):
+    """Memory: the real vectors are recomputed per batch and synthetic ones kept as recipes, so nothing
+    of size n·L·H is held; what a batch gets equals the teacher embed's output."""
+    from sprkd_cli.data import load_dataset
+    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods.sage import SAGE
+    from sprkd_cli.models import build_model
+
+    data = load_dataset("sst2", 0, data_dir=str(sst2_dir(tmp_path / "glue")), model=f"hf:{models['teacher']}")
+    teacher = build_model(f"hf:{models['teacher']}", data.input_shape, data.n_classes).eval()
+    student = build_model(f"hf:{models['student']}", data.input_shape, data.n_classes)
+    sage = SAGE(method_options("sage", {}), teacher, data)
+    sage.setup(student, seed=0, emit=lambda *a, **k: None)
+    sage.run_round(student, 2, 0)
+    n, length = data.x_train.shape[0], data.x_train.shape[2]
+    held = [t for t in vars(sage).values() if isinstance(t, torch.Tensor)] + \
+        [t for t in vars(sage.pool).values() if isinstance(t, torch.Tensor)]
+    assert sage.real.stored is None and sage.pool.vectors is None and len(sage.pool) > 0
+    assert max(t.numel() for t in held) < n * length  # targets and recipes only, not n × L × 32 numbers
+    index = torch.tensor([3, 0, 7])
+    vectors, mask = sage.real.get(index)
+    with torch.no_grad():
+        expected, expected_mask = teacher.vectorise(data.x_train[index])
+    assert torch.equal(vectors, expected) and torch.equal(mask, expected_mask)
+    # a synthetic point made again is the interpolation of its anchor's and neighbour's vectors
+    (va, _), (vj, _) = sage.real.get(sage.pool.anchors[:1]), sage.real.get(sage.pool.neighbours[:1])
+    made, _ = sage.pool.get(torch.tensor([0]))
+    assert torch.allclose(made, va + float(sage.pool.u[0]) * (vj - va), atol=1e-6)

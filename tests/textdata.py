@@ -59,8 +59,7 @@ def sst2_dir(folder: Path, n_train: int = 160, n_val: int = 40) -> Path:
 def tiny_model(folder: Path, *, kind: str = "bert", hidden: int = 32, layers: int = 1, seed: int = 0) -> Path:
     """A BERT (or DistilBERT) sequence classifier from a config, with a WordPiece tokenizer over VOCAB."""
     import torch
-    from transformers import (AutoModelForSequenceClassification, BertConfig, BertTokenizerFast,
-                              DistilBertConfig)
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertTokenizer, DistilBertConfig
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
@@ -74,5 +73,6 @@ def tiny_model(folder: Path, *, kind: str = "bert", hidden: int = 32, layers: in
                                   hidden_dim=2 * hidden, max_position_embeddings=64, num_labels=2)
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(config).save_pretrained(folder)
-    BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True).save_pretrained(folder)
+    # transformers 5 takes the vocabulary as `vocab` (an unknown `vocab_file` leaves it empty: all [UNK])
+    BertTokenizer(vocab=str(vocab), do_lower_case=True).save_pretrained(folder)
     return folder

@@ -16,26 +16,13 @@ import torch
 from ...errors import UserError
 from ..base import EventSink, Method
 from ..kd import KD, kd_loss
+from .pool import RealVectors, SyntheticPool
 from .rounds import (
-    BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled, select_anchors, soft_targets,
-    synthesise, timed, umap_rows,
+    BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled_rows, select_anchors,
+    soft_targets, synthesis_chunks, synthesise, timed, umap_rows,
 )
 
 SYNTH_MODES = ("inverse", "interpolate")
-
-
-@torch.no_grad()
-def vectorise(model, x: torch.Tensor, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """model.vectorise over `x` in eval mode (chunks); the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        parts = [model.vectorise(x[i:i + chunk]) for i in range(0, len(x), chunk)]
-    finally:
-        model.train(was_training)
-    vectors = torch.cat([v for v, _ in parts])
-    mask = None if parts[0][1] is None else torch.cat([m for _, m in parts])
-    return vectors, mask
 
 
 def width(shape: tuple[int, ...], tokens: bool) -> int:
@@ -77,14 +64,10 @@ class SAGE(Method):
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.x_sample = data.x_train[:1]
-        self.vectors, self.mask = vectorise(teacher, data.x_train)
-        self.labels = data.y_train.to(self.vectors.device)
-        self.p_teacher, self.neg_entropy = soft_targets(body_logits(teacher, self.vectors, self.mask), self.temperature)
-        shape = tuple(self.vectors.shape[1:])
-        self.syn_vectors = self.vectors.new_zeros((0, *shape))
-        self.syn_mask = None if self.mask is None else self.mask.new_zeros((0, self.mask.shape[1]))
-        self.syn_p = self.p_teacher.new_zeros((0, self.p_teacher.shape[1]))
-        self.syn_neg_entropy = self.neg_entropy.new_zeros(0)
+        self.real = RealVectors(teacher, data.x_train)
+        self.labels = data.y_train.to(self.real.device)
+        self.p_teacher, self.neg_entropy = soft_targets(body_logits(teacher, self.real.chunks()), self.temperature)
+        self.pool = SyntheticPool(self.real, self.p_teacher.shape[1])
         self.budget = min(int(BUDGET_FRACTION * len(self.labels)), options["sage_max_synth"])
         self.rounds_done = 0
         self.seed = 0
@@ -99,8 +82,8 @@ class SAGE(Method):
         self.seed, self.emit = seed, emit
         with torch.no_grad():
             student_vectors, _ = model.vectorise(self.x_sample)
-        tokens = self.mask is not None
-        theirs, ours = tuple(self.vectors.shape[1:]), tuple(student_vectors.shape[1:])
+        tokens = self.real.tokens
+        theirs, ours = self.real.shape, tuple(student_vectors.shape[1:])
         if width(theirs, tokens) != width(ours, tokens):
             raise UserError(
                 f"sage feeds the teacher's embedding vectors to the student's body: the teacher's embed width is "
@@ -119,26 +102,24 @@ class SAGE(Method):
 
     def state_dict(self) -> dict:
         """The rounds done and the synthetic pool (the per-epoch order is redrawn at each epoch's start)."""
-        return {"rounds_done": self.rounds_done, "syn_vectors": self.syn_vectors, "syn_mask": self.syn_mask,
-                "syn_p": self.syn_p, "syn_neg_entropy": self.syn_neg_entropy}
+        return {"rounds_done": self.rounds_done, **self.pool.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.rounds_done = state["rounds_done"]
-        self.syn_vectors, self.syn_mask = state["syn_vectors"], state["syn_mask"]
-        self.syn_p, self.syn_neg_entropy = state["syn_p"], state["syn_neg_entropy"]
+        self.pool.load_state_dict(state)
 
     def start_epoch(self, model, epoch: int, step: int) -> None:
         every, rounds = self.options["sage_every"], self.options["sage_rounds"]
         if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:
             self.run_round(model, epoch, step)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        self._order = torch.randperm(len(self.syn_p), generator=generator)
+        self._order = torch.randperm(len(self.pool), generator=generator)
         self._real_seen = 0
         self._syn_used = 0
 
     def loss(self, model, x, y, index):
-        mask = None if self.mask is None else self.mask[index]
-        real = kd_loss(model.from_vectors(self.vectors[index], mask), y, self.p_teacher[index],
+        vectors, mask = self.real.get(index)
+        real = kd_loss(model.from_vectors(vectors, mask), y, self.p_teacher[index],
                        self.neg_entropy[index], self.temperature, self.ce_weight, self.kd_weight)
         # every synthetic vector once per epoch, spread over the epoch's batches in proportion
         self._real_seen += len(index)
@@ -147,9 +128,9 @@ class SAGE(Method):
         self._syn_used = max(self._syn_used, until)
         if len(take) == 0:
             return real
-        syn_mask = None if self.syn_mask is None else self.syn_mask[take]
-        synthetic = kd_loss(model.from_vectors(self.syn_vectors[take], syn_mask), torch.zeros_like(take),
-                            self.syn_p[take], self.syn_neg_entropy[take], self.temperature, 0.0, self.kd_weight)
+        syn_vectors, syn_mask = self.pool.get(take)
+        synthetic = kd_loss(model.from_vectors(syn_vectors, syn_mask), torch.zeros_like(take),
+                            self.pool.p[take], self.pool.neg_entropy[take], self.temperature, 0.0, self.kd_weight)
         return (len(index) * real + len(take) * synthetic) / (len(index) + len(take))
 
     # --- one round --------------------------------------------------------------------------
@@ -158,29 +139,24 @@ class SAGE(Method):
         o = self.options
         self.rounds_done += 1
         rng = np.random.default_rng([self.seed, self.rounds_done])
-        losses, loss_seconds = timed(per_example_loss, model, self.vectors, self.mask, self.labels, self.p_teacher,
+        losses, loss_seconds = timed(per_example_loss, model, self.real, self.labels, self.p_teacher,
                                      self.neg_entropy, self.temperature, self.ce_weight, self.kd_weight)
         anchors, threshold = select_anchors(losses, o["sage_percentile"])
         rows = umap_rows(len(losses), anchors, o["sage_umap_max"], rng)
-        reducer, umap_seconds = timed(fit_umap, pooled(self.vectors[rows], None if self.mask is None else self.mask[rows]),
-                                      self.seed + self.rounds_done)
-        made, synth_seconds = timed(synthesise, reducer, rows, anchors, losses, self.vectors, self.mask,
+        reducer, umap_seconds = timed(lambda: fit_umap(pooled_rows(self.real, rows), self.seed + self.rounds_done))
+        made, synth_seconds = timed(synthesise, reducer, rows, anchors, losses, self.real,
                                     per_anchor=o["sage_per_anchor"], k=o["sage_k"], budget=self.budget,
                                     mode=o["sage_synth"], rng=rng)
-        logits, label_seconds = timed(body_logits, self.teacher, made.vectors, made.mask)
-        if len(made.vectors):
-            p, neg_entropy = soft_targets(logits, self.temperature)
-            self.syn_vectors = torch.cat([self.syn_vectors, made.vectors])
-            self.syn_mask = None if self.syn_mask is None else torch.cat([self.syn_mask, made.mask])
-            self.syn_p = torch.cat([self.syn_p, p])
-            self.syn_neg_entropy = torch.cat([self.syn_neg_entropy, neg_entropy])
+        logits, label_seconds = timed(body_logits, self.teacher, synthesis_chunks(self.real, made))
+        if len(made):
+            self.pool.add(made, *soft_targets(logits, self.temperature))
         self.last_round = {"anchors": anchors, "rows": rows, "synthesis": made, "losses": losses}
         record = {
             "round": self.rounds_done, "anchors": int(len(anchors)), "threshold": threshold,
-            "synthetic": int(len(made.vectors)), "pool_synthetic": int(len(self.syn_p)), "budget": self.budget,
+            "synthetic": len(made), "pool_synthetic": len(self.pool), "budget": self.budget,
             "umap_points": int(len(rows)), "umap_seconds": umap_seconds, "label_seconds": label_seconds,
             "synth_seconds": synth_seconds, "loss_seconds": loss_seconds,
-            "synth": "interpolate" if self.mask is not None else o["sage_synth"], "umap": UMAP_PARAMS,
+            "synth": "interpolate" if self.real.tokens else o["sage_synth"], "umap": UMAP_PARAMS,
         }
         self.emit("sage_round", record, step=step, epoch=epoch)
         return record

@@ -1,7 +1,8 @@
 """One SAGE round's parts, each usable alone: anchors, the UMAP map, synthesis, teacher labels.
 
 Vectors are what a model's `vectorise` returns: [n, ...] per example, with an attention mask
-[n, L] for token sequences (then vectors are [n, L, H]).
+[n, L] for token sequences (then vectors are [n, L, H]); the real ones come from a
+pool.RealVectors, a chunk at a time.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .pool import CHUNK, RealVectors, interpolate
+
 UMAP_PARAMS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
 BUDGET_FRACTION = 0.1  # a round adds at most min(10% of the training set, --sage-max-synth)
-CHUNK = 1024
 
 
 def select_anchors(losses: np.ndarray, percentile: float) -> tuple[np.ndarray, float]:
@@ -38,6 +40,12 @@ def pooled(vectors: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
         return vectors.reshape(len(vectors), -1).cpu().numpy().astype(np.float32, copy=False)
     weights = mask.to(vectors.dtype).unsqueeze(-1)
     return ((vectors * weights).sum(1) / weights.sum(1).clamp_min(1.0)).cpu().numpy().astype(np.float32, copy=False)
+
+
+def pooled_rows(real: RealVectors, rows: np.ndarray) -> np.ndarray:
+    """pooled() of the real examples `rows`, a chunk at a time."""
+    parts = [pooled(v, m) for v, m in real.chunks(rows)]
+    return np.concatenate(parts) if parts else np.zeros((0, int(np.prod(real.shape))), np.float32)
 
 
 def import_umap():
@@ -101,28 +109,29 @@ def nearest_neighbours(embedding: np.ndarray, rows: np.ndarray, k: int) -> np.nd
 
 @dataclass
 class Synthesis:
-    vectors: torch.Tensor  # [m, ...] like the real vectors
-    mask: torch.Tensor | None
+    vectors: torch.Tensor | None  # [m, ...] like the real vectors; None for token sequences (see pool.py)
     anchors: np.ndarray  # real index of each synthetic point's anchor
     neighbours: np.ndarray  # real index of the neighbour it moved towards
     u: np.ndarray  # where on the segment, U(0, 1)
 
+    def __len__(self) -> int:
+        return len(self.anchors)
 
-def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarray, vectors: torch.Tensor,
-               mask: torch.Tensor | None, *, per_anchor: int, k: int, budget: int, mode: str,
-               rng: np.random.Generator) -> Synthesis:
+
+def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarray, real: RealVectors, *,
+               per_anchor: int, k: int, budget: int, mode: str, rng: np.random.Generator) -> Synthesis:
     """Up to `budget` synthetic points, `per_anchor` per anchor, highest-loss anchors first.
 
     Each picks one of its anchor's `k` nearest neighbours in the 2-D map and u ~ U(0, 1):
     `inverse` maps z = z_a + u·(z_j − z_a) back through UMAP's inverse transform (umap-learn's
-    algorithm and random stream, run by .inverse: the same vectors, about 7x sooner); `interpolate` (and
-    token sequences always) takes v_a + u·(v_j − v_a) of the original vectors, masks united."""
+    algorithm and random stream, run by .inverse: the same vectors, about 7x sooner); `interpolate`
+    takes v_a + u·(v_j − v_a) of the original vectors. Token sequences always interpolate, and their
+    vectors are not made here: the recipe (anchor, neighbour, u) is the synthetic point (pool.py)."""
     order = anchors[np.argsort(-losses[anchors], kind="stable")]
     count = min(budget, len(order) * per_anchor)
-    shape = tuple(vectors.shape[1:])
     if count == 0:
-        return Synthesis(vectors.new_zeros((0, *shape)), None if mask is None else mask.new_zeros((0, mask.shape[1])),
-                         np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
+        empty = None if real.tokens else torch.zeros((0, *real.shape), device=real.device)
+        return Synthesis(empty, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
     position = {int(r): i for i, r in enumerate(rows)}
     anchor_real = order[np.arange(count) // per_anchor]
     anchor_pos = np.array([position[int(a)] for a in anchor_real])
@@ -130,31 +139,39 @@ def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarra
     pick = neighbours[np.arange(count), rng.integers(0, neighbours.shape[1], size=count)]
     u = rng.random(count)
     neighbour_real = rows[pick]
-    if mode == "inverse" and mask is None:
+    if real.tokens:
+        return Synthesis(None, anchor_real, neighbour_real, u)
+    if mode == "inverse":
         from .inverse import inverse_transform
 
         z = reducer.embedding_[anchor_pos] + u[:, None] * (reducer.embedding_[pick] - reducer.embedding_[anchor_pos])
         flat = inverse_transform(reducer, z.astype(np.float32))
-        new = torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(count, *shape).to(vectors.device)
-        return Synthesis(new, None, anchor_real, neighbour_real, u)
-    a, j = torch.from_numpy(anchor_real), torch.from_numpy(neighbour_real)
-    weight = torch.from_numpy(u).to(vectors.device, vectors.dtype).reshape(count, *([1] * len(shape)))
-    new = vectors[a] + weight * (vectors[j] - vectors[a])
-    new_mask = None if mask is None else torch.maximum(mask[a], mask[j])
-    return Synthesis(new, new_mask, anchor_real, neighbour_real, u)
+        new = torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(count, *real.shape).to(real.device)
+        return Synthesis(new, anchor_real, neighbour_real, u)
+    new, _ = interpolate(real, anchor_real, neighbour_real, u)
+    return Synthesis(new, anchor_real, neighbour_real, u)
 
 
 @torch.no_grad()
-def body_logits(model, vectors: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """model.from_vectors in eval mode, in chunks; the model's mode is restored."""
+def body_logits(model, chunks) -> torch.Tensor:
+    """model.from_vectors over `chunks` of (vectors, mask), in eval mode; the model's mode is restored."""
     was_training = model.training
     model.eval()
     try:
-        parts = [model.from_vectors(vectors[i:i + CHUNK], None if mask is None else mask[i:i + CHUNK])
-                 for i in range(0, len(vectors), CHUNK)]
+        parts = [model.from_vectors(v, m) for v, m in chunks]
     finally:
         model.train(was_training)
-    return torch.cat(parts) if parts else vectors.new_zeros((0, 0))
+    return torch.cat(parts) if parts else torch.zeros((0, 0))
+
+
+def synthesis_chunks(real: RealVectors, made: Synthesis):
+    """(vectors, mask) of a synthesis, CHUNK at a time (token sequences: made from their recipes)."""
+    for start in range(0, len(made), CHUNK):
+        end = start + CHUNK
+        if made.vectors is not None:
+            yield made.vectors[start:end], None
+        else:
+            yield interpolate(real, made.anchors[start:end], made.neighbours[start:end], made.u[start:end])
 
 
 def soft_targets(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,9 +182,9 @@ def soft_targets(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor
 
 
 @torch.no_grad()
-def per_example_loss(model, vectors, mask, labels, p_teacher, neg_entropy, temperature, ce_weight, kd_weight):
+def per_example_loss(model, real: RealVectors, labels, p_teacher, neg_entropy, temperature, ce_weight, kd_weight):
     """a·CE + b·T²·KL per real example, the student in eval mode, no gradients."""
-    logits = body_logits(model, vectors, mask)
+    logits = body_logits(model, real.chunks())
     ce = F.cross_entropy(logits, labels, reduction="none")
     kl = neg_entropy - (p_teacher * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
     return (ce_weight * ce + kd_weight * temperature**2 * kl).cpu().numpy().astype(np.float64)

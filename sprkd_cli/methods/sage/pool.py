@@ -1,0 +1,116 @@
+"""Where SAGE's vectors live: the real ones (the teacher embed's output for each training input) and
+the synthetic pool.
+
+Vision vectors are one example's embed output (a few hundred to a few thousand numbers): computed
+once and kept. Token sequences are L × H per example: SST-2's 60,000 training sentences at
+bert-base width and L = 66 would be 12 GB, QNLI's 94,000 pairs at L = 128 37 GB. So for token
+sequences nothing of size n·L·H is kept: the real vectors are recomputed from the token ids when a
+batch asks for them (the embed is frozen and in eval mode, so the same ids give the same vectors),
+and a synthetic vector is kept as its recipe (anchor, neighbour, u) and made again when used:
+v = v_a + u·(v_j − v_a), its mask the union of theirs. Memory is then O(n) for the teacher's
+targets and recipes plus one chunk of vectors at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+CHUNK = 1024  # examples per chunk when going over many (losses, labelling, UMAP input)
+
+
+@torch.no_grad()
+def embed(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """model.vectorise(x) in eval mode, without gradients; the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.vectorise(x)
+    finally:
+        model.train(was_training)
+
+
+def vectorise(model, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """embed over all of `x`, in chunks, concatenated."""
+    parts = [embed(model, x[i:i + chunk]) for i in range(0, len(x), chunk)]
+    vectors = torch.cat([v for v, _ in parts])
+    mask = None if parts[0][1] is None else torch.cat([m for _, m in parts])
+    return vectors, mask
+
+
+class RealVectors:
+    """The teacher embed's vectors of the training inputs, by index: kept (vision) or recomputed from the
+    inputs when asked for (token sequences)."""
+
+    def __init__(self, teacher, x: torch.Tensor):
+        self.teacher, self.x = teacher, x
+        first, mask = embed(teacher, x[:1])
+        self.tokens = mask is not None
+        self.shape = tuple(first.shape[1:])  # one example's vector
+        self.device = first.device
+        self.stored = None if self.tokens else vectorise(teacher, x)[0]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def get(self, index) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.stored is not None:
+            return self.stored[index], None
+        return embed(self.teacher, self.x[index])
+
+    def chunks(self, index: np.ndarray | torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(vectors, mask) of `index` (default: every example), CHUNK at a time, in order."""
+        index = torch.arange(len(self)) if index is None else torch.as_tensor(index)
+        for start in range(0, len(index), CHUNK):
+            yield self.get(index[start:start + CHUNK])
+
+
+def interpolate(real: RealVectors, anchors, neighbours, u) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """v_a + u·(v_j − v_a) of the real vectors, and for token sequences the union of the two masks."""
+    a, j = torch.as_tensor(anchors), torch.as_tensor(neighbours)
+    (va, mask_a), (vj, mask_j) = real.get(a), real.get(j)
+    weight = torch.as_tensor(u).to(va.device, va.dtype).reshape(len(a), *([1] * len(real.shape)))
+    return va + weight * (vj - va), None if mask_a is None else torch.maximum(mask_a, mask_j)
+
+
+class SyntheticPool:
+    """The synthetic vectors of all rounds with their teacher targets: kept vectors (vision), or recipes
+    (anchor, neighbour, u) made into vectors when used (token sequences)."""
+
+    def __init__(self, real: RealVectors, n_classes: int):
+        self.real = real
+        self.vectors = None if real.tokens else torch.zeros((0, *real.shape), device=real.device)
+        self.anchors = torch.zeros(0, dtype=torch.long)
+        self.neighbours = torch.zeros(0, dtype=torch.long)
+        self.u = torch.zeros(0, dtype=torch.float64)
+        self.p = torch.zeros((0, n_classes), device=real.device)
+        self.neg_entropy = torch.zeros(0, device=real.device)
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def get(self, index) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.vectors is not None:
+            return self.vectors[index], None
+        return interpolate(self.real, self.anchors[index], self.neighbours[index], self.u[index])
+
+    def add(self, made, p: torch.Tensor, neg_entropy: torch.Tensor) -> None:
+        """Append a round's synthesis (see rounds.Synthesis) and the teacher's targets for it."""
+        if self.vectors is not None:
+            self.vectors = torch.cat([self.vectors, made.vectors])
+        self.anchors = torch.cat([self.anchors, torch.as_tensor(made.anchors, dtype=torch.long)])
+        self.neighbours = torch.cat([self.neighbours, torch.as_tensor(made.neighbours, dtype=torch.long)])
+        self.u = torch.cat([self.u, torch.as_tensor(made.u, dtype=torch.float64)])
+        self.p = torch.cat([self.p, p])
+        self.neg_entropy = torch.cat([self.neg_entropy, neg_entropy])
+
+    def state_dict(self) -> dict:
+        return {"syn_vectors": self.vectors, "syn_anchors": self.anchors, "syn_neighbours": self.neighbours,
+                "syn_u": self.u, "syn_p": self.p, "syn_neg_entropy": self.neg_entropy}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.vectors = state["syn_vectors"]
+        self.anchors, self.neighbours, self.u = state["syn_anchors"], state["syn_neighbours"], state["syn_u"]
+        self.p, self.neg_entropy = state["syn_p"], state["syn_neg_entropy"]
