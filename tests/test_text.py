@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
+
+from sprkd_cli.data import load_dataset
 from textdata import VOCAB, qnli_rows, sst2_dir, tiny_model, write_csv
 
 TRAIN = ["--epochs", "2", "--lr", "5e-3", "--batch-size", "32"]
@@ -53,14 +55,27 @@ def test_the_toy_sentiment_task_is_learnt_by_teacher_and_students(db, tmp_path, 
     longer = ["--epochs", "10", "--lr", "5e-3", "--batch-size", "16"]
     teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *longer)
     assert teacher["test_acc"] >= 0.9
-    for method, student in (("kd", "distil"), ("sage", "student")):
-        outcome = sprkd_json(db, "distill", "--method", method, *data, "--student", f"hf:{models[student]}",
+    for method in ("kd", "sage"):  # a DistilBERT student of the BERT teacher, as in the SAGE paper
+        outcome = sprkd_json(db, "distill", "--method", method, *data, "--student", f"hf:{models['distil']}",
                              "--teacher", teacher["run_id"], *longer)
         assert outcome["test_acc"] >= 0.85, (method, outcome["test_acc"])
+    # sage gave the DistilBERT student the BERT teacher's embedding module (token types and all): the
+    # run's model is rebuilt from its checkpoint with it, and scores what the run reported
+    from sprkd_cli.engine import evaluate
+    from sprkd_cli.services.teachers import load_run_model
+
+    store = open_test_store(db)
+    run = store.get_run(outcome["run_id"])
+    model = load_run_model(run)
+    assert type(model.embed.embeddings).__name__ == "BertEmbeddings"
+    data_set = load_dataset("sst2", 0, data_dir=str(tmp_path / "glue"), model=f"hf:{models['teacher']}")
+    assert evaluate(model, data_set.x_test, data_set.y_test)[1] == pytest.approx(outcome["test_acc"])
+    report = sprkd_json(db, "hessian-report", run.id, "--top-k", "1", "--bottom-k", "0", "--probe-size", "32")
+    assert report["top_eigenvalues"][0] > 0
 
 
 def test_tokenisation_is_cached_per_data_tokenizer_and_length(tmp_path, models, monkeypatch):
-    from sprkd_cli.data import load_dataset, text
+    from sprkd_cli.data import text
 
     glue = sst2_dir(tmp_path / "glue")
     first = load_dataset("sst2:max_len=16", 3, data_dir=str(glue), model=f"hf:{models['teacher']}")
@@ -89,7 +104,6 @@ def test_tokenisation_is_cached_per_data_tokenizer_and_length(tmp_path, models, 
 def test_qnli_pairs_from_a_saved_dataset_carry_token_types(tmp_path, models):
     import datasets
 
-    from sprkd_cli.data import load_dataset
 
     folder = tmp_path / "qnli"
     datasets.DatasetDict({"train": datasets.Dataset.from_list(qnli_rows(60, 0)),
@@ -176,7 +190,6 @@ def test_sage_on_text_stops_and_resumes_to_the_uninterrupted_run(db, tmp_path, m
 def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models):
     """Memory: the real vectors are recomputed per batch and synthetic ones kept as recipes, so nothing
     of size n·L·H is held; what a batch gets equals the teacher embed's output."""
-    from sprkd_cli.data import load_dataset
     from sprkd_cli.methods import method_options
     from sprkd_cli.methods.sage import SAGE
     from sprkd_cli.models import build_model

@@ -9,9 +9,21 @@ from safetensors.torch import load_file, save_file
 from ..errors import UserError
 
 
-def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
+def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """`metadata`: strings stored in the file's header (see checkpoint_metadata)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path))
+    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(path), metadata=metadata)
+
+
+def checkpoint_metadata(path: Path) -> dict[str, str]:
+    """The header strings save_weights stored (empty when none, or the file is missing or not safetensors)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (OSError, SafetensorError):
+        return {}
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

@@ -9,6 +9,7 @@ also when the block raises. Parameter values and ``.grad`` attributes are never 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import statistics
 import time
@@ -17,6 +18,7 @@ from types import TracebackType
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn
 from .layout import FlatLayout
@@ -111,7 +113,11 @@ class HessianOperator:
         start = time.perf_counter()
         self._saved_modes = [(m, m.training) for m in self.model.modules()]
         self._saved_buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
+        self._attention = contextlib.ExitStack()
         try:
+            # scaled_dot_product_attention's fused kernels (flash, memory-efficient) have no second
+            # derivative: inside the operator attention runs as its differentiable math composition
+            self._attention.enter_context(sdpa_kernel(SDPBackend.MATH))
             self._backend = self._build()
         except BaseException:
             self._restore()
@@ -129,10 +135,11 @@ class HessianOperator:
         self._restore()
 
     def _restore(self) -> None:
-        """Release the HVP graphs; put back every module's mode and every buffer."""
+        """Release the HVP graphs; put back every module's mode, every buffer and the attention kernels."""
         if self._backend is not None:
             self._backend.release()
             self._backend = None
+        self._attention.close()
         for module, training in self._saved_modes:
             module.training = training
         with torch.no_grad():

@@ -57,12 +57,19 @@ def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
 
 
 def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
-    """Rebuild a run's model from its stored config and load its checkpoint, in eval mode."""
-    from ..engine import load_weights
+    """Rebuild a run's model from its stored config and load its checkpoint, in eval mode. A checkpoint
+    whose header names `embed_from` (a sage student given a teacher's input layer of another
+    architecture) gets that model's embed module before its weights are loaded."""
+    from ..engine import checkpoint_metadata, load_weights
     from ..models import build_model
 
     cfg = TrainConfig.from_dict(run.config)
     split = run.config["data"]
-    model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
-    load_weights(model, Path(run.artifact_dir) / checkpoint)
+    shape, n_classes = tuple(split["input_shape"]), split["n_classes"]
+    model = build_model(cfg.model, shape, n_classes)
+    path = Path(run.artifact_dir) / checkpoint
+    embed_from = checkpoint_metadata(path).get("embed_from")
+    if embed_from:
+        model.embed = build_model(embed_from, shape, n_classes).embed
+    load_weights(model, path)
     return model.eval()

@@ -229,8 +229,9 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch:
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume)
-    save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT)
-    save_weights(result.best_state, artifacts / BEST_CHECKPOINT)
+    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (teachers.py)
+    save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
+    save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)

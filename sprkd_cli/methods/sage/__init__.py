@@ -10,6 +10,8 @@ label them; synthetic vectors then join the pool with the KD term only.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -93,10 +95,17 @@ class SAGE(Method):
         try:
             model.embed.load_state_dict(self.teacher.embed.state_dict())
         except RuntimeError as exc:
-            raise UserError(
-                "sage gives the student the teacher's input layer (frozen), but the two embed modules differ: "
-                + " ".join(str(exc).split())[:300]
-            ) from None
+            name = getattr(self.teacher, "name", None)
+            if not tokens or name is None:
+                raise UserError(
+                    "sage gives the student the teacher's input layer (frozen), but the two embed modules differ: "
+                    + " ".join(str(exc).split())[:300]
+                ) from None
+            # transformers of two families (say a BERT teacher, token types and all, and a DistilBERT
+            # student): the student takes a copy of the teacher's embedding module itself, and its
+            # checkpoints say so, so that the run's model can be rebuilt (services.teachers.load_run_model)
+            model.embed = copy.deepcopy(self.teacher.embed)
+            model.checkpoint_metadata = {"embed_from": f"hf:{name}"}
         for p in model.embed.parameters():
             p.requires_grad_(False)
 
