@@ -15,7 +15,7 @@ BERT's tokenizer is about that). Everything goes through sprkd's own loaders, mo
    (5,000 sampled + 10% anchors).
 3. The same extrapolated to SST-2's 60,614 training sentences on this machine.
 
-Run: .venv/bin/python bench/text_bench.py [--n 512]   (about 5 minutes on 2 cores)
+Run: .venv/bin/python bench/text_bench.py [--n 512]   (about 6 minutes on 2 cores)
 """
 
 from __future__ import annotations
