@@ -1,8 +1,9 @@
 """SAGE: Synthetic Adaptive Guided Embeddings (METHODS.md, "sage").
 
-The teacher's frozen `embed` vectorises the training inputs once; the student's `body` trains on
-those vectors (the student gets the teacher's input layer, frozen, so that it is evaluated on the
-same vectors). Every `sage_every` epochs, up to `sage_rounds` times, a round finds the real
+The teacher's frozen `embed` vectorises the training inputs (once for vision; batch by batch for
+token sequences, whose vectors are too big to keep: pool.py); the student's `body` trains on those
+vectors (the student gets the teacher's input layer, frozen, so that it is evaluated on the same
+vectors). Every `sage_every` epochs, up to `sage_rounds` times, a round finds the real
 examples of highest student loss (anchors), maps real vectors to 2-D with a seeded UMAP, makes
 synthetic vectors between each anchor and one of its map neighbours, and has the teacher's body
 label them; synthetic vectors then join the pool with the KD term only.

@@ -2,8 +2,8 @@
 the synthetic pool.
 
 Vision vectors are one example's embed output (a few hundred to a few thousand numbers): computed
-once and kept. Token sequences are L × H per example: SST-2's 60,000 training sentences at
-bert-base width and L = 66 would be 12 GB, QNLI's 94,000 pairs at L = 128 37 GB. So for token
+once and kept. Token sequences are L × H per example: SST-2's 60,614 training sentences at
+bert-base width and L = 66 would be 11.4 GiB, QNLI's 94,262 pairs at L = 128 34.5 GiB. So for token
 sequences nothing of size n·L·H is kept: the real vectors are recomputed from the token ids when a
 batch asks for them (the embed is frozen and in eval mode, so the same ids give the same vectors),
 and a synthetic vector is kept as its recipe (anchor, neighbour, u) and made again when used:
