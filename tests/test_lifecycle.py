@@ -199,6 +199,17 @@ def test_dead_runs_read_as_crashed_and_live_ones_as_running(db):
     assert "interrupted" in RUN_STATUSES and "crashed" in RUN_STATUSES
 
 
+def test_compare_takes_up_a_run_whose_process_died_here_before_its_heartbeat_ages(db):
+    store = open_test_store(db)
+    dead = add_run(store, status="running", heartbeat_at=utcnow(), pid=dead_pid(), host=socket.gethostname())
+    assert store.get_run(dead).status == "running"  # shown as running until the heartbeat is old
+    assert store.find_unfinished("h", 0).id == dead  # but certainly dead: compare resumes it
+    store.update_run(dead, pid=os.getpid())  # a live process: not taken
+    assert store.find_unfinished("h", 0) is None
+    store.update_run(dead, host="elsewhere", heartbeat_at=STALE)  # another host: the heartbeat's age decides
+    assert store.find_unfinished("h", 0).id == dead
+
+
 def test_is_crashed_needs_an_old_heartbeat():
     from sprkd_cli.store import Run
 

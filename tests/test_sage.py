@@ -127,3 +127,18 @@ def test_student_of_another_width_is_refused(db):
                    "--teacher", teacher["run_id"], *TRAIN)
     assert_user_error(result, "teacher's embed width is 16", "student's body takes width 8")
     assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]
+
+
+def test_a_vision_pool_saved_in_the_older_form_restores():
+    """Earlier states held syn_vectors, syn_mask (None), syn_p and syn_neg_entropy: a vision pool still
+    restores from them."""
+    data, teacher, student, method, _ = _sage("mlp:width=16,depth=1")
+    method.run_round(student, epoch=2, step=1)
+    pool = method.state_dict()
+    assert set(pool) == {"rounds_done", "syn_vectors", "syn_p", "syn_neg_entropy"}
+    older = dict(pool, syn_mask=None)
+    _, _, student2, other, _ = _sage("mlp:width=16,depth=1")
+    other.check_state(older)
+    other.load_state_dict(older)
+    assert other.rounds_done == 1 and len(other.pool) == len(method.pool)
+    assert torch.equal(other.pool.vectors, method.pool.vectors) and torch.equal(other.pool.p, method.pool.p)

@@ -71,6 +71,24 @@ def test_optimised_vectors_equal_umap_learns(fitted, n_epochs):
         reducer.n_epochs = None
 
 
+def test_neighbour_weights_are_normalised_as_scikit_learn_does(fitted):
+    """umap-learn l1-normalises its graph with scikit-learn (row sums term by term): the same bits."""
+    from scipy.sparse import coo_matrix
+    from scipy.spatial import Delaunay
+    from sklearn.preprocessing import normalize
+
+    reducer, _ = fitted
+    z = _queries(reducer.embedding_, 300, 6)
+    triangulation = Delaunay(reducer.embedding_, incremental=True, qhull_options="QJ")
+    starts = triangulation.simplices[triangulation.find_simplex(z)][:, 0].astype(np.int64)
+    indptr, indices = inverse._adjacency(triangulation.simplices, len(reducer.embedding_))
+    head, tail, weight, ind, w = inverse._edges(z, reducer.embedding_, indptr, indices, starts, 48,
+                                                float(reducer._a), float(reducer._b))
+    graph = normalize(coo_matrix((weight, (head, tail)), shape=(len(z), len(reducer.embedding_))).tocsr(), norm="l1")
+    assert np.array_equal(graph.indices.reshape(len(z), 48), ind)
+    assert np.array_equal(graph.data.reshape(len(z), 48), w)
+
+
 def test_more_dimensions_than_points_uses_every_point_as_a_neighbour():
     reducer = fit_umap(_points(40, 64, 2), seed=0)  # min(width, n) = 40 = n: the search takes the whole map
     z = _queries(reducer.embedding_, 6, 3)

@@ -3,6 +3,8 @@ embed and body, train-teacher then sgd/kd/sage through the CLI, and one-line err
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
@@ -185,6 +187,36 @@ def test_sage_on_text_stops_and_resumes_to_the_uninterrupted_run(db, tmp_path, m
     store = open_test_store(db)
     assert [e.epoch for e in store.events(stopped) if e.kind == "sage_round"] == [2, 3]
     assert_same(recorded(store, reference), recorded(store, stopped))
+
+
+def test_a_text_sage_state_of_the_older_form_is_refused_before_anything_is_touched(db, tmp_path, models):
+    """States saved before recipes held the synthetic sentences' vectors: resuming one is refused in one
+    line, before the run's records are touched (and compare would train the run afresh)."""
+    from test_resume import stopped_copy
+
+    from sprkd_cli.engine.state import load_state, save_state
+    from sprkd_cli.services.training import STATE_FILE
+
+    data = ["--dataset", "sst2", "--data-dir", str(sst2_dir(tmp_path / "glue"))]
+    teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *TRAIN)
+    reference = sprkd_json(db, "distill", "--method", "sage", *data, "--student", f"hf:{models['student']}",
+                           "--teacher", teacher["run_id"], "--sage-rounds", "1", "--epochs", "3", "--lr", "5e-3",
+                           "--batch-size", "32")["run_id"]
+    stopped = stopped_copy(db, reference, at_epoch=3)
+    store = open_test_store(db)
+    path = Path(store.get_run(stopped).artifact_dir) / STATE_FILE
+    state = load_state(path)
+    pool = state["method"]
+    assert set(pool) == {"rounds_done", "syn_anchors", "syn_neighbours", "syn_u", "syn_p", "syn_neg_entropy"}
+    n = len(pool["syn_p"])
+    state["method"] = {"rounds_done": 1, "syn_vectors": torch.zeros(n, 4, 32), "syn_mask": torch.ones(n, 4),
+                       "syn_p": pool["syn_p"], "syn_neg_entropy": pool["syn_neg_entropy"]}
+    save_state(state, path)
+    before = [(m.step, m.name, m.value) for m in store.metrics([stopped])]
+    assert_user_error(sprkd(db, "distill", "--resume", stopped), f"run {stopped} cannot be resumed",
+                      "saved by an older sprkd")
+    assert [(m.step, m.name, m.value) for m in store.metrics([stopped])] == before
+    assert store.get_run(stopped).status == "failed"
 
 
 def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models):

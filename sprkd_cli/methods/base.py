@@ -53,6 +53,10 @@ class Method:
         at epoch ends for --resume. setup's own work is redone on resume (from the same seed), not saved."""
         return {}
 
+    def check_state(self, state: dict) -> None:
+        """Raise UserError when a saved state_dict() cannot be restored (say, saved by an older sprkd in a
+        form it no longer reads). Called before a resumed run's records are touched."""
+
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()'s result, after setup."""
 

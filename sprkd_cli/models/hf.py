@@ -101,6 +101,21 @@ class SequenceBody(nn.Module):
         return self.model(inputs_embeds=vectors, attention_mask=attention_mask).logits
 
 
+def embed_config(model: HFClassifier) -> str:
+    """The model's transformers config as JSON: enough to build its embedding module again."""
+    return model.body.model.config.to_json_string()
+
+
+def embed_from_config(config_json: str) -> TokenEmbed:
+    """A TokenEmbed of the architecture `config_json` describes (weights left to be loaded)."""
+    import json
+
+    transformers = _quiet_transformers()
+    values = json.loads(config_json)
+    config = transformers.AutoConfig.for_model(values.pop("model_type"), **values)
+    return TokenEmbed(transformers.AutoModelForSequenceClassification.from_config(config).base_model.embeddings)
+
+
 class HFClassifier(EmbedBody):
     def __init__(self, name: str, n_classes: int, input_shape: tuple[int, ...] | None = None):
         super().__init__()

@@ -58,18 +58,19 @@ def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
 
 def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
     """Rebuild a run's model from its stored config and load its checkpoint, in eval mode. A checkpoint
-    whose header names `embed_from` (a sage student given a teacher's input layer of another
-    architecture) gets that model's embed module before its weights are loaded."""
+    whose header holds an `embed_config` (a sage student given the input layer of a teacher of another
+    transformer family) gets an embedding module of that architecture before its weights are loaded."""
     from ..engine import checkpoint_metadata, load_weights
     from ..models import build_model
 
     cfg = TrainConfig.from_dict(run.config)
     split = run.config["data"]
-    shape, n_classes = tuple(split["input_shape"]), split["n_classes"]
-    model = build_model(cfg.model, shape, n_classes)
+    model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
     path = Path(run.artifact_dir) / checkpoint
-    embed_from = checkpoint_metadata(path).get("embed_from")
-    if embed_from:
-        model.embed = build_model(embed_from, shape, n_classes).embed
+    embed = checkpoint_metadata(path).get("embed_config")
+    if embed:
+        from ..models.hf import embed_from_config
+
+        model.embed = embed_from_config(embed)
     load_weights(model, path)
     return model.eval()

@@ -139,6 +139,11 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
     if data.describe() != run.config.get("data", data.describe()):
         raise UserError(f"run {run.id} was trained on other data ({run.config['data']}, now {data.describe()}); "
                         "its dataset files changed, so it cannot be resumed")
+    if state is not None:
+        try:
+            method.check_state(state["method"])
+        except UserError as exc:
+            raise UserError(f"run {run.id} cannot be resumed: {exc}") from None
     with Interruptible(defer=True) as stop:
         for artifact in store.reopen_run(run, epoch, step):
             Path(artifact).unlink(missing_ok=True)
@@ -161,8 +166,7 @@ def train_or_resume(cfg: TrainConfig, store: Store, resume_id: str | None = None
 
 
 def check_resumable(run, kind: str | None = None) -> None:
-    from ..store import process_alive, utcnow
-    import socket
+    from ..store import died_here, utcnow
 
     if kind is not None and run.kind != kind:
         command = "train-teacher" if run.kind == "teacher" else "distill"
@@ -173,7 +177,7 @@ def check_resumable(run, kind: str | None = None) -> None:
         raise UserError(f"run {run.id} {run.error}; resumed, it would diverge again at the same step. "
                         "Train it again with another --lr or --seed")
     if run.status == "running":
-        if run.host == socket.gethostname() and run.pid is not None and not process_alive(run.pid):
+        if died_here(run):
             return  # its process is gone: no need to wait for the heartbeat to go stale
         age = "never" if run.heartbeat_at is None else f"{(utcnow() - run.heartbeat_at).total_seconds():.0f} s ago"
         raise UserError(f"run {run.id} is still running (pid {run.pid} on {run.host}, last heartbeat {age}); it "

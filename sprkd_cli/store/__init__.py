@@ -48,6 +48,12 @@ def is_crashed(run: Run, now: datetime | None = None) -> bool:
     return True
 
 
+def died_here(run: Run) -> bool:
+    """A `running` run of this host whose process is gone: dead for certain, whatever its heartbeat's age."""
+    return (run.status == "running" and run.host == socket.gethostname() and run.pid is not None
+            and not process_alive(run.pid))
+
+
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -230,14 +236,14 @@ class Store:
 
     def find_unfinished(self, config_hash: str, seed: int) -> Run | None:
         """The newest run of this config and seed that stopped before it finished and can go on from its
-        saved state: interrupted, or crashed (as read). Failed runs are left alone: what failed them
-        would fail them again."""
+        saved state: interrupted, crashed (as read), or running on this host with its process gone.
+        Failed runs are left alone: what failed them would fail them again."""
         query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed,
                                    Run.status.in_(("interrupted", "running")))
                  .order_by(Run.created_at.desc()))
         with self.session() as s:
             runs = _as_read(list(s.scalars(query)))
-        return next((r for r in runs if r.status in ("interrupted", "crashed")), None)
+        return next((r for r in runs if r.status in ("interrupted", "crashed") or died_here(r)), None)
 
     # -- per-run rows ---------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:

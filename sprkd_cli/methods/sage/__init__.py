@@ -96,23 +96,28 @@ class SAGE(Method):
         try:
             model.embed.load_state_dict(self.teacher.embed.state_dict())
         except RuntimeError as exc:
-            name = getattr(self.teacher, "name", None)
-            if not tokens or name is None:
+            from ...models.hf import HFClassifier, embed_config
+
+            if not isinstance(self.teacher, HFClassifier):
                 raise UserError(
                     "sage gives the student the teacher's input layer (frozen), but the two embed modules differ: "
                     + " ".join(str(exc).split())[:300]
                 ) from None
             # transformers of two families (say a BERT teacher, token types and all, and a DistilBERT
             # student): the student takes a copy of the teacher's embedding module itself, and its
-            # checkpoints say so, so that the run's model can be rebuilt (services.teachers.load_run_model)
+            # checkpoints carry that module's config, so that the run's model can be rebuilt
+            # (services.teachers.load_run_model) without the teacher's files
             model.embed = copy.deepcopy(self.teacher.embed)
-            model.checkpoint_metadata = {"embed_from": f"hf:{name}"}
+            model.checkpoint_metadata = {"embed_config": embed_config(self.teacher)}
         for p in model.embed.parameters():
             p.requires_grad_(False)
 
     def state_dict(self) -> dict:
         """The rounds done and the synthetic pool (the per-epoch order is redrawn at each epoch's start)."""
         return {"rounds_done": self.rounds_done, **self.pool.state_dict()}
+
+    def check_state(self, state: dict) -> None:
+        self.pool.check_state(state)
 
     def load_state_dict(self, state: dict) -> None:
         self.rounds_done = state["rounds_done"]

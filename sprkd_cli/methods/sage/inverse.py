@@ -19,7 +19,7 @@ on scipy sparse rows (about half its time here), recompiles the layout epoch as 
 closure on every call, and allocates a gradient vector for every edge sample. Here the search
 and the layout are numba functions compiled once per machine (cache=True), and the layout
 works in place. For the euclidean metric umap-learn's results are reproduced bit for bit: the
-starting vectors and the optimised ones (tests/test_sage_inverse.py compares the two). That takes
+starting vectors and the optimised ones (tests/test_sage_umap.py compares the two). That takes
 umap-learn's arithmetic as compiled: the distance's sum under fastmath as in its `euclidean`, the
 gradient as (x − y)·(1 / (1e-6 + d)) (what its fastmath division becomes), the rest strict IEEE,
 and its generator's int32 result.
@@ -106,7 +106,9 @@ def _edges(points, embedding, indptr, indices, starts, m, a, b):
     by_vertex = np.lexsort((tail, head))
     ind = tail[by_vertex].reshape(count, m)
     w = weight[by_vertex].reshape(count, m)
-    return head, tail, weight, ind, w / np.abs(w).sum(axis=1, keepdims=True)
+    # l1-normalised as scikit-learn's normalize does it: each row's sum taken term by term, in vertex
+    # order (np.sum would add pairwise and can differ in the last bit)
+    return head, tail, weight, ind, w / np.cumsum(np.abs(w), axis=1)[:, -1:]
 
 
 @numba.njit(cache=True)

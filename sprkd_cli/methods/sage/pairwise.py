@@ -7,7 +7,7 @@ each of the n(n − 1)/2 pairs (about 790,000 for a digits round: 1.0 s of the 2
 dense array computes the same matrix in one numba loop: the same per-pair sum (the loop of
 umap's `euclidean`, under the same fastmath flag), rounded to the input's float type and
 mirrored as scikit-learn does. Every other call goes to scikit-learn unchanged.
-tests/test_sage_inverse.py checks the matrix and the fitted map equal to umap-learn's own.
+tests/test_sage_umap.py checks the matrix and the fitted map equal to umap-learn's own.
 """
 
 from __future__ import annotations

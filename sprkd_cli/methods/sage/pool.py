@@ -100,17 +100,33 @@ class SyntheticPool:
         """Append a round's synthesis (see rounds.Synthesis) and the teacher's targets for it."""
         if self.vectors is not None:
             self.vectors = torch.cat([self.vectors, made.vectors])
-        self.anchors = torch.cat([self.anchors, torch.as_tensor(made.anchors, dtype=torch.long)])
-        self.neighbours = torch.cat([self.neighbours, torch.as_tensor(made.neighbours, dtype=torch.long)])
-        self.u = torch.cat([self.u, torch.as_tensor(made.u, dtype=torch.float64)])
+        else:
+            self.anchors = torch.cat([self.anchors, torch.as_tensor(made.anchors, dtype=torch.long)])
+            self.neighbours = torch.cat([self.neighbours, torch.as_tensor(made.neighbours, dtype=torch.long)])
+            self.u = torch.cat([self.u, torch.as_tensor(made.u, dtype=torch.float64)])
         self.p = torch.cat([self.p, p])
         self.neg_entropy = torch.cat([self.neg_entropy, neg_entropy])
 
     def state_dict(self) -> dict:
-        return {"syn_vectors": self.vectors, "syn_anchors": self.anchors, "syn_neighbours": self.neighbours,
-                "syn_u": self.u, "syn_p": self.p, "syn_neg_entropy": self.neg_entropy}
+        """Kept vectors (vision) or recipes (token sequences), and the targets."""
+        if self.vectors is not None:
+            return {"syn_vectors": self.vectors, "syn_p": self.p, "syn_neg_entropy": self.neg_entropy}
+        return {"syn_anchors": self.anchors, "syn_neighbours": self.neighbours, "syn_u": self.u,
+                "syn_p": self.p, "syn_neg_entropy": self.neg_entropy}
+
+    def check_state(self, state: dict) -> None:
+        """A token-sequence pool saved with its vectors (sprkd before recipes) cannot be restored: those
+        states kept the vectors of every synthetic sentence, which this pool no longer holds."""
+        if self.vectors is None and "syn_anchors" not in state:
+            from ...errors import UserError
+
+            raise UserError("its sage state was saved by an older sprkd, with the synthetic sentences' vectors "
+                            "rather than their recipes; train it again")
 
     def load_state_dict(self, state: dict) -> None:
-        self.vectors = state["syn_vectors"]
-        self.anchors, self.neighbours, self.u = state["syn_anchors"], state["syn_neighbours"], state["syn_u"]
+        self.check_state(state)
         self.p, self.neg_entropy = state["syn_p"], state["syn_neg_entropy"]
+        if self.vectors is not None:  # vision; older states also held an unused "syn_mask": None
+            self.vectors = state["syn_vectors"]
+        else:
+            self.anchors, self.neighbours, self.u = state["syn_anchors"], state["syn_neighbours"], state["syn_u"]

@@ -45,7 +45,8 @@ def pooled(vectors: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
 def pooled_rows(real: RealVectors, rows: np.ndarray) -> np.ndarray:
     """pooled() of the real examples `rows`, a chunk at a time."""
     parts = [pooled(v, m) for v, m in real.chunks(rows)]
-    return np.concatenate(parts) if parts else np.zeros((0, int(np.prod(real.shape))), np.float32)
+    width = real.shape[-1] if real.tokens else int(np.prod(real.shape))
+    return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
 
 def import_umap():
