@@ -28,7 +28,7 @@ from conftest import (
     train_teacher,
 )
 
-from sprkd_cli.store import CRASH_AFTER, RUN_STATUSES, is_crashed, safe_name, utcnow
+from sprkd_cli.store import CRASH_AFTER, RUN_STATUSES, is_crashed, process_started, safe_name, utcnow
 
 
 def add_run(store, method="kd", seed=0, **fields):
@@ -204,8 +204,14 @@ def test_compare_takes_up_a_run_whose_process_died_here_before_its_heartbeat_age
     dead = add_run(store, status="running", heartbeat_at=utcnow(), pid=dead_pid(), host=socket.gethostname())
     assert store.get_run(dead).status == "running"  # shown as running until the heartbeat is old
     assert store.find_unfinished("h", 0).id == dead  # but certainly dead: compare resumes it
-    store.update_run(dead, pid=os.getpid())  # a live process: not taken
+    store.update_run(dead, pid=os.getpid(), pid_started=process_started(os.getpid()))  # a live process: not taken
     assert store.find_unfinished("h", 0) is None
+    store.update_run(dead, pid_started=process_started(os.getpid()) - 1)  # its pid now another process's
+    assert store.find_unfinished("h", 0).id == dead
+    store.update_run(dead, heartbeat_at=STALE)
+    assert store.get_run(dead).status == "crashed"
+    store.update_run(dead, pid_started=process_started(os.getpid()))
+    assert store.get_run(dead).status == "running"
     store.update_run(dead, host="elsewhere", heartbeat_at=STALE)  # another host: the heartbeat's age decides
     assert store.find_unfinished("h", 0).id == dead
 
@@ -362,6 +368,8 @@ def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     assert [(m.epoch, m.value) for m in store.metrics(["aaaa00000001"])] == [(1, 0.6), (2, 0.7), (3, 0.8)]
     assert [(e.kind, e.payload) for e in store.events("bbbb00000002")] == [("saddle_stored", {"k": 1})]
     assert [r.id for r in store.list_runs()] == ["bbbb00000002", "aaaa00000001"]
+    assert (teacher.pid_started, student.pid_started) == (None, None)  # 0002's column, unknown for old rows
     new = add_run(store)  # and the upgraded store takes new rows
     assert store.get_run(new).status == "running"
+    assert store.get_run(new).pid_started == process_started(os.getpid())
     assert sprkd_json(db, "runs", "show", "aaaa")["metrics"][0]["val_acc"] == 0.6

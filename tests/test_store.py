@@ -61,6 +61,12 @@ def test_fresh_store_is_created_at_alembic_head(store_url):
     assert json.loads(result.stdout) == []
     assert versions(db) == [alembic_head()]
     assert set(Base.metadata.tables) | {"alembic_version"} == tables(db)
+    # the migrations build exactly the columns the models declare
+    from sqlalchemy import inspect
+
+    inspector = inspect(open_test_store(db).engine)
+    for name, table in Base.metadata.tables.items():
+        assert {c["name"] for c in inspector.get_columns(name)} == set(table.columns.keys()), name
     # opening again changes nothing
     open_test_store(db)
     assert versions(db) == [alembic_head()]

@@ -44,24 +44,41 @@ def is_crashed(run: Run, now: datetime | None = None) -> bool:
     if run.heartbeat_at is not None and (now or utcnow()) - run.heartbeat_at < CRASH_AFTER:
         return False
     if run.host == socket.gethostname() and run.pid is not None:
-        return not process_alive(run.pid)
+        return not process_alive(run.pid, run.pid_started)
     return True
 
 
 def died_here(run: Run) -> bool:
     """A `running` run of this host whose process is gone: dead for certain, whatever its heartbeat's age."""
     return (run.status == "running" and run.host == socket.gethostname() and run.pid is not None
-            and not process_alive(run.pid))
+            and not process_alive(run.pid, run.pid_started))
 
 
-def process_alive(pid: int) -> bool:
+def process_alive(pid: int, started: int | None = None) -> bool:
+    """Whether process `pid` exists and, when `started` is known, is the one that started then (not a
+    later process given the same pid)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
+        pass
+    if started is None:
         return True
-    return True
+    now = process_started(pid)
+    return now is None or now == started
+
+
+def process_started(pid: int) -> int | None:
+    """When process `pid` started, in clock ticks after boot (Linux's /proc/<pid>/stat, field 22);
+    None where there is no /proc or the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": the name may hold spaces
+    return int(fields[19])
 
 
 def _as_read(runs: list[Run]) -> list[Run]:
@@ -123,7 +140,8 @@ class Store:
             status="running", config=config, config_hash=config_hash, teacher_ids=list(teacher_ids),
             git_commit=provenance.get("git_commit"), git_dirty=provenance.get("git_dirty"),
             versions=provenance.get("versions", {}), device=device, host=socket.gethostname(),
-            pid=os.getpid(), created_at=now, started_at=now, heartbeat_at=now, summary={},
+            pid=os.getpid(), pid_started=process_started(os.getpid()), created_at=now, started_at=now,
+            heartbeat_at=now, summary={},
             artifact_dir=str(self.artifact_root / run_id),
         )
         with self.session() as s, s.begin():
@@ -164,7 +182,7 @@ class Store:
             claimed = s.execute(
                 update(Run).where(Run.id == run.id, Run.status == stored_status, seen)
                 .values(status="running", error=None, ended_at=None, summary={}, host=socket.gethostname(),
-                        pid=os.getpid(), heartbeat_at=now)).rowcount
+                        pid=os.getpid(), pid_started=process_started(os.getpid()), heartbeat_at=now)).rowcount
             if claimed != 1:
                 raise UserError(f"run {run.id} changed while being resumed (another process resumed it?); "
                                 "see `sprkd runs show`")
