@@ -265,8 +265,7 @@ def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> 
     generators, so the run trains exactly as it would without it."""
     from .hessian import HessianRequest, measure
 
-    request = HessianRequest(trace=True, density=cfg.hessian_density, probe_batches=cfg.probe_batches,
-                             probe_size=cfg.probe_size, mode=cfg.probe_mode)
+    request = HessianRequest(trace=True, density=cfg.hessian_density).for_run(cfg)
     config = asdict(request)
 
     def probe(step: int, epoch: int) -> None:
