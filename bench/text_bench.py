@@ -24,7 +24,6 @@ import argparse
 import os
 import random
 import resource
-import statistics
 import sys
 import tempfile
 import time
@@ -139,7 +138,7 @@ def main() -> None:
 
     # UMAP at the size a real SST-2 round maps: 5,000 sampled sentences plus 10% of 60,614 as anchors
     umap_points = 5000 + SST2_TRAIN // 10
-    many = load_dataset(f"sst2", 0, data_dir=str(write_sst2(root / "glue-many", umap_points + umap_points // 9 + 1)),
+    many = load_dataset("sst2", 0, data_dir=str(write_sst2(root / "glue-many", umap_points + umap_points // 9 + 1)),
                         model=f"hf:{teacher_dir}")
     real = RealVectors(teacher, many.x_train[:umap_points])
     points, embed_seconds = timed(lambda: pooled_rows(real, torch.arange(umap_points).numpy()))
