@@ -28,7 +28,9 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods import KD, SGD  # noqa: E402
+from sprkd_cli.methods import method_options  # noqa: E402
+from sprkd_cli.methods.kd import KD  # noqa: E402
+from sprkd_cli.methods.sgd import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 from sprkd_cli.store import open_store  # noqa: E402
 
@@ -113,7 +115,7 @@ def store_share(data) -> None:
 def kd_vs_sgd(data) -> float:
     seed_everything(0)
     teacher = build_model("mlp-large", data.input_shape, data.n_classes).eval()
-    kd = KD(KD.defaults, teacher, data)
+    kd = KD(method_options("kd", {}), teacher, data)
     cfg = TrainConfig(kind="student", method="kd", dataset="digits", model="mlp-small", epochs=1)
     models = {}
     for name in ("sgd", "kd"):

@@ -33,7 +33,8 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods import KD, method_options  # noqa: E402
+from sprkd_cli.methods import method_options  # noqa: E402
+from sprkd_cli.methods.kd import KD  # noqa: E402
 from sprkd_cli.methods.sage import SAGE  # noqa: E402
 from sprkd_cli.methods.sage.inverse import inverse_transform  # noqa: E402
 from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap, pooled_rows  # noqa: E402
@@ -153,7 +154,7 @@ def main() -> None:
 
 
 def method_class_sgd():
-    from sprkd_cli.methods import SGD
+    from sprkd_cli.methods.sgd import SGD
 
     return SGD({}, None, None)
 

@@ -32,7 +32,7 @@ from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.engine.state import save_state  # noqa: E402
-from sprkd_cli.methods import SGD  # noqa: E402
+from sprkd_cli.methods.sgd import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 from sprkd_cli.store import Metric, Run, open_store, utcnow  # noqa: E402
 

@@ -37,7 +37,9 @@ import torch  # noqa: E402
 from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
-from sprkd_cli.methods import KD, SGD, method_options  # noqa: E402
+from sprkd_cli.methods import method_options  # noqa: E402
+from sprkd_cli.methods.kd import KD  # noqa: E402
+from sprkd_cli.methods.sgd import SGD  # noqa: E402
 from sprkd_cli.methods.sage import SAGE  # noqa: E402
 from sprkd_cli.methods.sage.pool import RealVectors  # noqa: E402
 from sprkd_cli.methods.sage.rounds import fit_umap, pooled_rows  # noqa: E402

@@ -6,8 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("cosine", "constant")
+from .options import above, at_least, check_options, option
+
 # Fields that say what to measure during a run, not how it trains: left out of the config hash,
 # so a run with Hessian reports is the same experiment as one without (and compare reuses either).
 MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
@@ -21,46 +21,80 @@ MEASUREMENT_FIELDS += SADDLE_FIELDS
 # from a CPU run's; the run's row records the device it used.) The data folder stays in the hash: two
 # folders may hold different files under one dataset name, and reuse matches on hash and seed alone.
 LOCATION_FIELDS = ("download", "device")
-# How often the training state is saved for --resume: a resumed run ends with the same numbers either way.
-RECORDING_FIELDS = ("checkpoint_every",)
+# How often the training state is saved for --resume: a resumed run ends with the same numbers either way;
+# and the name of the arm a run was trained for (compare --arm): one experiment may serve several arms.
+RECORDING_FIELDS = ("checkpoint_every", "arm")
+
+
+TRAIN = "Training"
+HESSIAN = "Hessian during training"
+SADDLES = "Saddle tracking (sprkd teachers)"
+PROBE = "Probe set (Hessian and probe loss)"
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+PROBE_MODES = ("eval", "train")
+SADDLE_RULES = ("ratio", "magnitude", "both")
 
 
 @dataclass
 class TrainConfig:
+    """Every training option is declared here once (default, help, check); the commands' flags derive
+    from these declarations (cli/derive.py). kind, method, dataset, model, seed and teachers are each
+    command's own arguments."""
+
     kind: str  # teacher | student
     method: str  # sgd for teachers; sgd | kd | ... for students
     dataset: str
     model: str
     seed: int = 0
-    split_seed: int = 0
-    epochs: int = 30
-    batch_size: int = 64
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    momentum: float = 0.9  # sgd only
-    betas: tuple[float, float] = (0.9, 0.99)  # adam/adamw only
-    schedule: str = "cosine"
+    split_seed: int = option(0, "Seed of the train/val/test split (stored with the run).", check=at_least(0))
+    epochs: int = option(30, "Training epochs.", panel=TRAIN, check=at_least(1))
+    batch_size: int = option(64, "Mini-batch size.", panel=TRAIN, check=at_least(1))
+    optimizer: str = option("adamw", "Base optimizer.", panel=TRAIN, choices=OPTIMIZERS)
+    lr: float = option(1e-3, "Learning rate.", panel=TRAIN, check=above(0))
+    weight_decay: float = option(0.01, "Weight decay.", panel=TRAIN, check=at_least(0))
+    momentum: float = option(0.9, "Momentum (sgd optimizer only).", panel=TRAIN, check=at_least(0))
+    betas: tuple[float, float] = option(None, "Adam betas.", cli=False, factory=lambda: (0.9, 0.99))
+    schedule: str = option("cosine", "Learning-rate schedule per step.", panel=TRAIN, choices=SCHEDULES)
     teacher_ids: list[str] = field(default_factory=list)
     method_options: dict = field(default_factory=dict)
-    device: str = "cpu"
-    data_dir: str | None = None  # --data-dir: where the dataset's files are (None: ./data, downloads allowed)
-    download: bool = False  # image datasets: fetch missing files (torchvision, datasets); off: files only
-    image_size: int | None = None  # malaria: the side images are resized to (None: 32)
-    augment: bool = False  # random crop (padding 4) + horizontal flip of every training batch
-    hessian_every: int = 0  # a Hessian report (top-5, bottom-1, Hutch++ trace) every N steps; 0: none
-    hessian_density: bool = False  # add the SLQ density to those reports
-    track_saddles: bool = False  # teachers: the strong-saddle test every saddle_every steps (METHODS.md, sprkd phase 1)
-    saddle_every: int = 50
-    saddle_top_n: int = 4  # eigenvalues of largest magnitude examined
-    saddle_rule: str = "ratio"  # ratio: S- >= alpha*S+; magnitude: S- >= beta; both
-    saddle_alpha: float = 0.4
-    saddle_beta: float = 7.0
-    max_saddles: int = 20  # the lowest-probe-loss ones are kept
-    probe_batches: int = 2  # the probe set of the saddle test (and of --hessian-every reports)
-    probe_size: int = 256
-    probe_mode: str = "eval"
-    checkpoint_every: float = 60.0  # seconds between saved training states (at epoch ends); 0: every epoch
+    arm: str | None = None  # the arm of compare this run is trained for (None: the one named after its method)
+    device: str = option("auto", "auto (cuda, then mps, else cpu), cpu, cuda or mps.", panel=TRAIN)
+    data_dir: str | None = option(
+        None, "Folder of the dataset's files (text tasks: a save_to_disk folder or train/validation parquet, csv, "
+              "tsv or json files with GLUE's columns); default ./data.")
+    download: bool = option(False, "Image datasets: download missing files (torchvision; malaria from the Hugging "
+                                   "Face hub) into the data dir.")
+    image_size: int | None = option(None, "malaria: side in pixels the images are resized to (default 32).",
+                                    check=at_least(1))
+    augment: bool = option(False, "Random crop (padding 4) and horizontal flip of every training batch, seeded "
+                                  "(CIFAR-style images).", panel=TRAIN)
+    hessian_every: int = option(0, "A Hessian report (top-5 and bottom-1 eigenvalues, Hutch++ trace) every N "
+                                   "optimiser steps, stored with its step; 0: none.", panel=HESSIAN,
+                                check=at_least(0))
+    hessian_density: bool = option(False, "Add the SLQ eigenvalue density to the reports of --hessian-every.",
+                                   panel=HESSIAN)
+    track_saddles: bool = option(False, "Run the strong-saddle test on the probe Hessian during training and keep "
+                                        "the strong saddles (sprkd teachers).", panel=SADDLES, scope="teacher")
+    saddle_every: int = option(50, "The saddle test every N optimiser steps.", panel=SADDLES, check=at_least(1),
+                               scope="teacher")
+    saddle_top_n: int = option(4, "Eigenvalues of largest magnitude the test looks at.", panel=SADDLES,
+                               check=at_least(1), scope="teacher")
+    saddle_rule: str = option("ratio", "ratio (S- >= alpha*S+), magnitude (S- >= beta) or both.", panel=SADDLES,
+                              choices=SADDLE_RULES, scope="teacher")
+    saddle_alpha: float = option(0.4, "alpha of the ratio rule.", panel=SADDLES, check=at_least(0), scope="teacher")
+    saddle_beta: float = option(7.0, "beta of the magnitude rule.", panel=SADDLES, check=at_least(0), scope="teacher")
+    max_saddles: int = option(20, "Keep this many strong saddles, those of lowest probe loss.", panel=SADDLES,
+                              check=at_least(1), scope="teacher")
+    probe_batches: int = option(2, "Probe set: batches drawn once from the run's seed.", panel=PROBE,
+                                check=at_least(1))
+    probe_size: int = option(256, "Probe set: examples per batch.", panel=PROBE, check=at_least(1))
+    probe_mode: str = option("eval", "Module mode during a probe (restored after).", panel=PROBE,
+                             choices=PROBE_MODES)
+    checkpoint_every: float = option(60.0, "Seconds between saved training states for --resume (at epoch ends; 0: "
+                                           "every epoch). Not part of the experiment's config hash.",
+                                     check=at_least(0))
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -72,6 +106,10 @@ class TrainConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["betas"] = tuple(known.get("betas", (0.9, 0.99)))
         return cls(**known)
+
+    def check(self) -> None:
+        """UserError for the first option value its declaration refuses."""
+        check_options(self)
 
     def config_hash(self) -> str:
         """Identifies the experiment; the seed, measurement-only and location fields are not part of it

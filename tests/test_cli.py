@@ -45,7 +45,7 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["stats", "--dataset", "nope"], ["unknown dataset 'nope'", "digits", "synthetic"]),
         (["distill", "--dataset", DATA, "--method", "sgd", "--student", "nope"], ["unknown model 'nope'", "mlp-small"]),
         (["train-teacher", "--dataset", "synthetic:n=200,bogus=1"], ["bogus", "valid options"]),
-        (["train-teacher", "--dataset", DATA, "--optimizer", "lion"], ["unknown optimizer 'lion'", "adamw", "sgd"]),
+        (["train-teacher", "--dataset", DATA, "--optimizer", "lion"], ["bad --optimizer 'lion'", "adamw", "sgd"]),
         (["distill", "--dataset", DATA, "--teacher", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "show", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "export", "--format", "xml"], ["unknown --format 'xml'", "csv", "json"]),

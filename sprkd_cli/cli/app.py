@@ -13,9 +13,17 @@ from typer.core import TyperGroup
 
 from ..errors import Interrupted, UserError
 
+try:  # Typer >= 0.2x carries its own copy of click; its usage errors are of that copy's class
+    from typer._click.exceptions import UsageError as _TyperUsageError
+
+    USAGE_ERRORS: tuple[type[Exception], ...] = (click.UsageError, _TyperUsageError)
+except ImportError:
+    USAGE_ERRORS = (click.UsageError,)
+
 
 class SprkdGroup(TyperGroup):
-    """Prints a UserError as one line on stderr and exits with code 2, without a traceback; an
+    """Prints a UserError, or a usage error of a command, as one line on stderr and exits with code 2,
+    without a traceback; an
     interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
 
     def invoke(self, ctx: click.Context):
@@ -23,6 +31,11 @@ class SprkdGroup(TyperGroup):
             return super().invoke(ctx)
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+        except USAGE_ERRORS as exc:  # click's own (a bad number, a misspelt flag): one line too
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            message = " ".join(exc.format_message().split())
+            click.echo(f"error: {message} (see '{where} --help')", err=True)
             ctx.exit(2)
         except Interrupted as exc:
             click.echo(str(exc), err=True)

@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 def stats(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods to compare pairwise (default: every method with finished runs).")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
     dataset: o.Dataset = "digits",
     metric: Annotated[str, typer.Option(help="SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss.")] = "test_acc",
     at: Annotated[str, typer.Option(help="Epoch of the value: best-val (best validation accuracy) or final.")] = "best-val",
@@ -34,20 +34,21 @@ def stats(
         result = mcnemar_runs(open_store_from(ctx), *mcnemar)
         print_json(result) if as_json else _print_mcnemar(result)
         return
-    from ..names import METHODS, check_dataset_name, parse_methods
-    from ..services.analysis import method_values, pairwise
+    from ..data import check_dataset_name
+    from ..methods import plain_methods
+    from ..services.analysis import arm_list, method_values, pairwise
 
-    method_list = parse_methods(methods) if methods else list(METHODS)
     check_dataset_name(dataset)
     if student:
         from ..models import check_model
 
         check_model(student)
     store = open_store_from(ctx)
+    method_list = arm_list(store, methods)
     values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
-    if not methods:  # the methods with runs; with none at all, the plain ones (sgd, kd) show their n = 0
+    if not methods:  # the arms with runs; with none at all, the plain ones (sgd, kd) show their n = 0
         values = ({method: per_seed for method, per_seed in values.items() if per_seed}
-                  or {method: values[method] for method in parse_methods(None)})
+                  or {method: values[method] for method in plain_methods()})
     result = pairwise(values)
     if as_json:
         print_json(result["pairs"])
@@ -60,8 +61,8 @@ def _print_stats(result: dict, dataset: str, metric: str, at: str) -> None:
 
     out = console()
     arms = Table(title=f"{dataset}: {metric} at {at}")
-    for column in ("method", "n", "mean", "sd", "seeds"):
-        arms.add_column(column, justify="left" if column in ("method", "seeds") else "right")
+    for column in ("arm", "n", "mean", "sd", "seeds"):
+        arms.add_column(column, justify="left" if column in ("arm", "seeds") else "right")
     for arm in result["arms"]:
         arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])))
     out.print(arms)

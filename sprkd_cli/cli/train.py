@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -9,37 +11,27 @@ import typer
 from ..config import TrainConfig
 from . import options as o
 from .app import console, fmt, open_store_from, print_json, progress
+from .derive import command, one_of, method_params, method_values, training_params, training_values
 
 
-def _config(kind: str, method: str, dataset: str, model: str, seed: int, split_seed: int, epochs: int,
-            batch_size: int, optimizer: str, lr: float, weight_decay: float, momentum: float, schedule: str,
-            teacher_ids: list[str], method_options: dict, **extra) -> TrainConfig:
-    """The run's TrainConfig; `extra` are further TrainConfig fields (e.g. hessian_every)."""
-    from ..errors import UserError
-
-    if optimizer not in ("adamw", "adam", "sgd"):
-        raise UserError(f"unknown optimizer '{optimizer}'; valid optimizers: adam, adamw, sgd")
-    if schedule not in ("cosine", "constant"):
-        raise UserError(f"unknown schedule '{schedule}'; valid schedules: constant, cosine")
-    if extra.get("image_size") is None:  # the dataset's default size, stated, so that it hashes like --image-size N
+def _config(kind: str, method: str, dataset: str, model: str, seed: int, values: dict, **fields) -> TrainConfig:
+    """The run's TrainConfig from a command's parsed training flags (`values`), checked before any work."""
+    if values.get("image_size") is None:  # the dataset's default size, stated, so that it hashes like --image-size N
         from ..data.source import DEFAULT_IMAGE_SIZE
         from ..specs import parse_spec
 
-        extra["image_size"] = DEFAULT_IMAGE_SIZE.get(parse_spec(dataset)[0])
-    return TrainConfig(kind=kind, method=method, dataset=dataset, model=model, seed=seed, split_seed=split_seed,
-                       epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                       momentum=momentum, schedule=schedule, teacher_ids=teacher_ids, method_options=method_options,
-                       **extra)
+        values = values | {"image_size": DEFAULT_IMAGE_SIZE.get(parse_spec(dataset)[0])}
+    cfg = TrainConfig(kind=kind, method=method, dataset=dataset, model=model, seed=seed, **training_values(values),
+                      **fields)
+    cfg.check()
+    return cfg
 
 
 def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
-    from ..services.saddles import same_tracking
-    from ..services.training import finished_outcome, train_run
+    from ..services.training import finished_outcome, reusable_run, train_run
 
     store = open_store_from(ctx)
-    existing = store.find_finished(cfg.config_hash(), cfg.seed) if reuse else None
-    if existing is not None and not same_tracking(existing, cfg):
-        existing = None  # the same teacher, but without the saddles asked for
+    existing = reusable_run(store, cfg) if reuse else None
     if existing is not None:
         outcome = finished_outcome(existing) | {"reused": True}
         print_json(outcome) if as_json else _print_outcome(outcome)
@@ -111,197 +103,54 @@ def _print_outcome(outcome: dict) -> None:
         out.print("events: " + ", ".join(f"{k} {v}" for k, v in outcome["events"].items()))
 
 
-def register(app: typer.Typer) -> None:
-    app.command("train-teacher")(train_teacher)
-    app.command("distill")(distill)
-    app.command("compare")(compare)
+def _param(name: str, annotation, default) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
-def train_teacher(
-    ctx: typer.Context,
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    image_size: o.ImageSize = None,
-    download: o.Download = False,
-    model: Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")] = "mlp-large",
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
-    split_seed: o.SplitSeed = 0,
-    epochs: o.Epochs = 30,
-    batch_size: o.BatchSize = 64,
-    optimizer: o.Optimizer = "adamw",
-    lr: o.Lr = 1e-3,
-    weight_decay: o.WeightDecay = 0.01,
-    momentum: o.Momentum = 0.9,
-    schedule: o.Schedule = "cosine",
-    augment: o.Augment = False,
-    device: o.Device = "auto",
-    hessian_every: o.HessianEvery = 0,
-    hessian_density: o.HessianDensity = False,
-    track_saddles: o.TrackSaddles = False,
-    saddle_every: o.SaddleEvery = 50,
-    saddle_top_n: o.SaddleTopN = 4,
-    saddle_rule: o.SaddleRule = "ratio",
-    saddle_alpha: o.SaddleAlpha = 0.4,
-    saddle_beta: o.SaddleBeta = 7.0,
-    max_saddles: o.MaxSaddles = 20,
-    probe_batches: o.ProbeBatches = 2,
-    probe_size: o.ProbeSize = 256,
-    probe_mode: o.ProbeMode = "eval",
-    checkpoint_every: o.CheckpointEvery = 60.0,
-    resume: o.Resume = None,
-    reuse: o.Reuse = False,
-    as_json: o.Json = False,
-) -> None:
-    """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact);
-    with --track-saddles, its strong saddle points too (for sprkd students). --resume RUN continues a
-    stopped one."""
+Model = Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")]
+Method = Annotated[str, typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
+Methods = Annotated[Optional[str], typer.Option(help="Comma-separated methods, each an arm named after it, e.g. sgd,kd,sage \\[default: sgd,kd when no --arm is given].")]
+ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=METHOD[:key=value,...]", help="An arm: a named method with its own options, e.g. rkd=kd:temperature=1,ce_weight=0,kd_weight=1 or sprkd-no-nhe=sprkd:nhe=false; teacher=RUN[+RUN] picks its teachers. Repeatable; a bare METHOD is an arm named after it. Its options override the flags below.")]
+Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")]
+Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
+Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
+RayAddress = Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")]
+
+
+def train_teacher(ctx: typer.Context, *, dataset: str, model: str, seed: int, resume: str | None, reuse: bool,
+                  as_json: bool, **values) -> None:
     if resume is not None:
         return _resume_and_report(ctx, "teacher", resume, as_json)
-    cfg = _config("teacher", "sgd", dataset, model, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
-                  download=download, augment=augment, device=device,
-                  hessian_every=hessian_every, hessian_density=hessian_density, track_saddles=track_saddles, saddle_every=saddle_every,
-                  saddle_top_n=saddle_top_n, saddle_rule=saddle_rule, saddle_alpha=saddle_alpha,
-                  saddle_beta=saddle_beta, max_saddles=max_saddles, probe_batches=probe_batches,
-                  probe_size=probe_size, probe_mode=probe_mode, checkpoint_every=checkpoint_every)
+    cfg = _config("teacher", "sgd", dataset, model, seed, values)
     _train_and_report(ctx, cfg, as_json, reuse)
 
 
-def distill(
-    ctx: typer.Context,
-    method: Annotated[str, typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")] = "kd",
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher run id (or unique prefix), several comma-separated for sprkd's ensemble; default: the latest finished teacher of the dataset (for sprkd: with tracked saddles).")] = None,
-    student: Annotated[str, typer.Option(help="Student model, e.g. mlp-small.")] = "mlp-small",
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    image_size: o.ImageSize = None,
-    download: o.Download = False,
-    seed: Annotated[int, typer.Option(help="Seed of initialisation and data order.")] = 0,
-    split_seed: o.SplitSeed = 0,
-    epochs: o.Epochs = 30,
-    batch_size: o.BatchSize = 64,
-    optimizer: o.Optimizer = "adamw",
-    lr: o.Lr = 1e-3,
-    weight_decay: o.WeightDecay = 0.01,
-    momentum: o.Momentum = 0.9,
-    schedule: o.Schedule = "cosine",
-    augment: o.Augment = False,
-    device: o.Device = "auto",
-    temperature: o.Temperature = None,
-    ce_weight: o.CeWeight = None,
-    kd_weight: o.KdWeight = None,
-    hessian_every: o.HessianEvery = 0,
-    hessian_density: o.HessianDensity = False,
-    no_asr: o.NoAsr = False,
-    no_nhe: o.NoNhe = False,
-    no_pgd: o.NoPgd = False,
-    asr_pick: o.AsrPick = None,
-    approach_eps: o.ApproachEps = None,
-    approach_max_steps: o.ApproachMaxSteps = None,
-    nhe_grad_threshold: o.NheGradThreshold = None,
-    nhe_max: o.NheMax = None,
-    nhe_tol: o.NheTol = None,
-    nhe_scale: o.NheScale = None,
-    pgd_epochs: o.PgdEpochs = None,
-    pgd_sigma: o.PgdSigma = None,
-    cooldown: o.Cooldown = None,
-    sage_rounds: o.SageRounds = None,
-    sage_every: o.SageEvery = None,
-    sage_umap_max: o.SageUmapMax = None,
-    sage_percentile: o.SagePercentile = None,
-    sage_per_anchor: o.SagePerAnchor = None,
-    sage_k: o.SageK = None,
-    sage_synth: o.SageSynth = None,
-    sage_max_synth: o.SageMaxSynth = None,
-    probe_batches: o.ProbeBatches = 2,
-    probe_size: o.ProbeSize = 256,
-    probe_mode: o.ProbeMode = "eval",
-    checkpoint_every: o.CheckpointEvery = 60.0,
-    resume: o.Resume = None,
-    reuse: o.Reuse = False,
-    as_json: o.Json = False,
-) -> None:
-    """Train a student with one method and record it. --resume RUN continues a stopped one."""
+def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: str, dataset: str, seed: int,
+            resume: str | None, reuse: bool, as_json: bool, **values) -> None:
     if resume is not None:
         return _resume_and_report(ctx, "student", resume, as_json)
     from ..methods import method_options
     from ..services.saddles import teacher_ids_for
 
-    options = method_options(method, {
-        "temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight,
-        "asr": False if no_asr else None, "nhe": False if no_nhe else None, "pgd": False if no_pgd else None,
-        "asr_pick": asr_pick, "approach_eps": approach_eps, "approach_max_steps": approach_max_steps,
-        "nhe_grad_threshold": nhe_grad_threshold, "nhe_max": nhe_max, "nhe_tol": nhe_tol, "nhe_scale": nhe_scale,
-        "pgd_epochs": pgd_epochs, "pgd_sigma": pgd_sigma, "cooldown": cooldown,
-        "probe_batches": probe_batches, "probe_size": probe_size, "probe_mode": probe_mode,
-        "sage_rounds": sage_rounds, "sage_every": sage_every, "sage_umap_max": sage_umap_max,
-        "sage_percentile": sage_percentile, "sage_per_anchor": sage_per_anchor, "sage_k": sage_k,
-        "sage_synth": sage_synth, "sage_max_synth": sage_max_synth})
-    teachers = teacher_ids_for(open_store_from(ctx), method, teacher, dataset, split_seed, student, options)
-    cfg = _config("student", method, dataset, student, seed, split_seed, epochs, batch_size, optimizer, lr,
-                  weight_decay, momentum, schedule, teachers, options, data_dir=data_dir, image_size=image_size,
-                  download=download, augment=augment, device=device,
-                  hessian_every=hessian_every,
-                  hessian_density=hessian_density, probe_batches=probe_batches, probe_size=probe_size,
-                  probe_mode=probe_mode, checkpoint_every=checkpoint_every)
-    _train_and_report(ctx, cfg, as_json, reuse)
+    cfg = _config("student", method, dataset, student, seed, values)
+    options = method_options(method, method_values(values), cfg)
+    teachers = teacher_ids_for(open_store_from(ctx), method, teacher, dataset, cfg.split_seed, student, options)
+    _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=options), as_json, reuse)
 
 
-def compare(
-    ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option(help="Comma-separated methods, e.g. sgd,kd,sage \\[default: sgd,kd].")] = None,
-    dataset: o.Dataset = "digits",
-    data_dir: o.DataDir = None,
-    image_size: o.ImageSize = None,
-    download: o.Download = False,
-    seeds: Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")] = "0-4",
-    teacher: Annotated[Optional[str], typer.Option(help="Teacher run; default: the latest finished teacher of the dataset.")] = None,
-    student: Annotated[str, typer.Option(help="Student model.")] = "mlp-small",
-    jobs: Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")] = 1,
-    executor: Annotated[str, typer.Option(help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")] = None,
-    split_seed: o.SplitSeed = 0,
-    epochs: o.Epochs = 30,
-    batch_size: o.BatchSize = 64,
-    optimizer: o.Optimizer = "adamw",
-    lr: o.Lr = 1e-3,
-    weight_decay: o.WeightDecay = 0.01,
-    momentum: o.Momentum = 0.9,
-    schedule: o.Schedule = "cosine",
-    augment: o.Augment = False,
-    device: o.Device = "auto",
-    temperature: o.Temperature = None,
-    ce_weight: o.CeWeight = None,
-    kd_weight: o.KdWeight = None,
-    sage_rounds: o.SageRounds = None,
-    sage_every: o.SageEvery = None,
-    sage_umap_max: o.SageUmapMax = None,
-    sage_percentile: o.SagePercentile = None,
-    sage_per_anchor: o.SagePerAnchor = None,
-    sage_k: o.SageK = None,
-    sage_synth: o.SageSynth = None,
-    sage_max_synth: o.SageMaxSynth = None,
-    as_json: o.Json = False,
-) -> None:
-    """Run every missing (method, seed) (finished runs with the same config and seed are reused;
-    interrupted or crashed ones go on from their saved state), then print test accuracy at the
-    best-validation epoch per method and write a learning-curve PNG."""
-    from ..methods import parse_methods
+def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
+            teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None, as_json: bool,
+            **values) -> None:
+    from ..arms import parse_arms
     from ..services.compare import check_executor, check_jobs, compare as run_compare
     from ..specs import parse_seeds
 
-    method_list = parse_methods(methods)
+    arms = parse_arms(methods, arm or [])
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     check_executor(executor, ray_address)
-    template = _config("student", method_list[0], dataset, student, 0, split_seed, epochs, batch_size, optimizer,
-                       lr, weight_decay, momentum, schedule, [], {}, data_dir=data_dir, image_size=image_size,
-                       download=download, augment=augment, device=device)
+    template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
-    overrides = {"temperature": temperature, "ce_weight": ce_weight, "kd_weight": kd_weight,
-                 "sage_rounds": sage_rounds, "sage_every": sage_every, "sage_umap_max": sage_umap_max,
-                 "sage_percentile": sage_percentile, "sage_per_anchor": sage_per_anchor, "sage_k": sage_k,
-                 "sage_synth": sage_synth, "sage_max_synth": sage_max_synth}
     with progress(not as_json) as bar:
         task = bar.add_task("runs", total=None, info="")
 
@@ -311,8 +160,8 @@ def compare(
         def done(outcome):
             bar.update(task, advance=1)
 
-        result = run_compare(store, template, method_list, seed_list, teacher_ref=teacher,
-                             method_overrides=overrides, jobs=jobs, on_planned=planned, on_done=done,
+        result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
+                             method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
                              executor=executor, ray_address=ray_address)
     if as_json:
         print_json(result)
@@ -322,16 +171,49 @@ def compare(
         raise typer.Exit(1)
 
 
+COMMON = [_param("dataset", o.Dataset, "digits")]
+OUTPUT = [_param("as_json", o.Json, False)]
+RESUMABLE = [_param("resume", o.Resume, None), _param("reuse", o.Reuse, False), *OUTPUT]
+STUDENT = [_param("teacher", o.Teacher, None), _param("student", o.Student, "mlp-small"), *COMMON]
+
+COMMANDS = {
+    "train-teacher": (train_teacher,
+                      [*COMMON, _param("model", Model, "mlp-large"), _param("seed", o.Seed, 0),
+                       *training_params("teacher"), *RESUMABLE],
+                      """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact);
+    with --track-saddles, its strong saddle points too (for sprkd students). --resume RUN continues a
+    stopped one."""),
+    "distill": (distill,
+                [_param("method", Method, "kd"), *STUDENT, _param("seed", o.Seed, 0), *training_params("student"),
+                 *method_params(), *RESUMABLE],
+                "Train a student with one method and record it. --resume RUN continues a stopped one."),
+    "compare": (compare,
+                [_param("methods", Methods, None), _param("arm", ArmOption, None), *STUDENT,
+                 _param("seeds", Seeds, "0-4"), _param("jobs", Jobs, 1), _param("executor", Executor, "local"),
+                 _param("ray_address", RayAddress, None), *training_params("student"), *method_params(), *OUTPUT],
+                """Run every missing (arm, seed) (finished runs with the same config and seed are reused;
+    interrupted or crashed ones go on from their saved state), then print test accuracy at the
+    best-validation epoch per arm and write a learning-curve PNG. Every distill flag is a compare flag
+    (applied to every arm whose method has it); an --arm's own options override them."""),
+}
+
+
+def register(app: typer.Typer) -> None:
+    for name, (body, params, doc) in COMMANDS.items():
+        app.command(name)(command(name, doc, params, body))
+
+
 def _print_compare(result: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     out = console()
     table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch")
-    for column in ("method", "teacher", "n", "mean", "sd", "95% CI", "seeds"):
-        table.add_column(column, justify="left" if column in ("method", "teacher", "seeds") else "right")
+    for column in ("arm", "teacher", "n", "mean", "sd", "95% CI", "seeds"):
+        table.add_column(column, justify="left" if column in ("arm", "teacher", "seeds") else "right")
     for row in result["methods"]:
-        table.add_row(row["method"], ",".join(row.get("teacher_ids", [])) or "–", str(row["n"]), fmt(row["mean"]),
+        label = row["arm"] if row["arm"] == row["method"] and not row["options"] else f"{row['arm']} ({row['method']})"
+        table.add_row(label, ",".join(row.get("teacher_ids", [])) or "–", str(row["n"]), fmt(row["mean"]),
                       fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", ",".join(map(str, row["seeds"])))
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""

@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 
-from ..errors import UserError
-from ..names import check_dataset_name
+from ..errors import UserError, unknown_name
 from ..specs import parse_spec
-from .splits import Splits
-from .tabular import load_digits, load_synthetic
-from .text import TASKS as TEXT_DATASETS, load_qnli, load_sst2
-from .malaria import load_malaria
 from .source import DEFAULT_IMAGE_SIZE, DataSource
-from .vision import load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
 
-LOADERS: dict[str, Callable[..., Splits]] = {
-    "digits": load_digits,
-    "synthetic": load_synthetic,
-    "sst2": load_sst2,
-    "qnli": load_qnli,
-    "malaria": load_malaria,
-    "mnist": load_mnist,
-    "fashion-mnist": load_fashion_mnist,
-    "cifar10": load_cifar10,
-    "cifar100": load_cifar100,
+# name -> (module:loader in this package, kind). The one list of dataset names, importable without torch
+# (stats and runs check names with it); a loader's module loads on first use. Image datasets read files:
+# they get a DataSource (data dir, image size, --download, progress); text ones a tokenizer.
+LOADERS: dict[str, tuple[str, str]] = {
+    "digits": ("tabular:load_digits", "table"),
+    "synthetic": ("tabular:load_synthetic", "table"),
+    "sst2": ("text:load_sst2", "text"),
+    "qnli": ("text:load_qnli", "text"),
+    "malaria": ("malaria:load_malaria", "image"),
+    "mnist": ("vision:load_mnist", "image"),
+    "fashion-mnist": ("vision:load_fashion_mnist", "image"),
+    "cifar10": ("vision:load_cifar10", "image"),
+    "cifar100": ("vision:load_cifar100", "image"),
 }
-# Image datasets read files: they get a DataSource (data dir, image size, --download, progress).
-IMAGE_DATASETS = ("malaria", "mnist", "fashion-mnist", "cifar10", "cifar100")
 
 
 def dataset_names() -> list[str]:
     return sorted(LOADERS)
+
+
+def check_dataset_name(spec: str) -> str:
+    """The dataset name of `spec`, which must be a registered one (its options are not checked)."""
+    name, _ = parse_spec(spec)
+    if name not in LOADERS:
+        raise unknown_name("dataset", name, LOADERS)
+    return name
+
+
+def _loader(name: str):
+    module, _, function = LOADERS[name][0].partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
+
+
+def __getattr__(attr: str):
+    if attr == "Splits":  # torch: loaded when asked for
+        from .splits import Splits
+
+        return Splits
+    raise AttributeError(attr)
 
 
 def load_dataset(spec: str, split_seed: int = 0, *, data_dir: str | None = None, model: str | None = None,
@@ -43,15 +59,16 @@ def load_dataset(spec: str, split_seed: int = 0, *, data_dir: str | None = None,
     if image_size is not None and name not in DEFAULT_IMAGE_SIZE:
         raise UserError(f"--image-size applies to {', '.join(DEFAULT_IMAGE_SIZE)} only (images of varying size); "
                         f"{name} has one size")
-    if name in IMAGE_DATASETS:
+    kind = LOADERS[name][1]
+    if kind == "image":
         source = DataSource(data_dir=data_dir, image_size=image_size, download=download, progress=progress)
-        return LOADERS[name](spec, parse_spec(spec)[1], split_seed, source)
-    if name in TEXT_DATASETS:
+        return _loader(name)(spec, parse_spec(spec)[1], split_seed, source)
+    if kind == "text":
         from ..models.hf import hf_name
 
         tokenizer = hf_name(model) if model else None
-        return LOADERS[name](spec, parse_spec(spec)[1], split_seed, data_dir=data_dir, tokenizer=tokenizer)
-    return LOADERS[name](spec, parse_spec(spec)[1], split_seed)
+        return _loader(name)(spec, parse_spec(spec)[1], split_seed, data_dir=data_dir, tokenizer=tokenizer)
+    return _loader(name)(spec, parse_spec(spec)[1], split_seed)
 
 
 __all__ = ["DataSource", "Splits", "check_dataset_name", "load_dataset", "dataset_names"]

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..data import Splits
 from ..errors import Diverged
-from ..methods import Method
+from ..methods.base import Method
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
 from .seeding import rng_state, set_rng_state

@@ -24,11 +24,8 @@ class Method:
     # Keeps its own tensors on the CPU (sage's vectors, pool and UMAP): --device auto trains it there,
     # another device is refused.
     cpu_only: ClassVar[bool] = False
-    defaults: ClassVar[dict] = {}
-
-    @classmethod
-    def validate(cls, options: dict) -> None:
-        """Raise UserError for option values that make no sense."""
+    # Its options (default, type, help, check) are declared in methods/options.py, and arrive here as the
+    # dict stored with the run.
 
     def loss(self, model: nn.Module, x: Tensor, y: Tensor, index: Tensor) -> Tensor:
         """Mean training loss on the mini-batch `x, y`; `index` are its rows in the training set."""

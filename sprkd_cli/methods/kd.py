@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import UserError
 from .base import Method
 
 
@@ -59,14 +58,6 @@ class KD(Method):
     name = "kd"
     needs_teacher = True
     takes_augmented = True
-    defaults = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
-
-    @classmethod
-    def validate(cls, options):
-        if options["temperature"] <= 0:
-            raise UserError(f"--temperature must be > 0 (got {options['temperature']})")
-        if options["ce_weight"] < 0 or options["kd_weight"] < 0:
-            raise UserError("--ce-weight and --kd-weight must be >= 0")
 
     def __init__(self, options: dict, teacher: torch.nn.Module, data, augmented: bool = False):
         self.temperature = options["temperature"]

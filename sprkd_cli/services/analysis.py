@@ -15,9 +15,28 @@ def parse_metric(metric: str) -> tuple[str, str]:
     return split, name
 
 
+def arm_list(store: Store, text: str | None) -> list[str]:
+    """stats' --methods/--arms: comma-separated arm names (a method's name is the arm of its plain runs);
+    each must be a method or an arm some run belongs to. Not given: every method and stored arm."""
+    from ..methods import method_names
+    from ..specs import parse_list
+
+    known = list(dict.fromkeys([*method_names(), *store.arm_names()]))
+    if text is None:
+        return known
+    names = parse_list(text)
+    if not names:
+        raise UserError(f"bad --methods '{text}': give comma-separated arms or methods, e.g. sgd,kd")
+    for name in names:
+        if name not in known:
+            raise UserError(f"unknown arm or method '{name}'; valid: {', '.join(known)}")
+    return names
+
+
 def method_values(store: Store, dataset: str, methods: list[str], metric: str, at: str, *,
                   student: str | None = None, teacher: str | None = None) -> dict[str, dict[int, dict]]:
-    """values[method][seed] = {"value", "run_id"} from the latest finished student run of each (method, seed).
+    """values[arm][seed] = {"value", "run_id"} from the latest finished student run of each (arm, seed); a
+    method's name is the arm of its runs by `distill` (and of compare's arm named after it).
 
     `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final."""
     if at not in ("best-val", "final"):
@@ -26,7 +45,7 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
     teacher_id = store.get_run(teacher).id if teacher else None
     chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
     for method in methods:
-        for run in store.list_runs(kind="student", method=method, dataset=dataset, status="finished", model=student,
+        for run in store.list_runs(kind="student", arm=method, dataset=dataset, status="finished", model=student,
                                    brief=True):
             if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
                 continue

@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
+from ..arms import Arm
 from ..config import TrainConfig
 from ..errors import Interrupted, UserError
 from ..store import Store
@@ -18,25 +19,25 @@ from ..store import Store
 Work = tuple[TrainConfig, str | None]  # a run to train, and the id of an unfinished run of it to resume (or None)
 
 
-def plan(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], teacher_ref: str | None,
-         method_overrides: dict) -> tuple[list[TrainConfig], str | None]:
-    """One config per (method, seed); the teachers are those given or, per method, the dataset's latest
-    (for sprkd: the latest with tracked saddles that fits the student). Returns the configs and the first
-    teacher id (None when no method needs one)."""
+def plan(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], teacher_ref: str | None,
+         method_overrides: dict) -> list[TrainConfig]:
+    """One config per (arm, seed). An arm's method options are its method's defaults, overridden by
+    `method_overrides` (the command's flags), then by the arm's own; its teachers are the arm's
+    `teacher=`, else `teacher_ref`, else the dataset's latest (for sprkd: the latest with tracked saddles
+    that fits the student)."""
     from ..methods import method_options
     from .saddles import teacher_ids_for
 
     configs = []
-    teacher_id = None
-    for method in methods:
-        options = method_options(method, method_overrides)
-        teachers = teacher_ids_for(store, method, teacher_ref, template.dataset, template.split_seed, template.model,
-                                   options)
-        teacher_id = teacher_id or (teachers[0] if teachers else None)
+    for arm in arms:
+        where = lambda name, declared, arm=arm: f"arm {arm.name}: {name}"  # noqa: E731
+        options = method_options(arm.method, method_overrides | arm.options, template, where=where)
+        teachers = teacher_ids_for(store, arm.method, arm.teacher or teacher_ref, template.dataset,
+                                   template.split_seed, template.model, options)
         for seed in seeds:
-            configs.append(dataclasses.replace(template, method=method, seed=seed, teacher_ids=teachers,
-                                               method_options=options))
-    return configs, teacher_id
+            configs.append(dataclasses.replace(template, method=arm.method, seed=seed, teacher_ids=teachers,
+                                               method_options=options, arm=arm.name))
+    return configs
 
 
 _worker_store: Store | None = None
@@ -105,20 +106,23 @@ def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict],
 EXECUTORS = ("local", "ray")
 
 
-def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list[int], *, teacher_ref: str | None,
+def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,
             method_overrides: dict, jobs: int, on_planned: Callable[[int, int], None] = lambda total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
             ray_address: str | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor) and summarise."""
-    from ..stats import summarize
-
-    configs, teacher_id = plan(store, template, methods, seeds, teacher_ref, method_overrides)
-    existing = {(c.method, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
-    todo = [c for c in configs if existing[(c.method, c.seed)] is None]
+    configs = plan(store, template, arms, seeds, teacher_ref, method_overrides)
+    existing = {(c.arm, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
+    for cfg in configs:  # a run reused under another arm's name belongs to this arm too
+        if existing[(cfg.arm, cfg.seed)] is not None:
+            store.link_arm(existing[(cfg.arm, cfg.seed)].id, cfg.arm)
+    todo = [c for c in configs if existing[(c.arm, c.seed)] is None]
     work = []
     for cfg in todo:  # an interrupted or crashed run of the same config and seed goes on from its state
         unfinished = store.find_unfinished(cfg.config_hash(), cfg.seed)
+        if unfinished is not None:
+            store.link_arm(unfinished.id, cfg.arm)
         work.append((cfg, unfinished.id if unfinished else None))
     on_planned(len(configs), len(todo))
     if executor == "ray" and work:
@@ -127,28 +131,36 @@ def compare(store: Store, template: TrainConfig, methods: list[str], seeds: list
         outcomes = execute_ray(store, work, jobs, on_done, address=ray_address)
     else:
         outcomes = execute(store, work, jobs, on_done)
-    failed = [o for o in outcomes if o["status"] != "finished"]
+    return summarise(store, template, arms, configs, outcomes)
+
+
+def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],
+              outcomes: list[dict]) -> dict:
+    """Test accuracy at the best-validation epoch per arm over its finished runs, and the learning curves."""
+    from ..stats import summarize
 
     rows = []
     curves: dict[str, list[str]] = {}
-    for method in methods:
-        runs = [store.find_finished(c.config_hash(), c.seed) for c in configs if c.method == method]
-        runs = [r for r in runs if r is not None]
-        arm = summarize([r.summary["test_acc"] for r in runs])
-        rows.append({"method": method, "n": arm.n, "mean": arm.mean, "sd": arm.sd, "ci_low": arm.ci_low,
-                     "ci_high": arm.ci_high, "seeds": [r.seed for r in runs], "run_ids": [r.id for r in runs],
-                     "teacher_ids": next((c.teacher_ids for c in configs if c.method == method), [])})
-        curves[method] = [r.id for r in runs]
+    for arm in arms:
+        mine = [c for c in configs if c.arm == arm.name]
+        runs = [r for r in (store.find_finished(c.config_hash(), c.seed) for c in mine) if r is not None]
+        stats = summarize([r.summary["test_acc"] for r in runs])
+        rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
+                     "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
+                     "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else []})
+        curves[arm.name] = [r.id for r in runs]
     plot = learning_curves(store, curves, template.dataset)
-    return {"dataset": template.dataset, "student": template.model, "teacher": teacher_id, "metric": "test_acc",
-            "at": "best-val", "methods": rows, "ran": len(todo), "reused": len(configs) - len(todo),
+    ran = len(outcomes)
+    first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
+    return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
+            "at": "best-val", "methods": rows, "ran": ran, "reused": len(configs) - ran,
             "resumed": [o["resumed"] for o in outcomes if "resumed" in o],
             "not_resumed": [o["resume_refused"] for o in outcomes if "resume_refused" in o],
-            "failed": failed, "plot": str(plot) if plot else None}
+            "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
 
 
 def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> Path | None:
-    """Validation accuracy per epoch, mean ± sd over seeds, one line per method, as a PNG."""
+    """Validation accuracy per epoch, mean ± sd over seeds, one line per arm, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -42,21 +42,6 @@ def load_snapshot(path: Path) -> list[tuple[str, object]]:
 
 
 # -- phase 1: tracking during train-teacher -----------------------------------------------------
-def check_tracking(cfg: TrainConfig) -> None:
-    from ..methods.sprkd.saddles import RULES
-
-    if cfg.saddle_rule not in RULES:
-        raise UserError(f"bad --saddle-rule '{cfg.saddle_rule}'; valid: {', '.join(RULES)}")
-    if cfg.probe_mode not in ("eval", "train"):
-        raise UserError(f"bad --probe-mode '{cfg.probe_mode}'; valid: eval, train")
-    if cfg.saddle_every < 1 or cfg.saddle_top_n < 1 or cfg.max_saddles < 1:
-        raise UserError("--saddle-every, --saddle-top-n and --max-saddles must be >= 1")
-    if cfg.saddle_alpha < 0 or cfg.saddle_beta < 0:
-        raise UserError("--saddle-alpha and --saddle-beta must be >= 0")
-    if cfg.probe_batches < 1 or cfg.probe_size < 1:
-        raise UserError("--probe-batches and --probe-size must be >= 1")
-
-
 def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
                    artifacts: Path) -> Callable[[int, int], None]:
     """on_step hook of --track-saddles: the saddle test every cfg.saddle_every steps; a strong saddle's

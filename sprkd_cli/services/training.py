@@ -13,7 +13,7 @@ from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError
 from ..store import Store
 from .lifecycle import Heartbeat, Interruptible
-from .saddles import EventSink, check_tracking, event_counts, injection_mapping, saddle_inputs, saddle_tracker
+from .saddles import EventSink, event_counts, injection_mapping, saddle_inputs, saddle_tracker
 from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
 STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
@@ -30,13 +30,8 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     from ..models import build_model, check_model
 
     method_cls = method_class(cfg.method)
+    cfg.check()
     check_model(cfg.model)
-    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
-        raise UserError("--epochs and --batch-size must be >= 1 and --lr > 0")
-    if cfg.hessian_every < 0:
-        raise UserError("--hessian-every must be >= 0 (0: no reports during training)")
-    if cfg.checkpoint_every < 0:
-        raise UserError("--checkpoint-every must be >= 0 seconds (0: a training state every epoch)")
     device = resolve_device(cfg.device)
     if method_cls.cpu_only and device.type != "cpu":
         if cfg.device != "auto":
@@ -44,7 +39,6 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
         device = resolve_device("cpu")
     data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
                         image_size=cfg.image_size, download=cfg.download, progress=progress)
-    check_tracking(cfg)  # the saddle and probe fields (the probe ones serve --hessian-every too)
     teacher = None
     inputs = {}
     if method_cls.needs_teacher:
@@ -68,6 +62,15 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     return data, model, method
 
 
+def reusable_run(store: Store, cfg: TrainConfig):
+    """A finished run of the same experiment and seed that `cfg` can take as its own (--reuse): for a
+    teacher asked to track saddles, one that tracked them as asked."""
+    from .saddles import same_tracking
+
+    existing = store.find_finished(cfg.config_hash(), cfg.seed)
+    return existing if existing is not None and same_tracking(existing, cfg) else None
+
+
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
               progress: Callable | None = None) -> dict:
     """Train and record one run. Returns its outcome (run id, status, headline numbers).
@@ -88,7 +91,7 @@ def _record_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None, event
     run = store.create_run(
         kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
         config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
-        device=str(next(model.parameters()).device),
+        device=str(next(model.parameters()).device), arm=cfg.arm,
     )
     return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop))
 

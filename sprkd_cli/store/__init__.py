@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
 from .engine import make_engine, resolve_url, sqlite_path, upgrade
-from .schema import Event, HessianReport, Metric, Prediction, Run, SaddlePoint
+from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
@@ -132,7 +132,9 @@ class Store:
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
-                   config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str) -> Run:
+                   config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str,
+                   arm: str | None = None) -> Run:
+        """A new running run; a student belongs to `arm` (default: the arm named after its method)."""
         run_id = uuid.uuid4().hex[:12]
         now = utcnow()
         run = Run(
@@ -146,7 +148,25 @@ class Store:
         )
         with self.session() as s, s.begin():
             s.add(run)
+            if kind == "student":
+                s.flush()
+                s.add(RunArm(run_id=run_id, arm=arm or method))
         return run
+
+    def link_arm(self, run_id: str, arm: str) -> None:
+        """`run_id` belongs to `arm` too (a run reused by an arm of another name)."""
+        with self.session() as s, s.begin():
+            if s.get(RunArm, (run_id, arm)) is None:
+                s.add(RunArm(run_id=run_id, arm=arm))
+
+    def arm_names(self) -> list[str]:
+        """Every arm some run belongs to."""
+        with self.session() as s:
+            return sorted(s.scalars(select(RunArm.arm).distinct()))
+
+    def arms_of(self, run_id: str) -> list[str]:
+        with self.session() as s:
+            return sorted(s.scalars(select(RunArm.arm).where(RunArm.run_id == run_id)))
 
     def update_run(self, run_id: str, **fields) -> None:
         with self.session() as s, s.begin():
@@ -217,7 +237,7 @@ class Store:
 
     def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,
                   status: str | None = None, model: str | None = None, limit: int | None = None,
-                  brief: bool = False) -> list[Run]:
+                  brief: bool = False, arm: str | None = None) -> list[Run]:
         """Runs newest first, filtered by equality on bound parameters. `running` and `crashed` are both
         stored as running and told apart here (see is_crashed). `brief`: plain records of every column
         but the config, library versions, artifact folder and start time (the largest columns; no ORM
@@ -233,6 +253,8 @@ class Store:
                               (Run.status, stored_status), (Run.model, model)):
             if value is not None:
                 query = query.where(column == value)
+        if arm is not None:
+            query = query.where(Run.id.in_(select(RunArm.run_id).where(RunArm.arm == arm)))
         split_later = stored_status == "running"
         if limit and not split_later:
             query = query.limit(limit)

@@ -113,7 +113,7 @@ def _current_revision(engine: Engine) -> str | None:
 
 # The newest migration's revision (tests/test_store.py checks it is Alembic's head): a store already
 # there is opened without importing Alembic, which costs a tenth of a second per command.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 PG_MIGRATION_LOCK = 0x5B2D  # the PostgreSQL advisory-lock key that serialises schema upgrades
 
 

@@ -46,6 +46,16 @@ class Run(Base):
     )
 
 
+class RunArm(Base):
+    """A run belongs to the arms it was trained or reused for (`compare --arm NAME=...`); a run of
+    `distill` to the arm named after its method."""
+
+    __tablename__ = "run_arms"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+
 class Metric(Base):
     __tablename__ = "metrics"
 

@@ -18,15 +18,12 @@ import torch
 
 from ...errors import UserError
 from ..base import EventSink, Method
-from ..kd import KD, kd_loss
+from ..kd import kd_loss
 from .pool import RealVectors, SyntheticPool
 from .rounds import (
     BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled_rows, select_anchors,
     soft_targets, synthesis_chunks, synthesise, timed, umap_rows,
 )
-
-SYNTH_MODES = ("inverse", "interpolate")
-
 
 def width(shape: tuple[int, ...], tokens: bool) -> int:
     """Feature width of one example's vector: hidden size of token vectors, else the first axis
@@ -39,24 +36,6 @@ class SAGE(Method):
     cpu_only = True
     needs_teacher = True
     needs_matched_student = True
-    defaults = KD.defaults | {
-        "sage_rounds": 3, "sage_every": 1, "sage_umap_max": 5000, "sage_percentile": 90.0, "sage_per_anchor": 2,
-        "sage_k": 5, "sage_synth": "inverse", "sage_max_synth": 5000,
-    }
-
-    @classmethod
-    def validate(cls, options):
-        KD.validate(options)
-        if options["sage_rounds"] < 0 or options["sage_every"] < 1:
-            raise UserError("--sage-rounds must be >= 0 and --sage-every >= 1")
-        if not 0.0 <= options["sage_percentile"] <= 100.0:
-            raise UserError(f"--sage-percentile must be in [0, 100] (got {options['sage_percentile']})")
-        if options["sage_per_anchor"] < 1 or options["sage_k"] < 1 or options["sage_umap_max"] < 1:
-            raise UserError("--sage-per-anchor, --sage-k and --sage-umap-max must be >= 1")
-        if options["sage_max_synth"] < 0:
-            raise UserError("--sage-max-synth must be >= 0")
-        if options["sage_synth"] not in SYNTH_MODES:
-            raise UserError(f"bad --sage-synth '{options['sage_synth']}'; valid: {', '.join(SYNTH_MODES)}")
 
     def __init__(self, options: dict, teacher: torch.nn.Module, data, **_):
         self.options = options

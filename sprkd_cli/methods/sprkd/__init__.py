@@ -23,8 +23,6 @@ from .nhe import eigenstep, most_negative
 from .pgd import perturbation_step
 from .probe import probe_loss
 
-ASR_PICKS = ("lowest-loss", "last")
-PROBE_MODES = ("eval", "train")
 NHE_HVP = "double"  # one first-order graph kept for the fixed probe set: the cheaper kind on small students
 PGD_SEED_OFFSET = 7_919  # the perturbations' private generator: seed + offset (the data order uses the seed)
 
@@ -33,31 +31,6 @@ class SPRKD(Method):
     name = "sprkd"
     needs_teacher = True
     needs_saddles = True
-    defaults = {
-        "asr": True, "asr_pick": "lowest-loss",
-        "approach_eps": 1e-3, "approach_max_steps": 200,
-        "nhe": True, "nhe_grad_threshold": 0.02, "nhe_max": 50, "nhe_tol": 1e-4, "nhe_scale": 0.5,
-        "pgd": True, "pgd_epochs": 15, "pgd_sigma": 0.1,
-        "cooldown": 10,
-        "kd_weight": 0.0, "temperature": 4.0,
-        "probe_batches": 2, "probe_size": 256, "probe_mode": "eval",
-    }
-
-    @classmethod
-    def validate(cls, o):
-        if o["asr_pick"] not in ASR_PICKS:
-            raise UserError(f"bad --asr-pick '{o['asr_pick']}'; valid: {', '.join(ASR_PICKS)}")
-        if o["probe_mode"] not in PROBE_MODES:
-            raise UserError(f"bad --probe-mode '{o['probe_mode']}'; valid: {', '.join(PROBE_MODES)}")
-        for key in ("approach_eps", "nhe_scale", "temperature"):
-            if not o[key] > 0:
-                raise UserError(f"--{key.replace('_', '-')} must be > 0 (got {o[key]})")
-        for key in ("approach_max_steps", "nhe_max", "pgd_epochs", "cooldown", "nhe_grad_threshold", "nhe_tol",
-                    "pgd_sigma", "kd_weight"):
-            if o[key] < 0:
-                raise UserError(f"--{key.replace('_', '-')} must be >= 0 (got {o[key]})")
-        if o["probe_batches"] < 1 or o["probe_size"] < 1:
-            raise UserError("--probe-batches and --probe-size must be >= 1")
 
     def __init__(self, options: dict, teacher=None, data=None, *, saddles: list[TeacherSaddle] | None = None,
                  teachers: list[torch.nn.Module] | None = None):

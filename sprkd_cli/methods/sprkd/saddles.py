@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RULES = ("ratio", "magnitude", "both")
+from ...config import SADDLE_RULES as RULES
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,118 @@
+"""The training commands' flags, derived from the declarations (config.TrainConfig, methods/options.py).
+
+An option is declared once, with its default, type, help, choices and check; here it becomes a Typer
+parameter. Training options keep their default on the command line; method options default to "not
+given" (the method's own default applies, which can differ between methods: --kd-weight is 0.9 for kd
+and 0 for sprkd), and their help says each method's default.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Annotated, Optional
+
+import typer
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..methods.options import METHOD_OPTIONS
+from ..options import Declared, declared_fields, default_of, flag_name, value_type
+
+
+def one_of(flag: str, choices: tuple[str, ...]) -> dict:
+    """typer.Option arguments for a choice: --help lists the choices, and a refusal is sprkd's one line
+    (`bad --flag 'value'; valid: a, b`, exit 2)."""
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise UserError(f"bad {flag} '{value}'; valid: {', '.join(choices)}")
+        return value
+
+    return {"parser": parse, "metavar": "[" + "|".join(choices) + "]"}
+
+
+def _param(name: str, kind: type, declared: Declared, default, help_text: str, *, optional: bool) -> inspect.Parameter:
+    extra = one_of(flag_name(name, declared), declared.choices) if declared.choices is not None else {}
+    if kind is bool:
+        decls = [flag_name(name, declared)]
+        name = decls[0].lstrip("-").replace("-", "_")
+        annotation, default = bool, False
+    else:
+        decls = [flag_name(name, declared)]
+        annotation = Optional[kind] if optional else kind
+    info = typer.Option(*decls, help=help_text, rich_help_panel=declared.panel, **extra)
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                             annotation=Annotated[annotation, info])
+
+
+def training_params(scope: str) -> list[inspect.Parameter]:
+    """TrainConfig's flags for `scope` (teacher: all of them; student: all but saddle tracking)."""
+    params = []
+    for f, declared in declared_fields(TrainConfig):
+        if declared.cli and (declared.scope == "all" or declared.scope == scope):
+            kind = value_type(f)
+            params.append(_param(f.name, kind, declared, default_of(f), declared.help,
+                                 optional=default_of(f) is None))
+    return params
+
+
+def _method_option_table() -> dict[str, list[tuple[str, object, Declared, type]]]:
+    """option name -> [(method, default, declaration, type)] over every method that declares it."""
+    table: dict[str, list] = {}
+    for method, cls in METHOD_OPTIONS.items():
+        for f, declared in declared_fields(cls):
+            table.setdefault(f.name, []).append((method, default_of(f), declared, value_type(f)))
+    return table
+
+
+def method_params() -> list[inspect.Parameter]:
+    """One flag per method option (shared names, e.g. --temperature, are one flag), default: not given."""
+    params = []
+    training = {f.name for f, _ in declared_fields(TrainConfig)}
+    for name, rows in _method_option_table().items():
+        if name in training:
+            continue
+        _, _, declared, kind = rows[0]
+        if kind is bool:
+            help_text = f"{declared.help} ({', '.join(m for m, *_ in rows)})"
+        else:
+            by_default: dict[str, list[str]] = {}
+            for method, default, _, _ in rows:
+                by_default.setdefault(f"{default:g}" if isinstance(default, float) else str(default), []).append(method)
+            defaults = "; ".join(f"{', '.join(ms)}: {d}" for d, ms in by_default.items())
+            help_text = f"{declared.help} (default {defaults})"
+        params.append(_param(name, kind, declared, None, help_text, optional=True))
+    return params
+
+
+def training_values(given: dict) -> dict:
+    """The TrainConfig fields among a command's parsed flags."""
+    names = {f.name for f, d in declared_fields(TrainConfig) if d.cli}
+    return {k: v for k, v in given.items() if k in names}
+
+
+def method_values(given: dict) -> dict:
+    """The method options given on the command line (None: not given; --no-X sets X to False)."""
+    out = {}
+    for name, rows in _method_option_table().items():
+        declared = rows[0][2]
+        if rows[0][3] is bool:
+            switch = flag_name(name, declared).lstrip("-").replace("-", "_")
+            out[name] = False if given.get(switch) else None
+        elif name in given:
+            out[name] = given[name]
+    return out
+
+
+def command(name: str, doc: str, params: list[inspect.Parameter], body: Callable[..., None]):
+    """A Typer command `name` whose flags are `params`; body(ctx, **values) runs it."""
+
+    def run(ctx: typer.Context, **values):
+        return body(ctx, **values)
+
+    ctx_param = inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)
+    run.__signature__ = inspect.Signature([ctx_param, *params])
+    run.__name__ = name.replace("-", "_")
+    run.__doc__ = doc
+    return run
