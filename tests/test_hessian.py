@@ -243,6 +243,29 @@ class DenseOperator:
         return self.A @ v
 
 
+def test_largest_magnitude_eigenvalues_and_the_saddle_score_match_the_exact_hessian(setup):
+    """lanczos(k_magnitude=n) and sprkd's measure_saddle against eigvalsh of the autograd Hessian:
+    the n eigenvalues of largest |lambda|, from whichever end, largest magnitude first."""
+    from sprkd_cli.methods.sprkd.saddles import measure_saddle
+
+    model, probe, H, exact = setup
+    exact = exact.numpy()
+    expected = exact[np.argsort(-np.abs(exact), kind="stable")[:8]]
+    assert (expected < 0).any() and (expected > 0).any()  # both ends of the spectrum take part
+    scale = float(np.abs(exact).max())
+    with HessianOperator(model, F.cross_entropy, probe) as op:
+        res = lanczos(op, k_top=0, k_bottom=0, k_magnitude=8, seed=0)
+    assert res.magnitude_converged.all() and len(res.top_values) == len(res.bottom_values) == 0
+    assert np.max(np.abs(res.magnitude_values - expected)) < 1e-4 * scale
+    loss, s, iterations = measure_saddle(model, probe, 8, seed=0)
+    assert np.max(np.abs(np.array(s.eigenvalues) - expected)) < 1e-4 * scale
+    assert s.s_neg == pytest.approx(-expected[expected < 0].sum(), rel=1e-4)
+    assert s.s_pos == pytest.approx(expected[expected > 0].sum(), rel=1e-4)
+    assert iterations == res.iterations
+    with torch.no_grad():
+        assert loss == pytest.approx(float(F.cross_entropy(model(probe_data(probe)[0]), probe_data(probe)[1])), rel=1e-5)
+
+
 def test_lanczos_breakdown_restarts_and_finds_repeated_eigenvalues():
     # 3 distinct eigenvalues: the Krylov space of any start vector has dimension 3.
     diagonal = torch.tensor([5.0, 5.0, 5.0, 1.0, 1.0, -2.0, -2.0, -2.0], dtype=torch.float64)

@@ -16,6 +16,7 @@ from ..config import TrainConfig
 from ..data import Splits
 from ..errors import Diverged
 from ..methods.base import Method
+from ..models.modes import train_mode
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
 from .seeding import rng_state, set_rng_state
@@ -62,12 +63,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """Mean cross-entropy, accuracy and predictions (on the CPU), in eval mode on the model's device;
     the model's mode is restored."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with train_mode(model, False):
         logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).cpu() for i in range(0, len(x), EVAL_CHUNK)])
-    finally:
-        model.train(was_training)
     predictions = logits.argmax(dim=1)
     loss = F.cross_entropy(logits, y).item()
     return loss, (predictions == y).float().mean().item(), predictions

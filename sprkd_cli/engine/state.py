@@ -7,14 +7,12 @@ Used for --resume: the loop's whole state at an epoch end (engine.loop.fit) roun
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
 
 from ..errors import UserError
+from .safetensors_io import read_tensors, write_tensors
 
 FORMAT = "sprkd-state-1"
 
@@ -57,20 +55,11 @@ def save_state(state: dict, path: Path) -> None:
     """Write `state` to `path` atomically (a reader sees the previous file or this one, never half)."""
     tensors: dict[str, torch.Tensor] = {}
     tree = json.dumps(_encode(state, tensors))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"format": FORMAT, "tree": tree})
-    os.replace(partial, path)
+    write_tensors(path, tensors, {"format": FORMAT, "tree": tree}, atomic=True)
 
 
 def load_state(path: Path) -> dict:
-    try:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"training state {path} cannot be read ({exc}); sprkd reads only its own safetensors "
-                        "states, never pickles, which can run code") from None
+    tensors, meta = read_tensors(path, "training state")
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} is not a sprkd training state (format {meta.get('format')!r}, expected {FORMAT})")
     try:

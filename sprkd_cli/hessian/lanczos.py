@@ -257,7 +257,8 @@ class LanczosResult:
     """Extreme Ritz pairs of H with their residuals ``||H y - theta y||``.
 
     ``top_*`` are the largest algebraic eigenvalues (descending), ``bottom_*`` the
-    smallest algebraic ones (ascending, so ``bottom_values[0]`` is lambda_min). Vectors
+    smallest algebraic ones (ascending, so ``bottom_values[0]`` is lambda_min), ``magnitude_*``
+    those of largest ``|theta|`` at either end (largest magnitude first, no vectors). Vectors
     are rows of unit 2-norm in the flat parameter layout (``op.unflatten`` splits them).
     A pair is converged when its residual is at most ``tol * max|theta|``.
     """
@@ -270,6 +271,8 @@ class LanczosResult:
     bottom_vectors: torch.Tensor
     bottom_residuals: np.ndarray
     bottom_converged: np.ndarray
+    magnitude_values: np.ndarray
+    magnitude_converged: np.ndarray
     alpha: np.ndarray
     beta: np.ndarray
     iterations: int
@@ -285,11 +288,14 @@ class LanczosResult:
         return bool(self.top_converged.all() and self.bottom_converged.all())
 
 
-def _wanted(n: int, k_top: int, k_bottom: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (into ascending Ritz values) of the top (descending) and bottom pairs."""
+def _wanted(theta: np.ndarray, k_top: int, k_bottom: int, k_magnitude: int) -> tuple[np.ndarray, ...]:
+    """Indices (into ascending Ritz values) of the top (descending), bottom and largest-magnitude
+    (largest first, ties in ascending order) pairs."""
+    n = len(theta)
     top = np.arange(n - 1, n - 1 - min(k_top, n), -1)
     bottom = np.arange(min(k_bottom, n))
-    return top, bottom
+    magnitude = np.argsort(-np.abs(theta), kind="stable")[:k_magnitude]
+    return top, bottom, magnitude
 
 
 def lanczos(
@@ -299,9 +305,11 @@ def lanczos(
     max_iter: int | None = None,
     tol: float | None = None,
     seed: int = 0,
+    k_magnitude: int = 0,
 ) -> LanczosResult:
-    """Top-``k_top`` and bottom-``k_bottom`` eigenpairs of H by Lanczos with full
-    re-orthogonalisation, from a Gaussian start vector drawn from ``seed``.
+    """Top-``k_top`` and bottom-``k_bottom`` eigenpairs of H, and the ``k_magnitude`` eigenvalues of
+    largest magnitude, by Lanczos with full re-orthogonalisation, from a Gaussian start vector drawn
+    from ``seed``.
 
     Stops when every wanted Ritz pair has residual bound ``beta_m |s_m|`` at most
     ``tol * max|theta|`` (default ``tol``: 1e-4 in float32, 1e-8 in float64), after
@@ -309,8 +317,8 @@ def lanczos(
     space. A breakdown (invariant subspace) never ends the run early: it restarts from a
     random vector orthogonal to the basis. Each step costs one HVP.
     """
-    if k_top < 0 or k_bottom < 0 or k_top + k_bottom == 0:
-        raise ValueError("ask for at least one eigenpair (k_top + k_bottom >= 1)")
+    if min(k_top, k_bottom, k_magnitude) < 0 or k_top + k_bottom + k_magnitude == 0:
+        raise ValueError("ask for at least one eigenpair (k_top + k_bottom + k_magnitude >= 1)")
     tol = DEFAULT_TOL[op.dtype] if tol is None else tol
     max_iter = min(op.dim, 300) if max_iter is None else max_iter
     generator = torch.Generator().manual_seed(seed)
@@ -318,7 +326,7 @@ def lanczos(
 
     def converged(krylov: Krylov) -> bool:
         n = krylov.steps
-        if n < min(k_top + k_bottom, op.dim):
+        if n < min(k_top + k_bottom + k_magnitude, op.dim):
             return False
         if krylov.beta[-1] == 0.0 and n < op.dim:
             # Breakdown: the basis spans an invariant subspace, so its Ritz values are
@@ -326,15 +334,14 @@ def lanczos(
             # unexplored; go on from the fresh vector.
             return False
         theta, _, residuals = krylov.ritz()
-        top, bottom = _wanted(n, k_top, k_bottom)
-        wanted = np.concatenate([top, bottom])
+        wanted = np.concatenate(_wanted(theta, k_top, k_bottom, k_magnitude))
         return bool(np.all(residuals[wanted] <= tol * np.max(np.abs(theta))))
 
     start = gaussian(op.dim, generator, op.dtype, op.device)
     krylov = lanczos_tridiagonal(op, start, max_iter, "full", generator, converged)
     theta, S, residuals = krylov.ritz()
     limit = tol * np.max(np.abs(theta))
-    top, bottom = _wanted(krylov.steps, k_top, k_bottom)
+    top, bottom, magnitude = _wanted(theta, k_top, k_bottom, k_magnitude)
 
     def vectors(idx: np.ndarray) -> torch.Tensor:
         coefficients = torch.from_numpy(np.ascontiguousarray(S[:, idx].T)).to(op.device, op.dtype)
@@ -350,6 +357,8 @@ def lanczos(
         bottom_vectors=vectors(bottom),
         bottom_residuals=residuals[bottom],
         bottom_converged=residuals[bottom] <= limit,
+        magnitude_values=theta[magnitude],
+        magnitude_converged=residuals[magnitude] <= limit,
         alpha=krylov.alpha,
         beta=krylov.beta,
         iterations=krylov.steps,

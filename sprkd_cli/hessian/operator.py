@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..models.modes import train_mode
 from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn
 from .layout import FlatLayout
 from .probe import ProbeSet
@@ -82,7 +83,6 @@ class HessianOperator:
         self.hvp_seconds = 0.0
         self.setup_seconds = 0.0
         self._backend: DoubleBackwardHVP | ForwardOverReverseHVP | None = None
-        self._saved_modes: list[tuple[nn.Module, bool]] = []
         self._saved_buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # -- layout -----------------------------------------------------------------------
@@ -111,13 +111,12 @@ class HessianOperator:
         if self._backend is not None:
             raise RuntimeError("this HessianOperator is already active")
         start = time.perf_counter()
-        self._saved_modes = [(m, m.training) for m in self.model.modules()]
         self._saved_buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-        self._attention = contextlib.ExitStack()
+        self._context = contextlib.ExitStack()  # the probe mode and the attention kernels, undone on leaving
         try:
             # scaled_dot_product_attention's fused kernels (flash, memory-efficient) have no second
             # derivative: inside the operator attention runs as its differentiable math composition
-            self._attention.enter_context(sdpa_kernel(SDPBackend.MATH))
+            self._context.enter_context(sdpa_kernel(SDPBackend.MATH))
             self._backend = self._build()
         except BaseException:
             self._restore()
@@ -139,13 +138,10 @@ class HessianOperator:
         if self._backend is not None:
             self._backend.release()
             self._backend = None
-        self._attention.close()
-        for module, training in self._saved_modes:
-            module.training = training
+        self._context.close()
         with torch.no_grad():
             for buffer, saved in self._saved_buffers:
                 buffer.copy_(saved)
-        self._saved_modes = []
         self._saved_buffers = []
 
     def _build(self) -> DoubleBackwardHVP | ForwardOverReverseHVP:
@@ -153,13 +149,11 @@ class HessianOperator:
         work = self.model
         if any(t.is_floating_point() and t.dtype != self.dtype for t in _tensors(work)):
             work = copy.deepcopy(work).to(self.dtype)
-        work.train(self.mode == "train")
+        self._context.enter_context(train_mode(work, self.mode == "train"))
         named = dict(work.named_parameters())
         params = [named[n] for n in self.names]
         batches = [(self._cast(x), self._cast(y)) for x, y in self.probe.batches]
-        base = abs(self.probe.seed or 0) * 1_000_003
-        seeds = [base + b for b in range(len(batches))]
-        common = (work, self.loss_fn, batches, self.probe.weights, seeds, params, self.layout)
+        common = (work, self.loss_fn, batches, self.probe.weights, self.probe.batch_seeds(), params, self.layout)
         if self.requested_hvp == "double":
             return DoubleBackwardHVP(*common)
         selected = set(self.names)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..seeds import derive_seed
+
 
 @dataclass(frozen=True)
 class ProbeSet:
@@ -90,6 +92,10 @@ class ProbeSet:
         """Batch weights ``n_b / N`` of the size-weighted mean."""
         total = sum(self.sizes)
         return [s / total for s in self.sizes]
+
+    def batch_seeds(self) -> list[int]:
+        """The seed each batch's forward pass runs under (its dropout masks): derived from ``seed``."""
+        return [derive_seed(abs(self.seed or 0), b) for b in range(len(self.batches))]
 
     def describe(self) -> dict:
         """JSON-serialisable description (seed, sizes, indices) for storing with a report."""

@@ -3,25 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .base import Method
-
-
-@torch.no_grad()
-def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, temperature: float, chunk: int = 1024):
-    """p_t = softmax(t/T) of a frozen teacher in eval mode over `x`, and Σ p_t log p_t per example
-    (the constant part of the KL), on the teacher's device. The teacher's mode is restored."""
-    device = next(teacher.parameters()).device
-    was_training = teacher.training
-    teacher.eval()
-    try:
-        log_p = torch.cat([F.log_softmax(teacher(x[i:i + chunk].to(device)) / temperature, dim=1)
-                           for i in range(0, len(x), chunk)])
-    finally:
-        teacher.train(was_training)
-    p = log_p.exp()
-    return p, (p * log_p).sum(dim=1)
+from .targets import teacher_targets
 
 
 class KDLoss(torch.autograd.Function):

@@ -18,27 +18,19 @@ SADDLE_DIR = "saddles"
 # -- snapshots ----------------------------------------------------------------------------------
 def save_snapshot(model, path: Path) -> None:
     """The model's trainable parameters as safetensors, their order kept in the metadata."""
-    from safetensors.torch import save_file
+    from ..engine.safetensors_io import write_tensors
 
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({n: p.detach().contiguous().cpu() for n, p in named}, str(path),
-              metadata={"order": json.dumps([n for n, _ in named])})
+    write_tensors(path, dict(named), {"order": json.dumps([n for n, _ in named])})
 
 
 def load_snapshot(path: Path) -> list[tuple[str, object]]:
     """[(name, tensor)] in the model's parameter order; nothing is unpickled."""
-    from safetensors import SafetensorError, safe_open
+    from ..engine.safetensors_io import read_tensors
 
-    if not path.exists():
-        raise UserError(f"saddle snapshot {path} is missing; the run's artifacts were moved or deleted")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            order = json.loads((f.metadata() or {}).get("order", "null")) or sorted(f.keys())
-            return [(name, f.get_tensor(name)) for name in order]
-    except SafetensorError as exc:
-        raise UserError(f"saddle snapshot {path} is not a safetensors file ({exc}); sprkd does not load "
-                        "pickled files, which can run code") from None
+    tensors, metadata = read_tensors(path, "saddle snapshot")
+    order = json.loads(metadata.get("order", "null")) or sorted(tensors)
+    return [(name, tensors[name]) for name in order]
 
 
 # -- phase 1: tracking during train-teacher -----------------------------------------------------

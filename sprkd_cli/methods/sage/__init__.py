@@ -17,12 +17,14 @@ import numpy as np
 import torch
 
 from ...errors import UserError
+from ...seeds import derive_seed
 from ..base import EventSink, Method
 from ..kd import kd_loss
+from ..targets import soft_targets
 from .pool import RealVectors, SyntheticPool
 from .rounds import (
     BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled_rows, select_anchors,
-    soft_targets, synthesis_chunks, synthesise, timed, umap_rows,
+    synthesis_chunks, synthesise, timed, umap_rows,
 )
 
 def width(shape: tuple[int, ...], tokens: bool) -> int:
@@ -106,7 +108,7 @@ class SAGE(Method):
         every, rounds = self.options["sage_every"], self.options["sage_rounds"]
         if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:
             self.run_round(model, epoch, step)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         self._order = torch.randperm(len(self.pool), generator=generator)
         self._real_seen = 0
         self._syn_used = 0

@@ -18,18 +18,16 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from ...models.modes import train_mode
+
 CHUNK = 1024  # examples per chunk when going over many (losses, labelling, UMAP input)
 
 
 @torch.no_grad()
 def embed(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     """model.vectorise(x) in eval mode, without gradients; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with train_mode(model, False):
         return model.vectorise(x)
-    finally:
-        model.train(was_training)
 
 
 def vectorise(model, x: torch.Tensor, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...models.modes import train_mode
 from .pool import CHUNK, RealVectors, interpolate
 
 UMAP_PARAMS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
@@ -156,12 +157,8 @@ def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarra
 @torch.no_grad()
 def body_logits(model, chunks) -> torch.Tensor:
     """model.from_vectors over `chunks` of (vectors, mask), in eval mode; the model's mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
+    with train_mode(model, False):
         parts = [model.from_vectors(v, m) for v, m in chunks]
-    finally:
-        model.train(was_training)
     return torch.cat(parts) if parts else torch.zeros((0, 0))
 
 
@@ -173,13 +170,6 @@ def synthesis_chunks(real: RealVectors, made: Synthesis):
             yield made.vectors[start:end], None
         else:
             yield interpolate(real, made.anchors[start:end], made.neighbours[start:end], made.u[start:end])
-
-
-def soft_targets(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """p = softmax(logits/T) and Σ p log p per example (the constant part of the KL)."""
-    log_p = F.log_softmax(logits / temperature, dim=1)
-    p = log_p.exp()
-    return p, (p * log_p).sum(dim=1)
 
 
 @torch.no_grad()

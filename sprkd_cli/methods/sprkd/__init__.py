@@ -14,8 +14,10 @@ import torch.nn.functional as F
 
 from ...errors import UserError
 from ...hessian import ProbeSet
+from ...seeds import derive_seed
 from ..base import EventSink, Method
-from ..kd import kd_loss, teacher_targets
+from ..kd import kd_loss
+from ..targets import ensemble_targets
 from .approach import Approach
 from .asr import TeacherSaddle, build_asr
 from .inject import inject
@@ -52,8 +54,7 @@ class SPRKD(Method):
         """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
         if not teachers:
             raise UserError("--kd-weight > 0 needs a teacher model")
-        p = torch.stack([teacher_targets(t, self.data.x_train, self.o["temperature"])[0] for t in teachers]).mean(0)
-        self.p_teacher, self.neg_entropy = p, torch.special.xlogy(p, p).sum(dim=1)
+        self.p_teacher, self.neg_entropy = ensemble_targets(teachers, self.data.x_train, self.o["temperature"])
 
     # -- hooks ------------------------------------------------------------------------------------
     def setup(self, model, *, seed, emit):
@@ -144,7 +145,7 @@ class SPRKD(Method):
     def _eigenstep(self, model, grads, grad_norm: float, step: int, epoch: int) -> float:
         """One NHE attempt; returns the probe loss after it."""
         o = self.o
-        pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=self.seed * 1_000_003 + step)
+        pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=derive_seed(self.seed, step))
         info = {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
                 "grad_norm": grad_norm, "eigensteps_before": self.nhe_attempts}
         if not pair.value < -o["nhe_tol"]:  # no negative curvature: no eigenstep, none counted against --nhe-max

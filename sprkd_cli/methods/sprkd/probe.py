@@ -7,28 +7,24 @@ import torch.nn.functional as F
 
 from ...hessian import ProbeSet
 from ...hessian.hvp import seeded_rng
-
-_SEED_STRIDE = 1_000_003  # the Hessian operator's per-batch seeds, so both see the same dropout masks
+from ...models.modes import train_mode
 
 
 @torch.no_grad()
 def probe_loss(model: torch.nn.Module, probe: ProbeSet, mode: str = "eval") -> float:
-    """Size-weighted mean cross-entropy over the probe batches in `mode`; every module's mode and
-    every buffer are restored after, and the global RNG is untouched."""
-    modes = [(m, m.training) for m in model.modules()]
+    """Size-weighted mean cross-entropy over the probe batches in `mode`, each batch under the seed the
+    Hessian operator gives it (the same dropout masks); every module's mode and every buffer are
+    restored after, and the global RNG is untouched."""
     buffers = [(b, b.clone()) for b in model.buffers()]
-    model.train(mode == "train")
     try:
-        device = next(model.parameters()).device
-        base = abs(probe.seed or 0) * _SEED_STRIDE
-        total = 0.0
-        for b, ((x, y), w) in enumerate(zip(probe.batches, probe.weights)):
-            with seeded_rng(base + b, device):
-                total += w * float(F.cross_entropy(model(x.to(device)), y.to(device)))
-        return total
+        with train_mode(model, mode == "train"):
+            device = next(model.parameters()).device
+            total = 0.0
+            for seed, (x, y), w in zip(probe.batch_seeds(), probe.batches, probe.weights):
+                with seeded_rng(seed, device):
+                    total += w * float(F.cross_entropy(model(x.to(device)), y.to(device)))
+            return total
     finally:
-        for module, training in modes:
-            module.training = training
         for buffer, saved in buffers:
             buffer.copy_(saved)
 

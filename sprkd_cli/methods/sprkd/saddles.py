@@ -33,13 +33,6 @@ class SaddleScore:
         return float("inf") if self.s_neg > 0 else 0.0
 
 
-def largest_magnitude(values: np.ndarray, top_n: int) -> list[float]:
-    """The `top_n` values of largest |value|, largest first."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(-np.abs(values), kind="stable")
-    return values[order[:top_n]].tolist()
-
-
 def score(eigenvalues: list[float]) -> SaddleScore:
     values = np.asarray(eigenvalues, dtype=float)
     return SaddleScore(list(map(float, values)), float(-values[values < 0].sum()), float(values[values > 0].sum()))
@@ -57,27 +50,13 @@ def is_strong(s: SaddleScore, rule: str, alpha: float, beta: float) -> bool:
 
 def measure_saddle(model, probe, top_n: int, mode: str = "eval", hvp: str = "double", seed: int = 0):
     """Probe loss and the saddle score of `model` on `probe`: the `top_n` eigenvalues of largest
-    magnitude, by Lanczos (full re-orthogonalisation) run until those Ritz values, at whichever end
-    of the spectrum they lie, have converged (residual bound <= 1e-4 max|theta| in float32).
-    Returns (probe_loss, score, lanczos iterations)."""
-    import torch
+    magnitude, by the Hessian package's Lanczos, run until those Ritz values, at whichever end of the
+    spectrum they lie, have converged. Returns (probe_loss, score, lanczos iterations)."""
     import torch.nn.functional as F
 
-    from ...hessian import HessianOperator
-    from ...hessian.lanczos import DEFAULT_TOL, lanczos_tridiagonal
-    from ...hessian.sampling import gaussian
-
-    def converged(krylov) -> bool:
-        if krylov.steps < min(top_n, op.dim) or (krylov.beta[-1] == 0.0 and krylov.steps < op.dim):
-            return False
-        theta, _, residuals = krylov.ritz()
-        wanted = np.argsort(-np.abs(theta), kind="stable")[:top_n]
-        return bool(np.all(residuals[wanted] <= DEFAULT_TOL[op.dtype] * np.max(np.abs(theta))))
+    from ...hessian import HessianOperator, lanczos
 
     with HessianOperator(model, F.cross_entropy, probe, mode=mode, hvp=hvp) as op:
-        generator = torch.Generator().manual_seed(seed)
-        start = gaussian(op.dim, generator, op.dtype, op.device)
-        krylov = lanczos_tridiagonal(op, start, min(op.dim, 300), "full", generator, converged)
+        result = lanczos(op, k_top=0, k_bottom=0, k_magnitude=top_n, seed=seed)
         loss = op.loss()
-    theta, _, _ = krylov.ritz()
-    return float(loss), score(largest_magnitude(theta, top_n)), krylov.steps
+    return float(loss), score(result.magnitude_values.tolist()), result.iterations
