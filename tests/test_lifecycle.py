@@ -337,7 +337,7 @@ def test_list_filters_are_bound_parameters(store_url):
 def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     from alembic import command
 
-    from sprkd_cli.store.engine import _alembic_config, resolve_url
+    from sprkd_cli.store.database import _alembic_config, resolve_url
 
     db = store_url
     command.upgrade(_alembic_config(resolve_url(db)), "0001")

@@ -42,7 +42,7 @@ def versions(url) -> list[str]:
 def tables(url) -> set[str]:
     from sqlalchemy import create_engine, inspect
 
-    from sprkd_cli.store.engine import resolve_url
+    from sprkd_cli.store.database import resolve_url
 
     engine = create_engine(resolve_url(str(url)))
     try:
@@ -78,7 +78,7 @@ def test_the_fast_path_knows_alembics_head_and_the_registries_names():
     from sprkd_cli import names
     from sprkd_cli.data import LOADERS
     from sprkd_cli.methods import METHODS
-    from sprkd_cli.store.engine import SCHEMA_HEAD
+    from sprkd_cli.store.database import SCHEMA_HEAD
 
     assert SCHEMA_HEAD == alembic_head()
     assert names.DATASETS == tuple(sorted(LOADERS))
@@ -229,9 +229,9 @@ def test_a_silent_postgresql_server_is_one_line_after_one_connect_timeout(monkey
     import socket
     import time
 
-    import sprkd_cli.store.engine as engine
+    import sprkd_cli.store.database as database
 
-    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)  # libpq's smallest
+    monkeypatch.setattr(database, "PG_CONNECT_TIMEOUT_S", 2)  # libpq's smallest
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
-from .engine import make_engine, resolve_url, sqlite_path, upgrade
+from .database import make_engine, resolve_url, sqlite_path, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, SaddlePoint
 
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
