@@ -22,6 +22,8 @@ from conftest import (
     train_teacher,
 )
 
+from sprkd_cli.services.lifecycle import this_process
+
 
 def alembic_head() -> str:
     """The newest revision in migrations/, read by Alembic itself from the files."""
@@ -102,7 +104,8 @@ def test_metric_at_reads_one_metric_at_given_epochs(store_url):
     ids = []
     for seed in range(3):
         run = store.create_run(kind="student", method="kd", dataset=DATA, model="m", seed=seed, config={},
-                               config_hash="h", teacher_ids=[], provenance={}, device="cpu")
+                               config_hash="h", teacher_ids=[], provenance={}, device="cpu",
+                               process=this_process())
         store.add_metrics(run.id, [(e * 10, e, "test", "acc", seed + e / 10) for e in (1, 2)]
                           + [(e * 10, e, "val", "acc", -1.0) for e in (1, 2)])
         ids.append(run.id)

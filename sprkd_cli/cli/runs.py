@@ -37,13 +37,14 @@ def list_runs(
     from rich.table import Table
 
     from ..errors import UserError
+    from ..services.lifecycle import read_runs
     from ..store import RUN_KINDS, RUN_STATUSES
 
     for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
         if value is not None and value not in valid:
             raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
-    runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None,
-                                          brief=True)
+    runs = read_runs(open_store_from(ctx), method=method, dataset=dataset, status=status, kind=kind,
+                     limit=limit or None, brief=True)
     if as_json:
         print_json([run_row(r) for r in runs])
         return
@@ -68,10 +69,11 @@ def show(
     """One run: its config, provenance, summary, per-epoch metrics, saddle points and event counts."""
     from rich.table import Table
 
+    from ..services.lifecycle import read_run
     from ..services.saddles import event_counts
 
     store = open_store_from(ctx)
-    r = store.get_run(run)
+    r = read_run(store, run)
     epochs: dict[int, dict] = {}
     for m in store.metrics([r.id]):
         epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
@@ -190,11 +192,12 @@ def export(
     import pandas as pd
 
     from ..errors import UserError
+    from ..services.lifecycle import read_runs
 
     if fmt_ not in ("csv", "json"):
         raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
     store = open_store_from(ctx)
-    runs = store.list_runs(method=method, dataset=dataset, status=status)
+    runs = read_runs(store, method=method, dataset=dataset, status=status)
     if metrics:
         frame = pd.DataFrame([{"run_id": m.run_id, "step": m.step, "epoch": m.epoch, "split": m.split,
                                "name": m.name, "value": m.value} for m in store.metrics([r.id for r in runs])],

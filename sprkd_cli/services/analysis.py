@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..errors import UserError
 from ..store import Store
+from .lifecycle import read_run
 
 SPLITS = ("train", "val", "test")
 
@@ -64,7 +65,7 @@ def mcnemar_runs(store: Store, ref_a: str, ref_b: str) -> dict:
     the same examples (same dataset and split: the split fingerprints and the labels agree)."""
     from ..stats import mcnemar_exact
 
-    run_a, run_b = store.get_run(ref_a), store.get_run(ref_b)
+    run_a, run_b = read_run(store, ref_a), read_run(store, ref_b)
     if run_a.id == run_b.id:
         raise UserError(f"--mcnemar needs two different runs (both are {run_a.id})")
     rows = {}

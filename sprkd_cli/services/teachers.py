@@ -8,6 +8,7 @@ from ..config import TrainConfig
 from ..data import Splits
 from ..errors import UserError
 from ..store import Run, Store
+from .lifecycle import read_run
 
 BEST_CHECKPOINT = "best.safetensors"
 FINAL_CHECKPOINT = "model.safetensors"
@@ -25,7 +26,7 @@ def latest_teacher(store: Store, dataset: str, split_seed: int) -> Run:
 
 def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
     """The finished teacher run `ref`, checked against the student's dataset and split."""
-    run = store.get_run(ref)
+    run = read_run(store, ref)
     if run.kind != "teacher":
         raise UserError(f"run {run.id} is a {run.kind} run, not a teacher; see `sprkd runs list --kind teacher`")
     if run.status != "finished":
