@@ -272,7 +272,7 @@ class _RunsCode:
 def test_a_pickled_checkpoint_with_code_is_refused(db, tmp_path):
     import torch
 
-    from sprkd_cli.services.teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT
+    from sprkd_cli.services.runs import BEST_CHECKPOINT, FINAL_CHECKPOINT
 
     teacher = train_teacher(db)
     marker = tmp_path / "code-ran"

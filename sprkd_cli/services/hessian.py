@@ -81,7 +81,7 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     from ..config import TrainConfig
     from ..data import load_dataset
     from .lifecycle import read_run
-    from .teachers import FINAL_CHECKPOINT, load_run_model
+    from .runs import FINAL_CHECKPOINT, load_run_model
 
     run = read_run(store, ref)
     if run.status != "finished":

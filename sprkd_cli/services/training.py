@@ -14,7 +14,7 @@ from ..errors import Diverged, Interrupted, UserError
 from ..store import Store, utcnow
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .saddles import EventSink, check_tracking, event_counts, injection_mapping, saddle_inputs, saddle_tracker
-from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
+from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
 STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
 
@@ -231,7 +231,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch:
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume)
-    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (teachers.py)
+    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
