@@ -34,21 +34,10 @@ def stats(
         result = mcnemar_runs(open_store_from(ctx), *mcnemar)
         print_json(result) if as_json else _print_mcnemar(result)
         return
-    from ..names import METHODS, check_dataset_name, parse_methods
-    from ..services.analysis import method_values, pairwise
+    from ..services.analysis import StatsRequest, method_stats
 
-    method_list = parse_methods(methods) if methods else list(METHODS)
-    check_dataset_name(dataset)
-    if student:
-        from ..models import check_model
-
-        check_model(student)
-    store = open_store_from(ctx)
-    values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
-    if not methods:  # the methods with runs; with none at all, the plain ones (sgd, kd) show their n = 0
-        values = ({method: per_seed for method, per_seed in values.items() if per_seed}
-                  or {method: values[method] for method in parse_methods(None)})
-    result = pairwise(values)
+    request = StatsRequest.parse(methods, dataset, metric, at, student=student, teacher=teacher)
+    result = method_stats(open_store_from(ctx), request)
     if as_json:
         print_json(result["pairs"])
         return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import UserError
 from ..store import Store
 from .lifecycle import read_run
@@ -45,6 +47,45 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
                                 "val_acc, test_loss, test_acc")
             values[method][seed] = {"value": found[(run.id, epoch)], "run_id": run.id}
     return values
+
+
+@dataclass(frozen=True)
+class StatsRequest:
+    """What `stats` compares. `methods` empty: every method with finished runs."""
+
+    dataset: str
+    metric: str
+    at: str
+    methods: tuple[str, ...] = ()
+    student: str | None = None
+    teacher: str | None = None
+
+    @classmethod
+    def parse(cls, methods: str | None, dataset: str, metric: str, at: str, *, student: str | None = None,
+              teacher: str | None = None) -> "StatsRequest":
+        """The request from the command line's values; the names are checked here, before a store is opened."""
+        from ..names import check_dataset_name, parse_methods
+
+        chosen = tuple(parse_methods(methods)) if methods else ()
+        check_dataset_name(dataset)
+        if student:
+            from ..models import check_model
+
+            check_model(student)
+        return cls(dataset, metric, at, chosen, student, teacher)
+
+
+def method_stats(store: Store, request: StatsRequest) -> dict:
+    """The pairwise tests of `request`'s methods (see pairwise). Without methods named: those with
+    finished runs; with none at all, the plain ones (sgd, kd), which show their n = 0."""
+    from ..names import METHODS, PLAIN_METHODS
+
+    values = method_values(store, request.dataset, list(request.methods or METHODS), request.metric, request.at,
+                           student=request.student, teacher=request.teacher)
+    if not request.methods:
+        values = ({method: per_seed for method, per_seed in values.items() if per_seed}
+                  or {method: values[method] for method in PLAIN_METHODS})
+    return pairwise(values)
 
 
 def pairwise(values: dict[str, dict[int, dict]]) -> dict:
