@@ -32,6 +32,7 @@ from sprkd_cli.methods import method_options  # noqa: E402
 from sprkd_cli.methods.kd import KD  # noqa: E402
 from sprkd_cli.methods.sgd import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
+from sprkd_cli.services.lifecycle import this_process  # noqa: E402
 from sprkd_cli.store import open_store  # noqa: E402
 
 ROUNDS = 15
@@ -96,7 +97,7 @@ def store_share(data) -> None:
         cfg = TrainConfig(kind="student", method="sgd", dataset="digits", model="mlp-small", epochs=1)
         run = store.create_run(kind="student", method="sgd", dataset="digits", model="mlp-small", seed=0,
                                config=cfg.to_dict(), config_hash=cfg.config_hash(), teacher_ids=[],
-                               provenance={}, device="cpu")
+                               provenance={}, device="cpu", process=this_process())
         rows = [(18, 1, s, n, 0.5) for s, n in (("train", "loss"), ("val", "loss"), ("val", "acc"),
                                                   ("test", "loss"), ("test", "acc"))]
         times = []

@@ -34,6 +34,7 @@ from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.engine.state import save_state  # noqa: E402
 from sprkd_cli.methods.sgd import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
+from sprkd_cli.services.lifecycle import this_process  # noqa: E402
 from sprkd_cli.store import Metric, Run, open_store, utcnow  # noqa: E402
 
 ROUNDS = 15
@@ -48,7 +49,7 @@ def recording_share(data, tmp: Path) -> bool:
         cfg = TrainConfig(kind="student", method="sgd", dataset="digits", model=model_name, epochs=1)
         run = store.create_run(kind="student", method="sgd", dataset="digits", model=model_name, seed=0,
                                config=cfg.to_dict(), config_hash=cfg.config_hash(), teacher_ids=[], provenance={},
-                               device="cpu")
+                               device="cpu", process=this_process())
         seed_everything(0)
         model = build_model(model_name, data.input_shape, data.n_classes)
         epochs, records, saves = [], [], []

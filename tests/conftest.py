@@ -106,7 +106,7 @@ def sql(url: str, statement: str, params: dict | None = None) -> list:
     """Run one SQL statement on the store at `url` (either backend) and return its rows (if any)."""
     from sqlalchemy import create_engine, text
 
-    from sprkd_cli.store.engine import resolve_url
+    from sprkd_cli.store.database import resolve_url
 
     engine = create_engine(resolve_url(str(url)))
     try:

@@ -177,7 +177,7 @@ def test_checkpoint_is_safetensors_and_loads_back_to_the_same_predictions(tmp_pa
 
 
 def test_run_checkpoints_reproduce_the_stored_predictions(db):
-    from sprkd_cli.services.teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
+    from sprkd_cli.services.runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
 
     outcome = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, "--epochs", "4",
                          "--lr", "1e-2", "--seed", "1")

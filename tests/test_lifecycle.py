@@ -28,12 +28,22 @@ from conftest import (
     train_teacher,
 )
 
-from sprkd_cli.store import CRASH_AFTER, RUN_STATUSES, is_crashed, process_started, safe_name, utcnow
+from sprkd_cli.services.lifecycle import (
+    CRASH_AFTER,
+    find_unfinished,
+    is_crashed,
+    process_started,
+    read_run,
+    read_runs,
+    this_process,
+)
+from sprkd_cli.store import RUN_STATUSES, safe_name, utcnow
 
 
 def add_run(store, method="kd", seed=0, **fields):
     run = store.create_run(kind="student", method=method, dataset=DATA, model="mlp-small", seed=seed, config={},
-                           config_hash="h", teacher_ids=[], provenance={}, device="cpu")
+                           config_hash="h", teacher_ids=[], provenance={}, device="cpu",
+                           process=this_process())
     if fields:
         store.update_run(run.id, **fields)
     return run.id
@@ -182,11 +192,11 @@ def test_dead_runs_read_as_crashed_and_live_ones_as_running(db):
     other_host = add_run(store, seed=3, heartbeat_at=STALE, pid=os.getpid(), host=here + "-elsewhere")
     finished_old = add_run(store, seed=4, heartbeat_at=STALE, pid=dead_pid(), host=here, status="finished")
 
-    statuses = {r.id: r.status for r in store.list_runs()}
+    statuses = {r.id: r.status for r in read_runs(store)}
     assert statuses == {crashed: "crashed", alive_old_beat: "running", dead_fresh_beat: "running",
                         other_host: "crashed", finished_old: "finished"}
-    assert store.get_run(crashed).status == "crashed"
-    assert store.get_run(crashed[:8]).status == "crashed"
+    assert read_run(store, crashed).status == "crashed"
+    assert read_run(store, crashed[:8]).status == "crashed"
     assert {r["id"] for r in sprkd_json(db, "runs", "list", "--status", "crashed")} == {crashed, other_host}
     assert {r["id"] for r in sprkd_json(db, "runs", "list", "--status", "running")} == {alive_old_beat,
                                                                                           dead_fresh_beat}
@@ -202,18 +212,18 @@ def test_dead_runs_read_as_crashed_and_live_ones_as_running(db):
 def test_compare_takes_up_a_run_whose_process_died_here_before_its_heartbeat_ages(db):
     store = open_test_store(db)
     dead = add_run(store, status="running", heartbeat_at=utcnow(), pid=dead_pid(), host=socket.gethostname())
-    assert store.get_run(dead).status == "running"  # shown as running until the heartbeat is old
-    assert store.find_unfinished("h", 0).id == dead  # but certainly dead: compare resumes it
+    assert read_run(store, dead).status == "running"  # shown as running until the heartbeat is old
+    assert find_unfinished(store, "h", 0).id == dead  # but certainly dead: compare resumes it
     store.update_run(dead, pid=os.getpid(), pid_started=process_started(os.getpid()))  # a live process: not taken
-    assert store.find_unfinished("h", 0) is None
+    assert find_unfinished(store, "h", 0) is None
     store.update_run(dead, pid_started=process_started(os.getpid()) - 1)  # its pid now another process's
-    assert store.find_unfinished("h", 0).id == dead
+    assert find_unfinished(store, "h", 0).id == dead
     store.update_run(dead, heartbeat_at=STALE)
-    assert store.get_run(dead).status == "crashed"
+    assert read_run(store, dead).status == "crashed"
     store.update_run(dead, pid_started=process_started(os.getpid()))
-    assert store.get_run(dead).status == "running"
+    assert read_run(store, dead).status == "running"
     store.update_run(dead, host="elsewhere", heartbeat_at=STALE)  # another host: the heartbeat's age decides
-    assert store.find_unfinished("h", 0).id == dead
+    assert find_unfinished(store, "h", 0).id == dead
 
 
 def test_is_crashed_needs_an_old_heartbeat():
@@ -231,7 +241,7 @@ def test_compare_resumes_a_crashed_run_and_its_plot_stays_in_the_root(db, tmp_pa
     [old_id] = first["methods"][0]["run_ids"]
     store = open_test_store(db)
     store.update_run(old_id, status="running", heartbeat_at=STALE, pid=dead_pid(), host=socket.gethostname())
-    assert store.get_run(old_id).status == "crashed"
+    assert read_run(store, old_id).status == "crashed"
 
     second = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
     assert (second["ran"], second["reused"], second["resumed"]) == (1, 0, [old_id])
@@ -262,7 +272,7 @@ class _RunsCode:
 def test_a_pickled_checkpoint_with_code_is_refused(db, tmp_path):
     import torch
 
-    from sprkd_cli.services.teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT
+    from sprkd_cli.services.runs import BEST_CHECKPOINT, FINAL_CHECKPOINT
 
     teacher = train_teacher(db)
     marker = tmp_path / "code-ran"
@@ -337,7 +347,7 @@ def test_list_filters_are_bound_parameters(store_url):
 def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     from alembic import command
 
-    from sprkd_cli.store.engine import _alembic_config, resolve_url
+    from sprkd_cli.store.database import _alembic_config, resolve_url
 
     db = store_url
     command.upgrade(_alembic_config(resolve_url(db)), "0001")

@@ -10,7 +10,8 @@ import sys
 import pytest
 from conftest import METRIC_NAMES, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
-from sprkd_cli.store import CRASH_AFTER, utcnow
+from sprkd_cli.services.lifecycle import CRASH_AFTER
+from sprkd_cli.store import utcnow
 
 
 def test_without_ray_installed_says_how_to_install_it(db, monkeypatch):

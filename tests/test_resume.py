@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.errors import Interrupted, UserError
 from sprkd_cli.services.training import STATE_FILE, resume_run, train_run
-from sprkd_cli.store import CRASH_AFTER, utcnow
+from sprkd_cli.services.lifecycle import CRASH_AFTER, read_run, read_runs, this_process
+from sprkd_cli.store import utcnow
 
 TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8", "--saddle-alpha", "0.1"]
 FIVE = ["--epochs", "5", "--lr", "1e-2"]
@@ -173,7 +174,7 @@ def test_kill_9_mid_epoch_then_crashed_then_resumed_to_the_uninterrupted_numbers
     finally:
         child.kill()
     store = open_test_store(db)  # readable after the kill
-    [run] = store.list_runs()
+    [run] = read_runs(store)
     assert run.status == "running"  # its heartbeat is fresh: not crashed yet, but its process is gone
     epochs = {m.epoch for m in store.metrics([run.id])}
     assert 3 <= max(epochs) < 40 and epochs == set(range(1, max(epochs) + 1))
@@ -323,10 +324,10 @@ def test_two_resumers_cannot_both_take_a_run(store_url):
     db = store_url
     run = stopped_copy(db, sprkd_json(db, *teacher_args())["run_id"], 2)
     store = open_test_store(db)
-    seen = store.get_run(run)
-    store.reopen_run(seen, 1, 10)
+    seen = read_run(store, run)
+    store.reopen_run(seen, 1, 10, this_process())
     with pytest.raises(UserError, match="changed while being resumed"):
-        store.reopen_run(seen, 1, 10)
+        store.reopen_run(seen, 1, 10, this_process())
 
 
 def test_a_tracked_teacher_that_dropped_a_saddle_after_its_state_is_refused(db):

@@ -22,6 +22,8 @@ from conftest import (
     train_teacher,
 )
 
+from sprkd_cli.services.lifecycle import this_process
+
 
 def alembic_head() -> str:
     """The newest revision in migrations/, read by Alembic itself from the files."""
@@ -42,7 +44,7 @@ def versions(url) -> list[str]:
 def tables(url) -> set[str]:
     from sqlalchemy import create_engine, inspect
 
-    from sprkd_cli.store.engine import resolve_url
+    from sprkd_cli.store.database import resolve_url
 
     engine = create_engine(resolve_url(str(url)))
     try:
@@ -74,7 +76,7 @@ def test_fresh_store_is_created_at_alembic_head(store_url):
 
 def test_the_fast_path_knows_alembics_head():
     """A store at SCHEMA_HEAD opens without Alembic: the constant must be Alembic's head."""
-    from sprkd_cli.store.engine import SCHEMA_HEAD
+    from sprkd_cli.store.database import SCHEMA_HEAD
 
     assert SCHEMA_HEAD == alembic_head()
 
@@ -95,7 +97,8 @@ def test_metric_at_reads_one_metric_at_given_epochs(store_url):
     ids = []
     for seed in range(3):
         run = store.create_run(kind="student", method="kd", dataset=DATA, model="m", seed=seed, config={},
-                               config_hash="h", teacher_ids=[], provenance={}, device="cpu")
+                               config_hash="h", teacher_ids=[], provenance={}, device="cpu",
+                               process=this_process())
         store.add_metrics(run.id, [(e * 10, e, "test", "acc", seed + e / 10) for e in (1, 2)]
                           + [(e * 10, e, "val", "acc", -1.0) for e in (1, 2)])
         ids.append(run.id)
@@ -222,9 +225,9 @@ def test_a_silent_postgresql_server_is_one_line_after_one_connect_timeout(monkey
     import socket
     import time
 
-    import sprkd_cli.store.engine as engine
+    import sprkd_cli.store.database as database
 
-    monkeypatch.setattr(engine, "PG_CONNECT_TIMEOUT_S", 2)  # libpq's smallest
+    monkeypatch.setattr(database, "PG_CONNECT_TIMEOUT_S", 2)  # libpq's smallest
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(4)

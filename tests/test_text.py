@@ -64,7 +64,7 @@ def test_the_toy_sentiment_task_is_learnt_by_teacher_and_students(db, tmp_path, 
     # sage gave the DistilBERT student the BERT teacher's embedding module (token types and all): the
     # run's model is rebuilt from its checkpoint with it, and scores what the run reported
     from sprkd_cli.engine import evaluate
-    from sprkd_cli.services.teachers import load_run_model
+    from sprkd_cli.services.runs import load_run_model
 
     store = open_test_store(db)
     run = store.get_run(outcome["run_id"])

@@ -12,17 +12,6 @@ from .app import SprkdGroup, console, fmt, open_store_from, print_json
 
 app = typer.Typer(cls=SprkdGroup, no_args_is_help=True, help="Browse and export the runs in the store.")
 
-RUN_FIELDS = ("id", "kind", "method", "dataset", "model", "seed", "status", "config_hash", "teacher_ids",
-              "n_params", "device", "git_commit", "git_dirty", "created_at", "ended_at", "error")
-
-
-def run_row(run) -> dict:
-    row = {field: getattr(run, field) for field in RUN_FIELDS}
-    for key in ("test_acc", "best_val_acc", "final_test_acc", "best_epoch", "epochs"):
-        row[key] = run.summary.get(key)
-    return row
-
-
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
@@ -37,13 +26,15 @@ def list_runs(
     from rich.table import Table
 
     from ..errors import UserError
+    from ..services.lifecycle import read_runs
+    from ..services.runs import run_row
     from ..store import RUN_KINDS, RUN_STATUSES
 
     for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
         if value is not None and value not in valid:
             raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
-    runs = open_store_from(ctx).list_runs(method=method, dataset=dataset, status=status, kind=kind, limit=limit or None,
-                                          brief=True)
+    runs = read_runs(open_store_from(ctx), method=method, dataset=dataset, status=status, kind=kind,
+                     limit=limit or None, brief=True)
     if as_json:
         print_json([run_row(r) for r in runs])
         return
@@ -68,58 +59,40 @@ def show(
     """One run: its config, provenance, summary, per-epoch metrics, saddle points and event counts."""
     from rich.table import Table
 
-    from ..services.saddles import event_counts
+    from ..services.runs import describe_run
 
-    store = open_store_from(ctx)
-    r = store.get_run(run)
-    epochs: dict[int, dict] = {}
-    for m in store.metrics([r.id]):
-        epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
-    document = run_row(r) | {"config": r.config, "summary": r.summary, "versions": r.versions,
-                             "artifact_dir": r.artifact_dir, "host": r.host, "pid": r.pid,
-                             "started_at": r.started_at, "heartbeat_at": r.heartbeat_at,
-                             "metrics": list(epochs.values()),
-                             "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(r.id)],
-                             "saddle_points": [_saddle_row(p) for p in store.saddle_points(r.id)],
-                             "event_counts": event_counts(store, r.id)}
-    if events:
-        document["events"] = [{"id": e.id, "step": e.step, "epoch": e.epoch, "kind": e.kind, "payload": e.payload}
-                              for e in store.events(r.id)]
+    r = describe_run(open_store_from(ctx), run, events=events)
     if as_json:
-        print_json(document)
+        print_json(r)
         return
     out = console()
-    out.print(f"[bold]run {r.id}[/bold]  {r.kind} · {r.method} · {r.dataset} · {r.model} · seed {r.seed} · {r.status}")
-    if r.error:
-        out.print(f"[red]error:[/red] {r.error}")
-    out.print(f"config hash {r.config_hash}; teachers {', '.join(r.teacher_ids) or '–'}; "
-              f"commit {(r.git_commit or '–')[:12]}{' (dirty)' if r.git_dirty else ''}; artifacts {r.artifact_dir}")
-    hyper = {k: v for k, v in r.config.items() if k not in ("data", "kind", "method", "dataset", "model", "seed")}
+    out.print(f"[bold]run {r['id']}[/bold]  {r['kind']} · {r['method']} · {r['dataset']} · {r['model']} · "
+              f"seed {r['seed']} · {r['status']}")
+    if r["error"]:
+        out.print(f"[red]error:[/red] {r['error']}")
+    out.print(f"config hash {r['config_hash']}; teachers {', '.join(r['teacher_ids']) or '–'}; "
+              f"commit {(r['git_commit'] or '–')[:12]}{' (dirty)' if r['git_dirty'] else ''}; "
+              f"artifacts {r['artifact_dir']}")
+    hyper = {k: v for k, v in r["config"].items() if k not in ("data", "kind", "method", "dataset", "model", "seed")}
     out.print("config: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
-    if r.summary:
-        out.print("summary: " + ", ".join(f"{k}={fmt(v)}" for k, v in r.summary.items()))
+    if r["summary"]:
+        out.print("summary: " + ", ".join(f"{k}={fmt(v)}" for k, v in r["summary"].items()))
     table = Table(title="metrics per epoch")
     columns = ("epoch", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc")
     for column in columns:
         table.add_column(column, justify="right")
-    for row in epochs.values():
-        best = row["epoch"] == r.summary.get("best_epoch")
+    for row in r["metrics"]:
+        best = row["epoch"] == r["summary"].get("best_epoch")
         table.add_row(*(fmt(row.get(c)) for c in columns), style="bold" if best else None)
     out.print(table)
-    if document["hessian_reports"]:
-        out.print(_hessian_table(document["hessian_reports"]))
-    if document["saddle_points"]:
-        out.print(_saddle_table(document["saddle_points"]))
-    if document["event_counts"]["events"]:
-        out.print("events: " + ", ".join(f"{k} {v}" for k, v in document["event_counts"].items()))
+    if r["hessian_reports"]:
+        out.print(_hessian_table(r["hessian_reports"]))
+    if r["saddle_points"]:
+        out.print(_saddle_table(r["saddle_points"]))
+    if r["event_counts"]["events"]:
+        out.print("events: " + ", ".join(f"{k} {v}" for k, v in r["event_counts"].items()))
     if events:
-        out.print(_event_table(document["events"]))
-
-
-def _saddle_row(point) -> dict:
-    return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
-            "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
-            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "artifact": point.artifact}
+        out.print(_event_table(r["events"]))
 
 
 def _saddle_table(rows: list[dict]):
@@ -157,13 +130,6 @@ def _short(value) -> str:
     return str(value)
 
 
-def _hessian_row(report) -> dict:
-    result = report.result
-    return {"report_id": report.id, "step": report.step, "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
-            "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0], "trace": result["trace"],
-            "trace_se": result["trace_se"], "n_hvp": report.n_hvp, "seconds": report.seconds}
-
-
 def _hessian_table(rows: list[dict]):
     from rich.table import Table
 
@@ -190,19 +156,12 @@ def export(
     import pandas as pd
 
     from ..errors import UserError
+    from ..services.runs import export_rows
 
     if fmt_ not in ("csv", "json"):
         raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
-    store = open_store_from(ctx)
-    runs = store.list_runs(method=method, dataset=dataset, status=status)
-    if metrics:
-        frame = pd.DataFrame([{"run_id": m.run_id, "step": m.step, "epoch": m.epoch, "split": m.split,
-                               "name": m.name, "value": m.value} for m in store.metrics([r.id for r in runs])],
-                             columns=["run_id", "step", "epoch", "split", "name", "value"])
-    else:
-        rows = [run_row(r) | {"teacher_ids": ",".join(r.teacher_ids)} for r in runs]
-        frame = pd.DataFrame(rows, columns=list(RUN_FIELDS) + ["test_acc", "best_val_acc", "final_test_acc",
-                                                               "best_epoch", "epochs"])
+    columns, rows = export_rows(open_store_from(ctx), metrics=metrics, method=method, dataset=dataset, status=status)
+    frame = pd.DataFrame(rows, columns=columns)
     text = frame.to_csv(index=False) if fmt_ == "csv" else frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)

@@ -34,22 +34,10 @@ def stats(
         result = mcnemar_runs(open_store_from(ctx), *mcnemar)
         print_json(result) if as_json else _print_mcnemar(result)
         return
-    from ..data import check_dataset_name
-    from ..methods import plain_methods
-    from ..services.analysis import arm_list, method_values, pairwise
+    from ..services.analysis import StatsRequest, method_stats
 
-    check_dataset_name(dataset)
-    if student:
-        from ..models import check_model
-
-        check_model(student)
-    store = open_store_from(ctx)
-    method_list = arm_list(store, methods)
-    values = method_values(store, dataset, method_list, metric, at, student=student, teacher=teacher)
-    if not methods:  # the arms with runs; with none at all, the plain ones (sgd, kd) show their n = 0
-        values = ({method: per_seed for method, per_seed in values.items() if per_seed}
-                  or {method: values[method] for method in plain_methods()})
-    result = pairwise(values)
+    request = StatsRequest.parse(methods, dataset, metric, at, student=student, teacher=teacher)
+    result = method_stats(open_store_from(ctx), request)
     if as_json:
         print_json(result["pairs"])
         return

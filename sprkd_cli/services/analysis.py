@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..errors import UserError
 from ..store import Store
+from .lifecycle import read_run
 
 SPLITS = ("train", "val", "test")
 
@@ -65,6 +68,50 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
     return values
 
 
+@dataclass(frozen=True)
+class StatsRequest:
+    """What `stats` compares. `methods` (arm names) empty: every arm with finished runs."""
+
+    dataset: str
+    metric: str
+    at: str
+    methods: tuple[str, ...] = ()
+    student: str | None = None
+    teacher: str | None = None
+
+    @classmethod
+    def parse(cls, methods: str | None, dataset: str, metric: str, at: str, *, student: str | None = None,
+              teacher: str | None = None) -> "StatsRequest":
+        """The request from the command line's values; the dataset and model are checked here, before a store
+        is opened (arm names are checked against the store's arms, by method_stats)."""
+        from ..data import check_dataset_name
+        from ..specs import parse_list
+
+        chosen = tuple(parse_list(methods)) if methods else ()
+        if methods is not None and not chosen:
+            raise UserError(f"bad --methods '{methods}': give comma-separated arms or methods, e.g. sgd,kd")
+        check_dataset_name(dataset)
+        if student:
+            from ..models import check_model
+
+            check_model(student)
+        return cls(dataset, metric, at, chosen, student, teacher)
+
+
+def method_stats(store: Store, request: StatsRequest) -> dict:
+    """The pairwise tests of `request`'s arms (see pairwise). Without arms named: those with finished
+    runs; with none at all, the plain methods (sgd, kd), which show their n = 0."""
+    from ..methods import plain_methods
+
+    arms = arm_list(store, ",".join(request.methods) if request.methods else None)
+    values = method_values(store, request.dataset, arms, request.metric, request.at,
+                           student=request.student, teacher=request.teacher)
+    if not request.methods:
+        values = ({arm: per_seed for arm, per_seed in values.items() if per_seed}
+                  or {arm: values[arm] for arm in plain_methods()})
+    return pairwise(values)
+
+
 def pairwise(values: dict[str, dict[int, dict]]) -> dict:
     from ..stats import compare_methods, summarize
 
@@ -83,7 +130,7 @@ def mcnemar_runs(store: Store, ref_a: str, ref_b: str) -> dict:
     the same examples (same dataset and split: the split fingerprints and the labels agree)."""
     from ..stats import mcnemar_exact
 
-    run_a, run_b = store.get_run(ref_a), store.get_run(ref_b)
+    run_a, run_b = read_run(store, ref_a), read_run(store, ref_b)
     if run_a.id == run_b.id:
         raise UserError(f"--mcnemar needs two different runs (both are {run_a.id})")
     rows = {}

@@ -112,6 +112,8 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
             ray_address: str | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor) and summarise."""
+    from .lifecycle import find_unfinished
+
     configs = plan(store, template, arms, seeds, teacher_ref, method_overrides)
     existing = {(c.arm, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
     for cfg in configs:  # a run reused under another arm's name belongs to this arm too
@@ -120,7 +122,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     todo = [c for c in configs if existing[(c.arm, c.seed)] is None]
     work = []
     for cfg in todo:  # an interrupted or crashed run of the same config and seed goes on from its state
-        unfinished = store.find_unfinished(cfg.config_hash(), cfg.seed)
+        unfinished = find_unfinished(store, cfg.config_hash(), cfg.seed)
         if unfinished is not None:
             store.link_arm(unfinished.id, cfg.arm)
         work.append((cfg, unfinished.id if unfinished else None))

@@ -80,9 +80,10 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     """Measure the run's final model, store the report and (with a density) write its PNG."""
     from ..config import TrainConfig
     from ..data import load_dataset
-    from .teachers import FINAL_CHECKPOINT, load_run_model
+    from .lifecycle import read_run
+    from .runs import FINAL_CHECKPOINT, load_run_model
 
-    run = store.get_run(ref)
+    run = read_run(store, ref)
     if run.status != "finished":
         raise UserError(f"run {run.id} is {run.status}; a Hessian report needs a finished run's model")
     cfg = TrainConfig.from_dict(run.config)

@@ -111,7 +111,7 @@ def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
     """What a sprkd student takes from its teacher runs: one saddle snapshot each (for the ASR) and the
     teacher models (for the optional KD term)."""
     from ..methods.sprkd import TeacherSaddle
-    from .teachers import load_run_model
+    from .runs import load_run_model
 
     saddles = []
     if options.get("asr", True):
@@ -215,7 +215,7 @@ def teacher_ids_for(store: Store, method: str, teacher: str | None, dataset: str
     """The teacher run ids of a student of `method`: those of `--teacher a,b` (ids or unique prefixes), else
     the dataset's latest finished teacher; for sprkd, the latest one with tracked saddles that fits the student."""
     from ..methods import method_class
-    from .teachers import latest_teacher
+    from .runs import latest_teacher
 
     cls = method_class(method)
     if not cls.needs_teacher:

@@ -11,10 +11,10 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError
-from ..store import Store
-from .lifecycle import Heartbeat, Interruptible
+from ..store import Store, utcnow
+from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
+from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 from .saddles import EventSink, event_counts, injection_mapping, saddle_inputs, saddle_tracker
-from .teachers import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 
 STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
 
@@ -91,7 +91,7 @@ def _record_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None, event
     run = store.create_run(
         kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
         config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
-        device=str(next(model.parameters()).device), arm=cfg.arm,
+        device=str(next(model.parameters()).device), process=this_process(), arm=cfg.arm,
     )
     return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop))
 
@@ -128,7 +128,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
     stopped. `kind` (teacher/student), when given, must be the run's."""
     from ..engine.state import load_state
 
-    run = store.get_run(ref)
+    run = read_run(store, ref)
     check_resumable(run, kind)
     cfg = TrainConfig.from_dict(run.config)
     path = Path(run.artifact_dir) / STATE_FILE
@@ -148,7 +148,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
         except UserError as exc:
             raise UserError(f"run {run.id} cannot be resumed: {exc}") from None
     with Interruptible(defer=True) as stop:
-        for artifact in store.reopen_run(run, epoch, step):
+        for artifact in store.reopen_run(run, epoch, step, this_process()):
             Path(artifact).unlink(missing_ok=True)
         store.add_event(run.id, "resumed", {"from_epoch": epoch, "from_step": step, "was": run.status,
                                             "state": str(path) if state else None}, step=step, epoch=epoch)
@@ -169,8 +169,6 @@ def train_or_resume(cfg: TrainConfig, store: Store, resume_id: str | None = None
 
 
 def check_resumable(run, kind: str | None = None) -> None:
-    from ..store import died_here, utcnow
-
     if kind is not None and run.kind != kind:
         command = "train-teacher" if run.kind == "teacher" else "distill"
         raise UserError(f"run {run.id} is a {run.kind} run; resume it with `sprkd {command} --resume {run.id}`")
@@ -236,14 +234,14 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch:
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume)
-    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (teachers.py)
+    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
     state_path.unlink(missing_ok=True)  # a finished run is not resumed
-    outcome = finished_outcome(store.get_run(run.id))
+    outcome = finished_outcome(read_run(store, run.id))
     if store.events(run.id):
         outcome |= {"events": event_counts(store, run.id), "injection": injection_mapping(store, run.id)}
     return outcome

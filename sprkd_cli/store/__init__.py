@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +15,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
-from .engine import make_engine, resolve_url, sqlite_path, upgrade
+from .database import make_engine, resolve_url, sqlite_path, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
@@ -29,66 +28,6 @@ BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_ru
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-# A running run is shown as crashed once its heartbeat is this old and its process is gone. Nothing is
-# written: the status is computed when runs are read, so a slow reader never marks a live run.
-CRASH_AFTER = timedelta(minutes=2)
-
-
-def is_crashed(run: Run, now: datetime | None = None) -> bool:
-    """A `running` run whose heartbeat is older than CRASH_AFTER and whose process is gone (on this
-    host: its pid is not alive; on another host the heartbeat's age alone decides)."""
-    if run.status != "running":
-        return False
-    if run.heartbeat_at is not None and (now or utcnow()) - run.heartbeat_at < CRASH_AFTER:
-        return False
-    if run.host == socket.gethostname() and run.pid is not None:
-        return not process_alive(run.pid, run.pid_started)
-    return True
-
-
-def died_here(run: Run) -> bool:
-    """A `running` run of this host whose process is gone: dead for certain, whatever its heartbeat's age."""
-    return (run.status == "running" and run.host == socket.gethostname() and run.pid is not None
-            and not process_alive(run.pid, run.pid_started))
-
-
-def process_alive(pid: int, started: int | None = None) -> bool:
-    """Whether process `pid` exists and, when `started` is known, is the one that started then (not a
-    later process given the same pid)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    if started is None:
-        return True
-    now = process_started(pid)
-    return now is None or now == started
-
-
-def process_started(pid: int) -> int | None:
-    """When process `pid` started, in clock ticks after boot (Linux's /proc/<pid>/stat, field 22);
-    None where there is no /proc or the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    fields = stat[stat.rindex(b")") + 2:].split()  # after "pid (comm) ": the name may hold spaces
-    return int(fields[19])
-
-
-def _as_read(runs: list[Run]) -> list[Run]:
-    """The runs with the status a reader sees: `crashed` in place of a dead run's `running`. The rows
-    are detached copies; nothing is written back."""
-    now = utcnow()
-    for run in runs:
-        if is_crashed(run, now):
-            run.status = "crashed"
-    return runs
 
 
 def safe_name(text: str) -> str:
@@ -132,17 +71,17 @@ class Store:
 
     # -- runs -----------------------------------------------------------------------------
     def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
-                   config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str,
+                   config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str, process: dict,
                    arm: str | None = None) -> Run:
-        """A new running run; a student belongs to `arm` (default: the arm named after its method)."""
+        """A new run, running in `process` ({host, pid, pid_started}: see services.lifecycle.this_process);
+        a student belongs to `arm` (default: the arm named after its method)."""
         run_id = uuid.uuid4().hex[:12]
         now = utcnow()
         run = Run(
             id=run_id, kind=kind, method=method, dataset=dataset, model=model, seed=seed,
             status="running", config=config, config_hash=config_hash, teacher_ids=list(teacher_ids),
             git_commit=provenance.get("git_commit"), git_dirty=provenance.get("git_dirty"),
-            versions=provenance.get("versions", {}), device=device, host=socket.gethostname(),
-            pid=os.getpid(), pid_started=process_started(os.getpid()), created_at=now, started_at=now,
+            versions=provenance.get("versions", {}), device=device, **process, created_at=now, started_at=now,
             heartbeat_at=now, summary={},
             artifact_dir=str(self.artifact_root / run_id),
         )
@@ -189,8 +128,8 @@ class Store:
             s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
                       .values(status="interrupted", error=reason, ended_at=utcnow()))
 
-    def reopen_run(self, run: Run, epoch: int, step: int) -> list[str]:
-        """Take up `run` (as read: interrupted, failed or crashed) again in this process, to resume after
+    def reopen_run(self, run: Run, epoch: int, step: int, process: dict) -> list[str]:
+        """Take up `run` (as read: interrupted, failed or crashed) again in `process`, to resume after
         `epoch` (`step` optimiser steps): in one transaction, claim it (only if nobody changed it since
         it was read, so two processes cannot both resume it) and delete what it recorded after that
         point (metrics, events, Hessian reports and saddle points; predictions are written at the end).
@@ -201,8 +140,7 @@ class Store:
         with self.session() as s, s.begin():
             claimed = s.execute(
                 update(Run).where(Run.id == run.id, Run.status == stored_status, seen)
-                .values(status="running", error=None, ended_at=None, summary={}, host=socket.gethostname(),
-                        pid=os.getpid(), pid_started=process_started(os.getpid()), heartbeat_at=now)).rowcount
+                .values(status="running", error=None, ended_at=None, summary={}, **process, heartbeat_at=now)).rowcount
             if claimed != 1:
                 raise UserError(f"run {run.id} changed while being resumed (another process resumed it?); "
                                 "see `sprkd runs show`")
@@ -223,26 +161,25 @@ class Store:
         self.update_run(run_id, **fields)
 
     def get_run(self, ref: str) -> Run:
-        """A run by id or unique id prefix."""
+        """A run by id or unique id prefix, as stored (services.lifecycle.read_run: as a reader sees it)."""
         with self.session() as s:
             run = s.get(Run, ref)
             if run is not None:
-                return _as_read([run])[0]
+                return run
             matches = s.scalars(select(Run).where(Run.id.startswith(ref, autoescape=True)).limit(3)).all()
         if not matches:
             raise UserError(f"no run '{ref}' in {self.url}; see `sprkd runs list`")
         if len(matches) > 1:
             raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more characters")
-        return _as_read(matches)[0]
+        return matches[0]
 
     def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,
                   status: str | None = None, model: str | None = None, limit: int | None = None,
                   brief: bool = False, arm: str | None = None) -> list[Run]:
-        """Runs newest first, filtered by equality on bound parameters. `running` and `crashed` are both
-        stored as running and told apart here (see is_crashed). `brief`: plain records of every column
-        but the config, library versions, artifact folder and start time (the largest columns; no ORM
-        objects), for listings of many runs."""
-        stored_status = "running" if status == "crashed" else status
+        """Runs newest first, filtered by equality on bound parameters, with their stored status (a crashed
+        run is stored as running: services.lifecycle.read_runs tells them apart). `brief`: plain records
+        of every column but the config, library versions, artifact folder and start time (the largest
+        columns; no ORM objects), for listings of many runs. `arm`: only the runs that belong to it."""
         if brief:
             table = Run.__table__
             query = select(*(c for c in table.columns if c.name not in BRIEF_LEFT_OUT))
@@ -250,23 +187,18 @@ class Store:
             query = select(Run)
         query = query.order_by(Run.created_at.desc(), Run.id)
         for column, value in ((Run.kind, kind), (Run.method, method), (Run.dataset, dataset),
-                              (Run.status, stored_status), (Run.model, model)):
+                              (Run.status, status), (Run.model, model)):
             if value is not None:
                 query = query.where(column == value)
         if arm is not None:
             query = query.where(Run.id.in_(select(RunArm.run_id).where(RunArm.arm == arm)))
-        split_later = stored_status == "running"
-        if limit and not split_later:
+        if limit:
             query = query.limit(limit)
         if brief:
             with self.engine.connect() as conn:
-                runs = _as_read([SimpleNamespace(**row._mapping) for row in conn.execute(query)])
-        else:
-            with self.session() as s:
-                runs = _as_read(list(s.scalars(query)))
-        if split_later:
-            runs = [r for r in runs if r.status == status][:limit or None]
-        return runs
+                return [SimpleNamespace(**row._mapping) for row in conn.execute(query)]
+        with self.session() as s:
+            return list(s.scalars(query))
 
     def find_finished(self, config_hash: str, seed: int) -> Run | None:
         query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed, Run.status == "finished")
@@ -274,16 +206,13 @@ class Store:
         with self.session() as s:
             return s.scalars(query).first()
 
-    def find_unfinished(self, config_hash: str, seed: int) -> Run | None:
-        """The newest run of this config and seed that stopped before it finished and can go on from its
-        saved state: interrupted, crashed (as read), or running on this host with its process gone.
-        Failed runs are left alone: what failed them would fail them again."""
+    def unfinished_runs(self, config_hash: str, seed: int) -> list[Run]:
+        """The runs of this config and seed stored as interrupted or running, newest first."""
         query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed,
                                    Run.status.in_(("interrupted", "running")))
                  .order_by(Run.created_at.desc()))
         with self.session() as s:
-            runs = _as_read(list(s.scalars(query)))
-        return next((r for r in runs if r.status in ("interrupted", "crashed") or died_here(r)), None)
+            return list(s.scalars(query))
 
     # -- per-run rows ---------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:

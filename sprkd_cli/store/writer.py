@@ -20,7 +20,7 @@ class EpochWriter:
         if self.mark is None:  # a driver with another parameter style: no fast path for it
             raise NotImplementedError(dialect.paramstyle)
         self.run_id = run_id
-        self.autocommit = dialect.name == "sqlite"  # store.engine puts SQLite connections in autocommit mode
+        self.autocommit = dialect.name == "sqlite"  # store.database puts SQLite connections in autocommit mode
         self.statements: dict[int, str] = {}
         self.connection = engine.raw_connection()
 

@@ -87,7 +87,7 @@ class SAGE(Method):
             # transformers of two families (say a BERT teacher, token types and all, and a DistilBERT
             # student): the student takes a copy of the teacher's embedding module itself, and its
             # checkpoints carry that module's config, so that the run's model can be rebuilt
-            # (services.teachers.load_run_model) without the teacher's files
+            # (services.runs.load_run_model) without the teacher's files
             model.embed = copy.deepcopy(self.teacher.embed)
             model.checkpoint_metadata = {"embed_config": embed_config(self.teacher)}
         for p in model.embed.parameters():

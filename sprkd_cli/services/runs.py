@@ -1,0 +1,146 @@
+"""Runs as the commands use them: a run described (runs show, list, export), a run's model loaded, and
+the choice of a student's teachers (found, and checked against the student's data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import TrainConfig
+from ..errors import UserError
+from ..store import Run, Store
+from .lifecycle import read_run, read_runs
+from .saddles import event_counts
+
+if TYPE_CHECKING:
+    from ..data import Splits
+
+BEST_CHECKPOINT = "best.safetensors"
+FINAL_CHECKPOINT = "model.safetensors"
+
+RUN_FIELDS = ("id", "kind", "method", "dataset", "model", "seed", "status", "config_hash", "teacher_ids",
+              "n_params", "device", "git_commit", "git_dirty", "created_at", "ended_at", "error")
+SUMMARY_FIELDS = ("test_acc", "best_val_acc", "final_test_acc", "best_epoch", "epochs")
+METRIC_FIELDS = ("run_id", "step", "epoch", "split", "name", "value")
+
+
+# -- describing runs ---------------------------------------------------------------------------------
+
+def run_row(run) -> dict:
+    """A run's columns (RUN_FIELDS) and the headline numbers of its summary (SUMMARY_FIELDS)."""
+    row = {field: getattr(run, field) for field in RUN_FIELDS}
+    for key in SUMMARY_FIELDS:
+        row[key] = run.summary.get(key)
+    return row
+
+
+def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
+    """One run as `runs show` gives it: its row, config, provenance and summary, its metrics per epoch,
+    Hessian reports, saddle points and event counts, and with `events` its event log."""
+    run = read_run(store, ref)
+    epochs: dict[int, dict] = {}
+    for m in store.metrics([run.id]):
+        epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
+    document = run_row(run) | {"config": run.config, "summary": run.summary, "versions": run.versions,
+                               "artifact_dir": run.artifact_dir, "host": run.host, "pid": run.pid,
+                               "started_at": run.started_at, "heartbeat_at": run.heartbeat_at,
+                               "metrics": list(epochs.values()),
+                               "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(run.id)],
+                               "saddle_points": [_saddle_row(p) for p in store.saddle_points(run.id)],
+                               "event_counts": event_counts(store, run.id)}
+    if events:
+        document["events"] = [{"id": e.id, "step": e.step, "epoch": e.epoch, "kind": e.kind, "payload": e.payload}
+                              for e in store.events(run.id)]
+    return document
+
+
+def _saddle_row(point) -> dict:
+    return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
+            "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
+            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "artifact": point.artifact}
+
+
+def _hessian_row(report) -> dict:
+    result = report.result
+    return {"report_id": report.id, "step": report.step, "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
+            "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0], "trace": result["trace"],
+            "trace_se": result["trace_se"], "n_hvp": report.n_hvp, "seconds": report.seconds}
+
+
+def export_rows(store: Store, *, metrics: bool, method: str | None = None, dataset: str | None = None,
+                status: str | None = None) -> tuple[list[str], list[dict]]:
+    """(columns, rows) of `runs export`: one row per run (teacher ids joined by commas), or with
+    `metrics` every metric row of those runs (long format)."""
+    runs = read_runs(store, method=method, dataset=dataset, status=status)
+    if metrics:
+        return list(METRIC_FIELDS), [{field: getattr(m, field) for field in METRIC_FIELDS}
+                                     for m in store.metrics([r.id for r in runs])]
+    return list(RUN_FIELDS + SUMMARY_FIELDS), [run_row(r) | {"teacher_ids": ",".join(r.teacher_ids)} for r in runs]
+
+
+# -- teachers ----------------------------------------------------------------------------------------
+
+
+def latest_teacher(store: Store, dataset: str, split_seed: int) -> Run:
+    for run in store.list_runs(kind="teacher", dataset=dataset, status="finished"):
+        if run.config.get("split_seed") == split_seed:
+            return run
+    raise UserError(
+        f"no finished teacher for dataset {dataset} (split seed {split_seed}) in {store.url}; train one first: "
+        f"sprkd train-teacher --dataset {dataset} --split-seed {split_seed}"
+    )
+
+
+def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
+    """The finished teacher run `ref`, checked against the student's dataset and split."""
+    run = read_run(store, ref)
+    if run.kind != "teacher":
+        raise UserError(f"run {run.id} is a {run.kind} run, not a teacher; see `sprkd runs list --kind teacher`")
+    if run.status != "finished":
+        raise UserError(f"teacher {run.id} is {run.status}, not finished; train a teacher to completion first")
+    split = run.config["data"]
+    if split["n_classes"] != data.n_classes:
+        raise UserError(
+            f"teacher {run.id} predicts {split['n_classes']} classes ({run.dataset}) but the student's dataset "
+            f"{data.name} has {data.n_classes}; use a teacher trained on {data.name}"
+        )
+    if run.dataset != data.name or split["split_seed"] != data.split_seed:
+        raise UserError(
+            f"teacher {run.id} was trained on {run.dataset} with split seed {split['split_seed']}; the student uses "
+            f"{data.name} with split seed {data.split_seed}; a teacher must share the student's data and split "
+            "(it would otherwise have seen the student's test examples)"
+        )
+    if split.get("tokenizer") != data.describe().get("tokenizer"):
+        raise UserError(
+            f"teacher {run.id} ({run.model}) tokenises {run.dataset} differently from the student; kd and sage on text "
+            "need a student whose tokenizer is the teacher's (the same vocabulary)"
+        )
+    if tuple(split["input_shape"]) != data.input_shape:
+        raise UserError(
+            f"teacher {run.id} was trained on {run.dataset} inputs of shape {tuple(split['input_shape'])}, the student's "
+            f"are {data.input_shape}; give the student the teacher's --image-size ({run.config.get('image_size')})")
+    if split["fingerprint"] != data.describe()["fingerprint"]:
+        raise UserError(f"teacher {run.id}'s split of {run.dataset} differs from the student's (the data changed)")
+    return run
+
+
+# -- a run's model -----------------------------------------------------------------------------------
+
+def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
+    """Rebuild a run's model from its stored config and load its checkpoint, in eval mode. A checkpoint
+    whose header holds an `embed_config` (a sage student given the input layer of a teacher of another
+    transformer family) gets an embedding module of that architecture before its weights are loaded."""
+    from ..engine import checkpoint_metadata, load_weights
+    from ..models import build_model
+
+    cfg = TrainConfig.from_dict(run.config)
+    split = run.config["data"]
+    model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
+    path = Path(run.artifact_dir) / checkpoint
+    embed = checkpoint_metadata(path).get("embed_config")
+    if embed:
+        from ..models.hf import embed_from_config
+
+        model.embed = embed_from_config(embed)
+    load_weights(model, path)
+    return model.eval()
