@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10 with venv):
 #   make demo   the main job on digits: teachers, every method over 5 seeds, comparison table, statistics
-#   make test   the test suite
+#   make test   the test suite (make test-fast: without the tests marked slow)
 # Both create .venv/ on first use and reuse it afterwards.
 
 PYTHON ?= python3
@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPRKD := $(BIN)/sprkd
 
-.PHONY: install demo test bench clean-runs
+.PHONY: install demo test test-fast bench clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: $(STAMP)
 	status=0; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || status=1; done; exit $$status

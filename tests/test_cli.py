@@ -116,6 +116,7 @@ def test_unusable_store_path_is_a_user_error(tmp_path, where):
         ("diverging run", [*TEACHER_ARGS, *DIVERGE], 1, ["failed", "diverged", "step"]),
     ],
 )
+@pytest.mark.slow
 def test_real_entry_point_never_shows_a_traceback(tmp_path, case, args, code, needles):
     db = tmp_path / "missing" / "runs.db" if case == "missing store folder" else tmp_path / "runs.db"
     done = run_subprocess(db, *args)

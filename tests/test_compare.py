@@ -101,6 +101,7 @@ def test_compare_without_teacher_says_how_to_train_one(db):
     assert alone["teacher"] is None and alone["ran"] == 2
 
 
+@pytest.mark.slow
 def test_compare_in_parallel_processes_writes_every_run(store_url):
     db = store_url
     teacher = train_teacher(db)

@@ -372,6 +372,7 @@ def test_slq_weights_and_trace():
     assert dens.trace() == pytest.approx(first_moment)
 
 
+@pytest.mark.slow
 def test_quadrature_without_reorthogonalisation_is_accurate():
     """reorth='none' (SLQ on large models): the basis loses orthogonality, yet the Gauss
     quadrature of the start vector still reproduces v^T H^j v, and slq_density's 'auto'

@@ -61,6 +61,7 @@ STALE = utcnow() - CRASH_AFTER - timedelta(seconds=5)
 # -- interrupted ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.slow
 def test_signal_ends_the_run_as_interrupted_with_its_epochs(db, signum, code):
     argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "train-teacher", "--dataset", DATA,
             "--model", TEACHER_MODEL, "--epochs", "100000"]
@@ -88,6 +89,7 @@ def test_signal_ends_the_run_as_interrupted_with_its_epochs(db, signum, code):
     assert sorted(epochs) == list(range(1, len(epochs) + 1))
 
 
+@pytest.mark.slow
 def test_sigterm_to_compare_with_workers_interrupts_their_runs_and_starts_no_more(db):
     assert_compare_sigterm_interrupts_two_runs(db, "--seeds", "0-5", "--jobs", "2")
 

@@ -28,6 +28,7 @@ def test_bad_executor_flags(db, args, needle):
     assert_user_error(sprkd(db, "compare", *STUDENT_ARGS, *args), needle)
 
 
+@pytest.mark.slow
 def test_compare_on_a_local_ray_cluster_writes_every_run_to_the_store(db, tmp_path):
     pytest.importorskip("ray")
     teacher = train_teacher(db)
@@ -67,6 +68,7 @@ def test_a_ray_address_needs_a_store_every_node_reaches(db):
                       "SQLite store is one machine's file")
 
 
+@pytest.mark.slow
 def test_sigterm_cancels_the_ray_tasks_and_their_runs_end_interrupted(db):
     from test_lifecycle import assert_compare_sigterm_interrupts_two_runs
 

@@ -164,6 +164,7 @@ def wait_for_epochs(db: Path, run_epochs: int, child: subprocess.Popen, timeout:
     raise AssertionError(f"no {run_epochs} epochs within {timeout} s")
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_crashed_then_resumed_to_the_uninterrupted_numbers(db):
     argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), *SLOW, "--checkpoint-every", "0"]
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))

@@ -27,6 +27,7 @@ def _sage(model_spec: str, dataset: str = DATA, **options):
     return data, teacher, student, method, events
 
 
+@pytest.mark.slow
 def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
     import sprkd_cli.methods.sage as sage_module
 
@@ -69,6 +70,7 @@ def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
     assert len(fitted) == 2
 
 
+@pytest.mark.slow
 def test_cnn_vectors_round_trip_through_inverse_and_interpolate():
     for mode in ("inverse", "interpolate"):
         data, teacher, student, method, _ = _sage("cnn:channels=4", "digits", sage_synth=mode, sage_umap_max=300)
@@ -98,6 +100,7 @@ def test_pool_trains_each_synthetic_vector_once_per_epoch():
     assert torch.equal(torch.sort(torch.cat(seen)).values, torch.arange(len(original)))
 
 
+@pytest.mark.slow
 def test_distill_sage_same_seed_same_numbers_and_events(db):
     teacher = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", "mlp:width=16,depth=1", *TRAIN)
     args = ["distill", "--method", "sage", "--dataset", DATA, "--student", "mlp:width=16,depth=2",

@@ -5,11 +5,12 @@ the same starting vectors and the same optimised vectors) and the small-data dis
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from sprkd_cli.methods.sage import inverse, pairwise
+from sprkd_cli.methods.sage import inverse, pairwise, rounds
 from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap
 
 
@@ -131,3 +132,57 @@ def test_fit_umap_gives_umap_learns_own_map(monkeypatch):
     from sklearn.metrics import pairwise_distances
 
     assert umap.umap_.pairwise_distances is pairwise_distances  # put back after the fit
+
+
+def test_umap_learns_functions_use_numbas_disk_cache_without_patching_numba():
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    umap = import_umap()
+    assert numba.njit.__module__ == "numba.core.decorators"  # numba's own decorator, never replaced
+    for kernel in (umap.umap_.smooth_knn_dist, umap.umap_.compute_membership_strengths, umap.utils.fast_knn_indices,
+                   umap.layouts._nb_optimize_layout_euclidean_single_epoch, umap.distances.euclidean):
+        assert isinstance(kernel, CPUDispatcher) and type(kernel._cache).__name__ == "FunctionCache", kernel
+
+
+
+def test_the_pin_in_pyproject_is_the_tested_range():
+    import tomllib
+
+    low, high = rounds.UMAP_LEARN_TESTED
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert f"umap-learn>={low},<{high}" in project["dependencies"]
+    assert rounds.fast_umap()  # the installed umap-learn is one of them (the tests above check it)
+
+
+@pytest.mark.parametrize(("version", "inside"), [
+    ("0.5.12", True), ("0.5.12.post1", True), ("0.5.11", False), ("0.5.13", False), ("0.6.0", False),
+    ("1.0", False), ("0.5.9.post2", False),
+])
+def test_the_tested_range(monkeypatch, version, inside):
+    monkeypatch.setattr(rounds, "umap_learn_version", lambda: version)
+    monkeypatch.setattr(rounds, "_outside_noticed", set())
+    assert rounds.fast_umap() is inside
+
+
+def test_outside_the_tested_range_sage_runs_umap_learns_own_code_and_says_so_in_one_line(monkeypatch, capsys, fitted):
+    def fast_path(*args, **kwargs):
+        raise AssertionError("sage's fast UMAP code ran for an untested umap-learn")
+
+    monkeypatch.setattr(rounds, "umap_learn_version", lambda: "0.6.0")
+    monkeypatch.setattr(rounds, "_outside_noticed", set())
+    monkeypatch.setattr(pairwise, "_all_pairs", fast_path)
+    monkeypatch.setattr(inverse, "inverse_transform", fast_path)
+    umap = import_umap()
+    x = _points(300, 40, 5)
+    ours = fit_umap(x, seed=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = umap.UMAP(**UMAP_PARAMS, random_state=7, n_jobs=1).fit(x)
+    assert np.array_equal(ours.embedding_, theirs.embedding_)
+    reducer, z = fitted
+    assert np.array_equal(rounds.inverse_transform(reducer, z[:4]), _umap_inverse(reducer, z[:4]))
+    lines = capsys.readouterr().err.splitlines()
+    low, high = rounds.UMAP_LEARN_TESTED
+    assert len(lines) == 1, lines  # once per process, though both parts fell back
+    assert lines[0].startswith("sage: umap-learn 0.6.0 is outside") and f">={low},<{high}" in lines[0]

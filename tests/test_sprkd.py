@@ -364,6 +364,7 @@ def test_distill_sprkd_with_two_teachers_end_to_end(db):
     assert text.exit_code == 0 and "approach_finished" in text.stdout and "injection" in text.stdout
 
 
+@pytest.mark.slow
 def test_compare_and_stats_take_sprkd_like_any_method(db):
     plain = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, "--seed", "1")
     tracked = tracked_teacher(db)

@@ -154,6 +154,7 @@ for seed in seeds:
 """
 
 
+@pytest.mark.slow
 def test_eight_processes_of_three_runs_each_on_one_new_store_lose_nothing(store_url):
     """A sweep as researchers run it: 8 processes started at once on a store that does not exist yet
     (all upgrade it together), each training 3 runs one after another: 24 finished runs with every

@@ -23,6 +23,7 @@ def models(tmp_path_factory):
             "distil": tiny_model(root / "distil", kind="distil", seed=3)}
 
 
+@pytest.mark.slow
 def test_glue_files_teacher_then_sgd_kd_sage_end_to_end(db, tmp_path, models):
     glue = sst2_dir(tmp_path / "glue")
     data = ["--dataset", "sst2", "--data-dir", str(glue)]
@@ -50,6 +51,7 @@ def test_glue_files_teacher_then_sgd_kd_sage_end_to_end(db, tmp_path, models):
     assert compared["ran"] == 0 and compared["reused"] == 2
 
 
+@pytest.mark.slow
 def test_the_toy_sentiment_task_is_learnt_by_teacher_and_students(db, tmp_path, models):
     """The label is carried by one GOOD or BAD word per sentence: a pipeline that tokenises, batches
     and distils correctly learns it; one that loses the words (all [UNK]) stays at chance."""
@@ -172,6 +174,7 @@ def test_sage_student_of_another_width_is_refused(db, tmp_path, models):
     assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]
 
 
+@pytest.mark.slow
 def test_sage_on_text_stops_and_resumes_to_the_uninterrupted_run(db, tmp_path, models):
     """Token sequences keep synthetic points as recipes (anchor, neighbour, u): a run stopped after a round
     resumes from that pool to exactly the numbers and weights of the run never stopped."""
@@ -189,6 +192,7 @@ def test_sage_on_text_stops_and_resumes_to_the_uninterrupted_run(db, tmp_path, m
     assert_same(recorded(store, reference), recorded(store, stopped))
 
 
+@pytest.mark.slow
 def test_a_text_sage_state_of_the_older_form_is_refused_before_anything_is_touched(db, tmp_path, models):
     """States saved before recipes held the synthetic sentences' vectors: resuming one is refused in one
     line, before the run's records are touched (and compare would train the run afresh)."""

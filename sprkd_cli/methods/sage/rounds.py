@@ -7,8 +7,12 @@ pool.RealVectors, a chunk at a time.
 
 from __future__ import annotations
 
+import functools
+import re
+import sys
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,48 +54,75 @@ def pooled_rows(real: RealVectors, rows: np.ndarray) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
 
 
+# The umap-learn releases whose internals .inverse and .pairwise copy bit for bit (tests/test_sage_umap.py):
+# at least the first, below the second. pyproject.toml pins umap-learn to this range; outside it sage
+# runs umap-learn's own inverse transform and distances (slower, the same results).
+UMAP_LEARN_TESTED = ("0.5.12", "0.5.13")
+_outside_noticed: set[str] = set()
+
+
+def umap_learn_version() -> str:
+    from importlib.metadata import version
+
+    return version("umap-learn")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """(major, minor, patch) of a version string: "0.5.9.post2" -> (0, 5, 9)."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
+def fast_umap() -> bool:
+    """Whether the installed umap-learn is one that .inverse and .pairwise reproduce; if not, one line
+    on stderr (once per process) says that sage falls back to umap-learn's own code."""
+    version = umap_learn_version()
+    low, high = UMAP_LEARN_TESTED
+    if _release(low) <= _release(version) < _release(high):
+        return True
+    if version not in _outside_noticed:
+        _outside_noticed.add(version)
+        print(f"sage: umap-learn {version} is outside >={low},<{high}, the releases its fast inverse transform "
+              "and distances are checked against; using umap-learn's own (slower, same results)", file=sys.stderr)
+    return False
+
+
+@functools.cache
 def import_umap():
     """umap, its numba functions compiled with numba's on-disk cache.
 
     Most of umap-learn's @numba.njit functions are not declared cache=True, so each new process
-    compiled them again (about 15 s before its first fit). umap is imported here with njit/jit
-    defaulting to cache=True: the compilation is paid once per machine (numba keeps it in
-    __pycache__ beside umap's source, or its user-wide cache when that is read-only;
-    NUMBA_CACHE_DIR moves it). Functions numba cannot cache still compile per process."""
-    import sys
+    compiled them again (about 15 s before its first fit). After the import, every one of them that
+    is compiled lazily (no signature given) and has no cache gets the cache that cache=True would
+    have given it (numba's decorator does the same, Dispatcher.enable_caching, at decoration): the
+    compilation is paid once per machine (numba keeps it in __pycache__ beside umap's source, or
+    its user-wide cache when that is read-only; NUMBA_CACHE_DIR moves it). Functions numba cannot
+    cache, the closures umap-learn makes at call time and its two functions compiled at import
+    (utils.tau_rand_int, tau_rand: given a signature) still compile per process. The same whether or
+    not umap was imported before."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import umap
+    from numba.core.caching import NullCache
+    from numba.core.dispatcher import Dispatcher
 
-    if "umap" in sys.modules:
-        return sys.modules["umap"]
-    import numba
-
-    njit, jit = numba.njit, numba.jit
-
-    def cached(decorator):
-        def wrapped(*args, **kwargs):
-            if len(args) == 1 and callable(args[0]) and not kwargs:
-                return decorator(cache=True)(args[0])
-            kwargs.setdefault("cache", True)
-            return decorator(*args, **kwargs)
-        return wrapped
-
-    numba.njit, numba.jit = cached(njit), cached(jit)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import umap
-    finally:
-        numba.njit, numba.jit = njit, jit
+    for name, module in list(sys.modules.items()):
+        if name == "umap" or name.startswith("umap."):
+            for value in vars(module).values():
+                if isinstance(value, Dispatcher) and isinstance(value._cache, NullCache) and not value.signatures:
+                    value.enable_caching()
     return umap
 
 
 def fit_umap(points: np.ndarray, seed: int):
     """A seeded 2-D UMAP of `points` (random_state makes UMAP single-threaded and reproducible),
-    its small-data distance matrix computed by .pairwise (the same matrix, about 20x sooner)."""
+    its small-data distance matrix computed by .pairwise (the same matrix, about 20x sooner) where
+    umap-learn is a release it reproduces (fast_umap)."""
     from .pairwise import fast_small_data_distances
 
     umap = import_umap()
     params = dict(UMAP_PARAMS, n_neighbors=min(UMAP_PARAMS["n_neighbors"], len(points) - 1))
-    with warnings.catch_warnings(), fast_small_data_distances(umap):
+    distances = fast_small_data_distances(umap) if fast_umap() else nullcontext()
+    with warnings.catch_warnings(), distances:
         warnings.simplefilter("ignore")
         return umap.UMAP(**params, random_state=seed, n_jobs=1).fit(points)
 
@@ -107,6 +138,18 @@ def nearest_neighbours(embedding: np.ndarray, rows: np.ndarray, k: int) -> np.nd
         distance[torch.arange(len(chunk)), chunk] = float("inf")
         out.append(distance.topk(k, largest=False).indices)
     return torch.cat(out).numpy() if out else np.zeros((0, k), dtype=np.int64)
+
+
+def inverse_transform(reducer, points: np.ndarray) -> np.ndarray:
+    """UMAP's inverse transform of 2-D `points`: .inverse's (the same vectors, about 7x sooner) where
+    umap-learn is a release it reproduces (fast_umap), else umap-learn's own."""
+    if fast_umap():
+        from .inverse import inverse_transform as fast
+
+        return fast(reducer, points)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reducer.inverse_transform(points)
 
 
 @dataclass
@@ -126,7 +169,7 @@ def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarra
 
     Each picks one of its anchor's `k` nearest neighbours in the 2-D map and u ~ U(0, 1):
     `inverse` maps z = z_a + u·(z_j − z_a) back through UMAP's inverse transform (umap-learn's
-    algorithm and random stream, run by .inverse: the same vectors, about 7x sooner); `interpolate`
+    algorithm and random stream; see inverse_transform above); `interpolate`
     takes v_a + u·(v_j − v_a) of the original vectors. Token sequences always interpolate, and their
     vectors are not made here: the recipe (anchor, neighbour, u) is the synthetic point (pool.py)."""
     order = anchors[np.argsort(-losses[anchors], kind="stable")]
@@ -144,8 +187,6 @@ def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarra
     if real.tokens:
         return Synthesis(None, anchor_real, neighbour_real, u)
     if mode == "inverse":
-        from .inverse import inverse_transform
-
         z = reducer.embedding_[anchor_pos] + u[:, None] * (reducer.embedding_[pick] - reducer.embedding_[anchor_pos])
         flat = inverse_transform(reducer, z.astype(np.float32))
         new = torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(count, *real.shape).to(real.device)
