@@ -41,7 +41,7 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["distill", "--dataset", DATA, "--method", "nope"], ["unknown method 'nope'", "kd", "sgd"]),
         (["compare", "--dataset", DATA, "--methods", "sgd,nope"], ["unknown method 'nope'", "kd", "sgd"]),
         (["compare", "--dataset", DATA, "--methods", ","], ["--methods"]),
-        (["stats", "--dataset", DATA, "--methods", "kd,nope"], ["unknown method 'nope'", "kd", "sgd"]),
+        (["stats", "--dataset", DATA, "--methods", "kd,nope"], ["unknown arm or method 'nope'", "kd", "sgd"]),
         (["stats", "--dataset", "nope"], ["unknown dataset 'nope'", "digits", "synthetic"]),
         (["distill", "--dataset", DATA, "--method", "sgd", "--student", "nope"], ["unknown model 'nope'", "mlp-small"]),
         (["train-teacher", "--dataset", "synthetic:n=200,bogus=1"], ["bogus", "valid options"]),

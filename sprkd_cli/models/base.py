@@ -23,3 +23,16 @@ class EmbedBody(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def init_residual(model: nn.Module, zero_linear_bias: bool = False) -> None:
+    """The residual networks' initialisation, module by module in order: He-normal convolutions (fan out),
+    batch norms at weight 1 and bias 0, and (WRN) linear biases at 0."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif zero_linear_bias and isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)

@@ -10,7 +10,7 @@ the nets also take other sizes (28x28 MNIST) and any number of input channels.""
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .base import EmbedBody
+from .base import EmbedBody, init_residual
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -56,9 +56,4 @@ class CifarResNet(EmbedBody):
             layers.append(nn.Sequential(*stage_blocks))
             c_in = c_out
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_residual(self)
