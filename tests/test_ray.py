@@ -78,4 +78,4 @@ def test_sigterm_cancels_the_ray_tasks_and_their_runs_end_interrupted(db):
 
 def test_help_shows_bracketed_text_rich_would_eat():
     text = " ".join(sprkd(None, "compare", "--help").stdout.replace("│", " ").split())
-    assert "pip install 'sprkd[ray]'" in text and "[default: sgd,kd]" in text
+    assert "pip install 'sprkd[ray]'" in text and "[default: sgd,kd when no --arm is given]" in text

@@ -179,8 +179,7 @@ def test_the_default_image_size_hashes_like_the_same_size_given():
     from sprkd_cli.cli.train import _config
 
     def cfg(dataset, **extra):
-        return _config("teacher", "sgd", dataset, "malaria-teacher", 0, 0, 1, 64, "adamw", 1e-3, 0.01, 0.9, "cosine",
-                       [], {}, **extra)
+        return _config("teacher", "sgd", dataset, "malaria-teacher", 0, {"epochs": 1} | extra)
 
     assert cfg("malaria").image_size == 32
     assert cfg("malaria").config_hash() == cfg("malaria", image_size=32).config_hash()
