@@ -13,8 +13,8 @@ from .options import above, at_least, check_options, option
 MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
 # A teacher's saddle tracking only reads the probe Hessian (mode, buffers and .grad restored, private RNGs):
 # it trains the same teacher, so these are measurement fields too (tests/test_sprkd.py checks the metrics).
-SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "saddle_rule", "saddle_alpha", "saddle_beta",
-                 "max_saddles", "probe_batches", "probe_size", "probe_mode")
+SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "max_saddles", "probe_batches", "probe_size",
+                 "probe_mode")
 MEASUREMENT_FIELDS += SADDLE_FIELDS
 # How the data are fetched and what hardware trains: not what the experiment is, so a --download or a
 # GPU run is the same experiment and compare reuses it. (A GPU run's numbers differ in the last digits
@@ -34,7 +34,6 @@ PROBE = "Probe set (Hessian and probe loss)"
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 PROBE_MODES = ("eval", "train")
-SADDLE_RULES = ("ratio", "magnitude", "both")
 
 
 @dataclass
@@ -75,18 +74,15 @@ class TrainConfig:
                                 check=at_least(0))
     hessian_density: bool = option(False, "Add the SLQ eigenvalue density to the reports of --hessian-every.",
                                    panel=HESSIAN)
-    track_saddles: bool = option(False, "Run the strong-saddle test on the probe Hessian during training and keep "
-                                        "the strong saddles (sprkd teachers).", panel=SADDLES, scope="teacher")
-    saddle_every: int = option(50, "The saddle test every N optimiser steps.", panel=SADDLES, check=at_least(1),
+    track_saddles: bool = option(False, "Examine the probe Hessian during training and keep the saddle candidates "
+                                        "(sprkd teachers; a student's --saddle-rule picks the strong ones).", panel=SADDLES, scope="teacher")
+    saddle_every: int = option(50, "A saddle check every N optimiser steps.", panel=SADDLES, check=at_least(1),
                                scope="teacher")
     saddle_top_n: int = option(4, "Eigenvalues of largest magnitude the test looks at.", panel=SADDLES,
                                check=at_least(1), scope="teacher")
-    saddle_rule: str = option("ratio", "ratio (S- >= alpha*S+), magnitude (S- >= beta) or both.", panel=SADDLES,
-                              choices=SADDLE_RULES, scope="teacher")
-    saddle_alpha: float = option(0.4, "alpha of the ratio rule.", panel=SADDLES, check=at_least(0), scope="teacher")
-    saddle_beta: float = option(7.0, "beta of the magnitude rule.", panel=SADDLES, check=at_least(0), scope="teacher")
-    max_saddles: int = option(20, "Keep this many strong saddles, those of lowest probe loss.", panel=SADDLES,
-                              check=at_least(1), scope="teacher")
+    max_saddles: int = option(20, "Keep the saddle candidates (checks with negative curvature) of this many highest "
+                                  "S-/S+ and this many highest S- (whichever rule a student applies later).",
+                              panel=SADDLES, check=at_least(1), scope="teacher")
     probe_batches: int = option(2, "Probe set: batches drawn once from the run's seed.", panel=PROBE,
                                 check=at_least(1))
     probe_size: int = option(256, "Probe set: examples per batch.", panel=PROBE, check=at_least(1))

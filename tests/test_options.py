@@ -14,7 +14,7 @@ from sprkd_cli.errors import UserError
 from sprkd_cli.methods import method_options
 from sprkd_cli.options import declared_fields
 
-TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8", "--saddle-alpha", "0.1"]
+TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
 DISTILL_ONLY = {"method", "seed", "resume", "reuse"}  # compare has --methods/--arm and --seeds instead
 
 

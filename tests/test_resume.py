@@ -24,7 +24,7 @@ from sprkd_cli.services.training import STATE_FILE, resume_run, train_run
 from sprkd_cli.services.lifecycle import CRASH_AFTER, read_run, read_runs, this_process
 from sprkd_cli.store import utcnow
 
-TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8", "--saddle-alpha", "0.1"]
+TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
 FIVE = ["--epochs", "5", "--lr", "1e-2"]
 
 

@@ -98,12 +98,13 @@ def show(
 def _saddle_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="strong saddle points (sprkd)")
-    for column in ("saddle", "step", "epoch", "probe_loss", "S-", "S+", "S-/S+", "eigenvalues"):
+    table = Table(title="saddle candidates (sprkd; strong under a rule's default: ratio S- >= 0.4 S+, magnitude S- >= 7)")
+    for column in ("saddle", "step", "epoch", "probe_loss", "S-", "S+", "S-/S+", "ratio", "magnitude", "eigenvalues"):
         table.add_column(column, justify="left" if column == "eigenvalues" else "right")
     for row in rows:
         table.add_row(str(row["saddle_id"]), str(row["step"]), str(row["epoch"]), fmt(row["probe_loss"]),
                       fmt(row["s_neg"]), fmt(row["s_pos"]), fmt(row["ratio"]),
+                      "yes" if row.get("passes_ratio") else "no", "yes" if row.get("passes_magnitude") else "no",
                       ", ".join(f"{v:.4g}" for v in row["eigenvalues"]))
     return table
 

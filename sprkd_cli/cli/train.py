@@ -101,6 +101,8 @@ def _print_outcome(outcome: dict) -> None:
                   f"{row['student']} {tuple(row['student_shape'])} ({row['op']})")
     if outcome.get("events"):
         out.print("events: " + ", ".join(f"{k} {v}" for k, v in outcome["events"].items()))
+    for warning in outcome.get("warnings", []):
+        out.print(f"[yellow]warning:[/yellow] {warning}")
 
 
 def _param(name: str, annotation, default) -> inspect.Parameter:

@@ -139,6 +139,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             if on_step is not None:
                 on_step(step, epoch)
         metrics = {("train", "loss"): total / n}
+        metrics.update({("train", name): value for name, value in method.epoch_metrics().items()})
         for split in ("val", "test"):
             loss_value, acc, predictions = evaluate(model, *data.split(split))
             metrics[(split, "loss")] = loss_value

@@ -45,6 +45,15 @@ class Method:
     def after_step(self, model: nn.Module, step: int, epoch: int) -> None:
         """After the base optimiser step (`.grad` still holds that mini-batch's gradient)."""
 
+    def epoch_metrics(self) -> dict[str, float]:
+        """At an epoch's end: the method's own numbers of that epoch, stored as train metrics (sprkd: its
+        gate's statistic)."""
+        return {}
+
+    def summary(self) -> dict:
+        """At the run's end: facts for the run's summary (sprkd: the teachers whose saddle fell back)."""
+        return {}
+
     def state_dict(self) -> dict:
         """What the method has learnt or counted since setup (tensors, numbers, strings, lists, dicts), saved
         at epoch ends for --resume. setup's own work is redone on resume (from the same seed), not saved."""

@@ -16,6 +16,8 @@ from ..options import above, at_least, between, check_options, coerce, declared_
 KD_PANEL = "kd method"
 SPRKD_PANEL = "sprkd method"
 SAGE_PANEL = "sage method"
+SADDLE_PANEL = "sprkd's strong saddles (applied to the teachers' stored candidates)"
+SADDLE_RULES = ("ratio", "magnitude", "both")
 
 
 @dataclass
@@ -54,14 +56,26 @@ class SPRKDOptions(MethodOptions):
     from_training = ("probe_batches", "probe_size", "probe_mode")
     asr: bool = option(True, "Ablation: no ASR, injection or approach (the student starts from its own init).",
                        panel=SPRKD_PANEL, flag="--no-asr")
-    asr_pick: str = option("lowest-loss", "Each teacher's snapshot in the ASR.", panel=SPRKD_PANEL,
+    asr_pick: str = option("lowest-loss", "Each teacher's strong saddle in the ASR.", panel=SPRKD_PANEL,
                            choices=("lowest-loss", "last"))
+    saddle_rule: str = option("ratio", "A candidate is a strong saddle when S- >= alpha*S+ (ratio), S- >= beta "
+                                       "(magnitude) or both.", panel=SADDLE_PANEL, choices=SADDLE_RULES)
+    saddle_alpha: float = option(0.4, "alpha of the ratio rule.", panel=SADDLE_PANEL, check=at_least(0))
+    saddle_beta: float = option(7.0, "beta of the magnitude rule (the reference implementation's default).",
+                                panel=SADDLE_PANEL, check=at_least(0))
+    saddle_fallback: str = option("best", "A teacher none of whose candidates passes the rule: best (its "
+                                          "highest-scoring candidate, with a warning) or none (an error).",
+                                  panel=SADDLE_PANEL, choices=("best", "none"))
     approach_eps: float = option(1e-3, "A tensor stops approaching at RMS distance <= eps from its target.",
                                  panel=SPRKD_PANEL, check=above(0))
     approach_max_steps: int = option(200, "Every tensor stops approaching after this many steps.", panel=SPRKD_PANEL,
                                      check=at_least(0))
     nhe: bool = option(True, "Ablation: no negative Hessian eigensteps.", panel=SPRKD_PANEL, flag="--no-nhe")
-    nhe_grad_threshold: float = option(0.02, "NHE/PGD only at steps with mini-batch ‖g‖₂ <= this.", panel=SPRKD_PANEL,
+    nhe_gate: str = option("tensor", "When NHE/PGD may run: tensor (some parameter tensor's mini-batch gradient has "
+                                     "‖g_i‖₂ < the threshold, the reference implementation's rule) or global (the "
+                                     "whole mini-batch gradient has ‖g‖₂ <= it).", panel=SPRKD_PANEL,
+                           choices=("tensor", "global"))
+    nhe_grad_threshold: float = option(0.01, "The gate's gradient-norm threshold j.", panel=SPRKD_PANEL,
                                        check=at_least(0))
     nhe_max: int = option(50, "At most this many negative-curvature eigensteps; attempts that find no negative "
                               "eigenvalue do not count.", panel=SPRKD_PANEL, check=at_least(0))

@@ -55,9 +55,17 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
 
 
 def _saddle_row(point) -> dict:
+    """A stored saddle candidate, and whether it passes each rule at its default (METHODS.md, sprkd)."""
+    from ..methods.options import SPRKDOptions
+    from ..methods.sprkd.saddles import SaddleScore, is_strong
+
+    score = SaddleScore(list(point.eigenvalues), point.s_neg, point.s_pos)
+    defaults = SPRKDOptions()
+    passes = {rule: is_strong(score, rule, defaults.saddle_alpha, defaults.saddle_beta) for rule in ("ratio", "magnitude")}
     return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
             "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
-            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "artifact": point.artifact}
+            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "passes_ratio": passes["ratio"],
+            "passes_magnitude": passes["magnitude"], "artifact": point.artifact}
 
 
 def _hessian_row(report) -> dict:

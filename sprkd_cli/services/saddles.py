@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from ..config import TrainConfig
 from ..errors import UserError
@@ -36,47 +37,67 @@ def load_snapshot(path: Path) -> list[tuple[str, object]]:
 # -- phase 1: tracking during train-teacher -----------------------------------------------------
 def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
                    artifacts: Path) -> Callable[[int, int], None]:
-    """on_step hook of --track-saddles: the saddle test every cfg.saddle_every steps; a strong saddle's
-    parameters become an artifact with a saddle_points row, and only the cfg.max_saddles of lowest
-    probe loss are kept. Every test is a `saddle_check` event; storing and dropping are events too."""
+    """on_step hook of --track-saddles: a saddle check every cfg.saddle_every steps (METHODS.md, sprkd
+    phase 1). A check with negative curvature among its eigenvalues is a candidate; the cfg.max_saddles
+    candidates of highest S-/S+ and the cfg.max_saddles of highest S- are kept (parameters as an
+    artifact, a saddle_points row), whatever rule a student applies later. Every check is a
+    `saddle_check` event; storing and dropping are events too."""
     from ..hessian import ProbeSet
-    from ..methods.sprkd.saddles import is_strong, measure_saddle
+    from ..methods.sprkd.saddles import measure_saddle
 
     probe = ProbeSet.draw(data.x_train, data.y_train, n_batches=cfg.probe_batches, size=cfg.probe_size, seed=cfg.seed)
-    rule = {"rule": cfg.saddle_rule, "alpha": cfg.saddle_alpha, "beta": cfg.saddle_beta, "top_n": cfg.saddle_top_n}
 
     def track(step: int, epoch: int) -> None:
         if step % cfg.saddle_every:
             return
         loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
-        strong = is_strong(s, cfg.saddle_rule, cfg.saddle_alpha, cfg.saddle_beta)
+        candidate = s.s_neg > 0
         facts = {"probe_loss": loss, "eigenvalues": s.eigenvalues, "s_neg": s.s_neg, "s_pos": s.s_pos,
                  "ratio": _finite(s.ratio)}
-        store.add_event(run_id, "saddle_check", facts | {"strong": strong, "lanczos_iterations": iterations} | rule,
-                        step=step, epoch=epoch)
-        if not strong:
+        store.add_event(run_id, "saddle_check", facts | {"candidate": candidate, "lanczos_iterations": iterations,
+                                                         "top_n": cfg.saddle_top_n}, step=step, epoch=epoch)
+        if not candidate:
             return
         kept = store.saddle_points(run_id)
-        if len(kept) >= cfg.max_saddles and loss >= max(k.probe_loss for k in kept):
-            store.add_event(run_id, "saddle_dropped", facts | {"reason": f"not among the {cfg.max_saddles} of lowest loss"},
+        new = SimpleNamespace(id=None, step=step, s_neg=s.s_neg, s_pos=s.s_pos)
+        keep = kept_candidates([*kept, new], cfg.max_saddles)
+        if new not in keep:
+            store.add_event(run_id, "saddle_dropped", facts | {"reason": _not_kept(cfg.max_saddles)},
                             step=step, epoch=epoch)
             return
         path = artifacts / SADDLE_DIR / f"step-{step:07d}.safetensors"
         save_snapshot(model, path)
         saddle_id = store.add_saddle_point(run_id, step=step, epoch=epoch, probe_loss=loss, eigenvalues=s.eigenvalues,
                                            s_neg=s.s_neg, s_pos=s.s_pos, artifact=str(path))
-        store.add_event(run_id, "saddle_stored", facts | {"saddle_id": saddle_id, "artifact": str(path)} | rule,
+        store.add_event(run_id, "saddle_stored", facts | {"saddle_id": saddle_id, "artifact": str(path)},
                         step=step, epoch=epoch)
-        if len(kept) + 1 > cfg.max_saddles:
-            worst = max(kept, key=lambda k: (k.probe_loss, k.step))
-            store.delete_saddle_point(worst.id)
-            Path(worst.artifact).unlink(missing_ok=True)
-            store.add_event(run_id, "saddle_dropped", {"saddle_id": worst.id, "step": worst.step,
-                                                       "probe_loss": worst.probe_loss,
-                                                       "reason": f"more than {cfg.max_saddles}; highest loss"},
-                            step=step, epoch=epoch)
+        for old in kept:
+            if old not in keep:
+                store.delete_saddle_point(old.id)
+                Path(old.artifact).unlink(missing_ok=True)
+                store.add_event(run_id, "saddle_dropped", {"saddle_id": old.id, "step": old.step,
+                                                           "probe_loss": old.probe_loss, "s_neg": old.s_neg,
+                                                           "s_pos": old.s_pos, "reason": _not_kept(cfg.max_saddles)},
+                                step=step, epoch=epoch)
 
     return track
+
+
+def _ratio(point) -> float:
+    return point.s_neg / point.s_pos if point.s_pos > 0 else (float("inf") if point.s_neg > 0 else 0.0)
+
+
+def kept_candidates(points: list, limit: int) -> list:
+    """The `limit` points of highest S-/S+ and the `limit` of highest S- (earlier steps first on ties), in
+    their given order; a point in both is kept once."""
+    by_ratio = sorted(points, key=lambda p: (-_ratio(p), p.step))[:limit]
+    by_neg = sorted(points, key=lambda p: (-p.s_neg, p.step))[:limit]
+    chosen = {id(p) for p in by_ratio + by_neg}
+    return [p for p in points if id(p) in chosen]
+
+
+def _not_kept(limit: int) -> str:
+    return f"not among the {limit} of highest S-/S+ nor the {limit} of highest S-"
 
 
 def _finite(x: float) -> float | None:
@@ -99,18 +120,29 @@ def no_saddles_message(store: Store, run: Run) -> str:
         return (f"teacher {run.id} has no saddle snapshot: it was trained without saddle tracking; train one with "
                 f"`sprkd train-teacher --dataset {run.dataset} --model {run.model} --track-saddles`")
     checks = [e.payload for e in store.events(run.id) if e.kind == "saddle_check"]
-    best = max((c["ratio"] for c in checks if c.get("ratio") is not None), default=0.0)
-    return (f"teacher {run.id} has no saddle snapshot: none of its {len(checks)} saddle checks passed the "
-            f"{run.config.get('saddle_rule')} rule (largest S-/S+ seen {best:.3g}, alpha "
-            f"{run.config.get('saddle_alpha')}); train a teacher that checks more often or more eigenvalues, e.g. "
-            f"`sprkd train-teacher --dataset {run.dataset} --model {run.model} --track-saddles --saddle-every 5 "
-            "--saddle-top-n 16 --saddle-alpha 0.2`")
+    return (f"teacher {run.id} has no saddle candidate: none of its {len(checks)} saddle checks saw negative "
+            f"curvature among its {run.config.get('saddle_top_n')} eigenvalues of largest magnitude; train a teacher "
+            f"that checks more often or more eigenvalues, e.g. `sprkd train-teacher --dataset {run.dataset} "
+            f"--model {run.model} --track-saddles --saddle-every 5 --saddle-top-n 16`")
+
+
+def no_strong_message(run: Run, points: list, options: dict) -> str:
+    from ..methods.sprkd.saddles import SaddleScore
+
+    ratios = [SaddleScore([], p.s_neg, p.s_pos).ratio for p in points]
+    return (f"teacher {run.id}: none of its {len(points)} saddle candidates passes the {options['saddle_rule']} rule "
+            f"(alpha {options['saddle_alpha']:g}, beta {options['saddle_beta']:g}; largest S-/S+ {max(ratios):.3g}, "
+            f"largest S- {max(p.s_neg for p in points):.3g}); lower --saddle-alpha or --saddle-beta, or use "
+            "--saddle-fallback best (see `sprkd runs show " + run.id + "`)")
 
 
 def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
-    """What a sprkd student takes from its teacher runs: one saddle snapshot each (for the ASR) and the
-    teacher models (for the optional KD term)."""
+    """What a sprkd student takes from its teacher runs: one saddle snapshot each (for the ASR: its strong
+    saddle under the student's rule, or its best candidate as a fallback) and the teacher models (for
+    the optional KD term)."""
     from ..methods.sprkd import TeacherSaddle
+    from ..methods.sprkd.saddles import choose_saddle
+
     from .runs import load_run_model
 
     saddles = []
@@ -119,11 +151,12 @@ def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
             points = store.saddle_points(run.id)
             if not points:
                 raise UserError(no_saddles_message(store, run))
-            pick = options.get("asr_pick", "lowest-loss")
-            chosen = (min(points, key=lambda p: (p.probe_loss, p.step)) if pick == "lowest-loss"
-                      else max(points, key=lambda p: p.step))
+            chosen, fell_back = choose_saddle(points, options["saddle_rule"], options["saddle_alpha"],
+                                              options["saddle_beta"], options["asr_pick"], options["saddle_fallback"])
+            if chosen is None:
+                raise UserError(no_strong_message(run, points, options))
             saddles.append(TeacherSaddle(run.id, run.model, chosen.id, chosen.step, chosen.probe_loss,
-                                         load_snapshot(Path(chosen.artifact))))
+                                         load_snapshot(Path(chosen.artifact)), fell_back))
     teachers = [load_run_model(r) for r in runs] if options.get("kd_weight", 0) > 0 else []
     return {"saddles": saddles, "teachers": teachers}
 
@@ -192,7 +225,7 @@ class EventSink:
         self.pending = []
 
 
-COUNTED = ("saddle_stored", "saddle_dropped", "nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped", "pgd_kept",
+COUNTED = ("saddle_stored", "saddle_dropped", "asr_fallback", "nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped", "pgd_kept",
            "pgd_reverted")
 
 

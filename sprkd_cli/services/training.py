@@ -238,7 +238,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
-    summary = result.summary() | {"wall_seconds": time.perf_counter() - started}
+    summary = result.summary() | method.summary() | {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
     state_path.unlink(missing_ok=True)  # a finished run is not resumed
     outcome = finished_outcome(read_run(store, run.id))
@@ -279,8 +279,12 @@ def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> 
 
 def finished_outcome(run) -> dict:
     """What train-teacher and distill report for a finished run."""
-    return {"run_id": run.id, "status": run.status, **run.summary, "n_params": run.n_params,
-            "artifact_dir": run.artifact_dir, "config_hash": run.config_hash}
+    outcome = {"run_id": run.id, "status": run.status, **run.summary, "n_params": run.n_params,
+               "artifact_dir": run.artifact_dir, "config_hash": run.config_hash}
+    if run.summary.get("asr_fallback"):
+        outcome["warnings"] = [f"no saddle candidate of teacher {t} passes the rule; its best candidate went into "
+                               "the ASR (--saddle-fallback best)" for t in run.summary["asr_fallback"]]
+    return outcome
 
 
 def set_threads(jobs: int) -> None:

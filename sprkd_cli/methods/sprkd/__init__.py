@@ -49,6 +49,7 @@ class SPRKD(Method):
         self.approach_step = False
         self.last_event_step: int | None = None
         self.nhe_attempts = 0
+        self.gate_seen: dict[str, float] = {}
 
     def _cache_teacher_targets(self, teachers: list[torch.nn.Module]) -> None:
         """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
@@ -59,7 +60,9 @@ class SPRKD(Method):
     # -- hooks ------------------------------------------------------------------------------------
     def setup(self, model, *, seed, emit):
         self.emit = emit
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.names = [n for n, _ in named]
+        self.params = [p for _, p in named]
         device = self.params[0].device
         drawn = ProbeSet.draw(self.data.x_train, self.data.y_train, n_batches=self.o["probe_batches"],
                               size=self.o["probe_size"], seed=seed)
@@ -71,9 +74,13 @@ class SPRKD(Method):
         if not self.o["asr"]:
             return
         asr = build_asr(self.saddles)
-        emit("asr_built", {"pick": self.o["asr_pick"], "teachers": [
+        rule = {k: self.o[k] for k in ("saddle_rule", "saddle_alpha", "saddle_beta")}
+        for s in self.saddles:
+            if s.fallback:
+                emit("asr_fallback", rule | {"teacher": s.teacher, "saddle_id": s.saddle_id, "step": s.step})
+        emit("asr_built", {"pick": self.o["asr_pick"], **rule, "teachers": [
             {"teacher": s.teacher, "model": s.model, "saddle_id": s.saddle_id, "step": s.step,
-             "probe_loss": s.probe_loss} for s in self.saddles]})
+             "probe_loss": s.probe_loss, "fallback": s.fallback} for s in self.saddles]})
         student = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         targets, mapping = inject(asr, student)
         emit("injection", {"mapping": mapping})
@@ -87,6 +94,16 @@ class SPRKD(Method):
             "stopped_by_limit": self.approach.stopped_by_limit}
         return {"approach": approach, "last_event_step": self.last_event_step, "nhe_attempts": self.nhe_attempts,
                 "generator": self.generator.get_state()}
+
+    def summary(self) -> dict:
+        fallback = [s.teacher for s in self.saddles if s.fallback] if self.o["asr"] else []
+        return {"asr_fallback": fallback} if fallback else {}
+
+    def epoch_metrics(self) -> dict:
+        """The gate's statistic over the epoch's base steps: the smallest per-tensor and the smallest whole
+        mini-batch gradient 2-norm; then a new epoch starts."""
+        seen, self.gate_seen = self.gate_seen, {}
+        return seen
 
     def load_state_dict(self, state):
         if state["approach"] is not None:
@@ -121,33 +138,44 @@ class SPRKD(Method):
 
     def after_step(self, model, step, epoch):
         o = self.o
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
+        norms = torch.stack(torch._foreach_norm(grads)).tolist()
+        grad_norm = math.sqrt(sum(n * n for n in norms))
+        smallest = min(range(len(norms)), key=norms.__getitem__)
+        self.gate_seen["gate_tensor_norm"] = min(self.gate_seen.get("gate_tensor_norm", math.inf), norms[smallest])
+        self.gate_seen["gate_grad_norm"] = min(self.gate_seen.get("gate_grad_norm", math.inf), grad_norm)
         if self.last_event_step is not None and step - self.last_event_step <= o["cooldown"]:
             return
         nhe_now = o["nhe"] and self.nhe_attempts < o["nhe_max"]
         pgd_now = o["pgd"] and epoch <= o["pgd_epochs"] and (nhe_now or not o["nhe"])
         if not (nhe_now or pgd_now):
             return
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
-        grad_norm = math.sqrt(sum(float(g.double().pow(2).sum()) for g in grads))
-        if grad_norm > o["nhe_grad_threshold"]:
-            return
+        if o["nhe_gate"] == "tensor":  # some tensor's gradient is small (the reference implementation's gate)
+            if not norms[smallest] < o["nhe_grad_threshold"]:
+                return
+            gate = {"gate": "tensor", "tensor": self.names[smallest], "tensor_norm": norms[smallest]}
+        else:
+            if grad_norm > o["nhe_grad_threshold"]:
+                return
+            gate = {"gate": "global"}
+        gate["grad_norm"] = grad_norm
         loss = None
         if nhe_now:
-            loss = self._eigenstep(model, grads, grad_norm, step, epoch)
+            loss = self._eigenstep(model, grads, gate, step, epoch)
         if pgd_now:
             outcome = perturbation_step(model, self.params, self.probe, o["pgd_sigma"], self.generator,
                                         o["probe_mode"], loss_before=loss)
             self.emit("pgd_kept" if outcome.kept else "pgd_reverted",
-                      {"sigma": o["pgd_sigma"], "loss_before": outcome.loss_before, "loss_tried": outcome.tried_loss,
-                       "grad_norm": grad_norm}, step=step, epoch=epoch)
+                      gate | {"sigma": o["pgd_sigma"], "loss_before": outcome.loss_before,
+                              "loss_tried": outcome.tried_loss}, step=step, epoch=epoch)
         self.last_event_step = step
 
-    def _eigenstep(self, model, grads, grad_norm: float, step: int, epoch: int) -> float:
+    def _eigenstep(self, model, grads, gate: dict, step: int, epoch: int) -> float:
         """One NHE attempt; returns the probe loss after it."""
         o = self.o
         pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=derive_seed(self.seed, step))
-        info = {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
-                "grad_norm": grad_norm, "eigensteps_before": self.nhe_attempts}
+        info = gate | {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
+                       "eigensteps_before": self.nhe_attempts}
         if not pair.value < -o["nhe_tol"]:  # no negative curvature: no eigenstep, none counted against --nhe-max
             loss = probe_loss(model, self.probe, o["probe_mode"])
             self.emit("nhe_skipped", info | {"probe_loss": loss, "tol": o["nhe_tol"]}, step=step, epoch=epoch)

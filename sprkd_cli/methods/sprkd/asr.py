@@ -21,6 +21,7 @@ class TeacherSaddle:
     step: int
     probe_loss: float
     params: Params
+    fallback: bool = False  # no candidate passed the student's rule: the teacher's best candidate instead
 
 
 def build_asr(saddles: list[TeacherSaddle]) -> Params:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...config import SADDLE_RULES as RULES
+from ..options import SADDLE_RULES as RULES
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,26 @@ def measure_saddle(model, probe, top_n: int, mode: str = "eval", hvp: str = "dou
         result = lanczos(op, k_top=0, k_bottom=0, k_magnitude=top_n, seed=seed)
         loss = op.loss()
     return float(loss), score(result.magnitude_values.tolist()), result.iterations
+
+
+def rule_score(s: SaddleScore, rule: str) -> float:
+    """How strongly a candidate meets `rule`: S-/S+ for ratio (and both), S- for magnitude."""
+    return s.s_neg if rule == "magnitude" else s.ratio
+
+
+def choose_saddle(points: list, rule: str, alpha: float, beta: float, pick: str, fallback: str):
+    """The saddle a teacher gives the ASR, from its stored candidates (objects with step, probe_loss,
+    eigenvalues, s_neg, s_pos): among those `rule` makes strong, the lowest-loss (`pick` lowest-loss) or the
+    latest (last). None strong: with `fallback` best, its highest-scoring candidate; with none, None.
+    Returns (point or None, fell_back)."""
+    def scored(p):
+        return SaddleScore(list(p.eigenvalues), p.s_neg, p.s_pos)
+
+    strong = [p for p in points if is_strong(scored(p), rule, alpha, beta)]
+    if strong:
+        chosen = (min(strong, key=lambda p: (p.probe_loss, p.step)) if pick == "lowest-loss"
+                  else max(strong, key=lambda p: p.step))
+        return chosen, False
+    if fallback == "best" and points:
+        return max(points, key=lambda p: (rule_score(scored(p), rule), -p.step)), True
+    return None, False
