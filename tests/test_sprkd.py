@@ -478,3 +478,37 @@ def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
     x, y = data.x_train[index], data.y_train[index]
     plain = SPRKD(method_options("sprkd", {"asr": False}), teachers[0], data, saddles=[])
     assert method.loss(student, x, y, index).item() > plain.loss(student, x, y, index).item()  # CE + 0.5·T²·KL
+
+
+@pytest.mark.slow
+def test_a_converging_digits_student_takes_eigensteps_and_perturbations_through_the_tensor_gate(db):
+    """METHODS.md 3b/3c with the default gate: small per-tensor gradients come as a student converges
+    (40 epochs at lr 3e-3 on digits), and then NHE and PGD run; the ablations switch each off."""
+    teacher = sprkd_json(db, "train-teacher", "--dataset", "digits", "--model", "mlp:width=32,depth=1", "--epochs", "3",
+                         "--track-saddles", "--saddle-every", "5", "--saddle-top-n", "16")["run_id"]
+    args = ["distill", "--method", "sprkd", "--teacher", teacher, "--dataset", "digits", "--student",
+            "mlp:width=64,depth=1", "--epochs", "40", "--lr", "3e-3", "--probe-size", "128"]
+    store = open_test_store(db)
+    run = sprkd_json(db, *args)
+    counts = run["events"]
+    eigensteps = events_of(store, run["run_id"], "nhe_kept") + events_of(store, run["run_id"], "nhe_reverted")
+    assert eigensteps and counts["pgd_kept"] + counts["pgd_reverted"] > 0
+    scale = store.get_run(run["run_id"]).config["method_options"]["nhe_scale"]
+    for e in eigensteps:  # keep / halve / revert, as with any gate
+        p = e.payload
+        assert p["gate"] == "tensor" and p["tensor_norm"] < 0.01
+        assert p["alpha"] == pytest.approx(scale * abs(p["lambda_min"]) / 2 ** p["halvings"])
+        if e.kind == "nhe_kept":
+            assert p["loss_after"] < p["loss_before"] and p["halvings"] <= 3
+        else:
+            assert p["halvings"] == 3 and p["loss_after"] == p["loss_before"]
+    assert counts["nhe_halved"] == sum(e.payload["halvings"] for e in eigensteps)
+    # the gate's statistic: under the threshold in some epoch, as the events say
+    tensor_norms = [v for _, _, split, name, v in metric_rows(store, run["run_id"]) if name == "gate_tensor_norm"]
+    assert min(tensor_norms) < 0.01 < max(tensor_norms)
+
+    no_nhe = sprkd_json(db, *args, "--no-nhe")["events"]
+    assert sum(no_nhe[k] for k in ("nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped")) == 0
+    assert no_nhe["pgd_kept"] + no_nhe["pgd_reverted"] > 0
+    no_pgd = sprkd_json(db, *args, "--no-pgd")["events"]
+    assert no_pgd["pgd_kept"] + no_pgd["pgd_reverted"] == 0 and no_pgd["nhe_kept"] + no_pgd["nhe_reverted"] > 0
