@@ -38,8 +38,8 @@ def tracked_teacher(store) -> str:
     cfg = TrainConfig(kind="teacher", method="sgd", dataset="digits", model=TEACHER, epochs=3, track_saddles=True,
                       saddle_every=5, saddle_top_n=16)
     outcome = train_run(cfg, store)
-    print(f"teacher {TEACHER}: {outcome['events']['saddles']} strong saddles stored in {outcome['wall_seconds']:.1f}s "
-          f"(saddle test every 5 steps, top 16, alpha 0.1)")
+    print(f"teacher {TEACHER}: {outcome['events']['saddles']} saddle candidates kept in {outcome['wall_seconds']:.1f}s "
+          f"(saddle check every 5 steps, top 16)")
     return outcome["run_id"]
 
 
