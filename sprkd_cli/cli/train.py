@@ -220,6 +220,11 @@ def _print_compare(result: dict) -> None:
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
     out.print(f"{result['ran']} run(s) trained{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    for row in result["methods"]:
+        if row["asr_fallback"]:
+            out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "
+                      "candidate of a teacher passed the rule, and its best candidate went into the ASR "
+                      "(--saddle-fallback best; see --saddle-rule, --saddle-alpha)")
     for note in result["not_resumed"]:
         out.print(f"[yellow]{escape(note)}[/yellow]; trained afresh")
     for failure in result["failed"]:

@@ -149,7 +149,8 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         stats = summarize([r.summary["test_acc"] for r in runs])
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
                      "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
-                     "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else []})
+                     "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else [],
+                     "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback"))})
         curves[arm.name] = [r.id for r in runs]
     plot = learning_curves(store, curves, template.dataset)
     ran = len(outcomes)
