@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPRKD := $(BIN)/sprkd
 
-.PHONY: install demo test test-fast bench clean-runs
+.PHONY: install demo test test-fast bench clean-runs paper-sprkd
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(STAMP)
 	$(SPRKD) compare --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --seeds 0-4 \
 	  --epochs 40 --jobs 2 --saddle-alpha 0.1
 	$(SPRKD) stats --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT)
+
+# The sprkd paper's experiment on the malaria cell images: make paper-sprkd DATA_DIR=folder-with-cell_images
+paper-sprkd: $(STAMP)
+	test -n "$(DATA_DIR)" || { echo "give DATA_DIR=folder holding cell_images/"; exit 2; }
+	$(BIN)/python recipes/paper_sprkd.py --data-dir "$(DATA_DIR)" $(PAPER_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
