@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
+from .errors import UserError
 from .options import above, at_least, check_options, option
 
 # Fields that say what to measure during a run, not how it trains: left out of the config hash,
 # so a run with Hessian reports is the same experiment as one without (and compare reuses either).
-MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density")
+MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density", "eval_noise")
 # A teacher's saddle tracking only reads the probe Hessian (mode, buffers and .grad restored, private RNGs):
 # it trains the same teacher, so these are measurement fields too (tests/test_sprkd.py checks the metrics).
 SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "max_saddles", "probe_batches", "probe_size",
@@ -30,6 +32,7 @@ TRAIN = "Training"
 HESSIAN = "Hessian during training"
 SADDLES = "Saddle tracking (sprkd teachers)"
 PROBE = "Probe set (Hessian and probe loss)"
+CLAIMS = "Claims measured at the end (stats --metric)"
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -91,6 +94,10 @@ class TrainConfig:
     checkpoint_every: float = option(60.0, "Seconds between saved training states for --resume (at epoch ends; 0: "
                                            "every epoch). Not part of the experiment's config hash.",
                                      check=at_least(0))
+    eval_noise: str = option("", "Noise levels S,S,... (each >= 0): at the end, the test accuracy with Gaussian noise of "
+                                 "sd S x each input feature's training sd added to the test inputs (fixed noise "
+                                 "seed), on the best-val and the final weights; stored as noise_acc:S. Not for "
+                                 "text (token-id) datasets.", panel=CLAIMS)
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -106,9 +113,36 @@ class TrainConfig:
     def check(self) -> None:
         """UserError for the first option value its declaration refuses."""
         check_options(self)
+        if self.eval_noise:
+            noise_levels(self.eval_noise)
+            from .data import LOADERS, check_dataset_name
+
+            if LOADERS[check_dataset_name(self.dataset)][1] == "text":
+                raise UserError(f"--eval-noise adds Gaussian noise to input features; {self.dataset} gives token ids, "
+                                "where noise means nothing: drop --eval-noise")
 
     def config_hash(self) -> str:
         """Identifies the experiment; the seed, measurement-only and location fields are not part of it
         (same hash + same seed = same run)."""
         body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def noise_levels(text: str) -> list[float]:
+    """The levels of --eval-noise ("0.1,0.3": each a finite number >= 0), in the order given, each once."""
+    levels = []
+    for part in text.split(","):
+        try:
+            level = float(part)
+        except ValueError:
+            level = math.nan
+        if not math.isfinite(level) or level < 0:
+            raise UserError(f"bad --eval-noise '{text}': give comma-separated noise levels >= 0, e.g. 0.1,0.3")
+        if noise_key(level) not in map(noise_key, levels):
+            levels.append(level)
+    return levels
+
+
+def noise_key(level: float) -> str:
+    """How a noise level is named in metrics and summaries: noise_acc:0.1 (0.10 and .1 are one level)."""
+    return f"{float(level):g}"

@@ -37,10 +37,12 @@ def hessian_report(
     hvp: Annotated[str, typer.Option(help="auto, func (forward-over-reverse) or double (double backward).", rich_help_panel=PROBE)] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the random vectors only (Lanczos start, trace and SLQ probes).", rich_help_panel=PROBE)] = 0,
     layer: Annotated[Optional[str], typer.Option(help="Only the parameters of this module, e.g. embed.1 or body.", rich_help_panel=PROBE)] = None,
+    weights: Annotated[str, typer.Option(help="The run's final weights, or best-val: those whose accuracy it reports (what stats --metric hessian.* reads at --at best-val).", rich_help_panel=PROBE)] = "final",
     as_json: o.Json = False,
 ) -> None:
     """Eigenvalues (top and bottom, with residuals), trace and eigenvalue density of the loss Hessian
-    of a run's final model on the run's fixed probe set; stored in the run's record."""
+    of a run's final model (or its best-val one: --weights) on the run's fixed probe set; stored in the
+    run's record."""
     from ..errors import UserError
     from ..services.hessian import HessianRequest, compare_runs, report_run
 
@@ -54,7 +56,7 @@ def hessian_report(
     request = HessianRequest(top_k=top_k, bottom_k=bottom_k, trace=trace, trace_method=trace_method,
                              trace_hvp=trace_hvp, density=density, slq_runs=slq_runs, slq_steps=slq_steps,
                              probe_batches=probe_batches, probe_size=probe_size, probe_seed=probe_seed, mode=mode,
-                             dtype=dtype, hvp=hvp, seed=seed, layer=layer)
+                             dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights)
     result = report_run(store, runs[0], request)
     if as_json:
         print_json({k: v for k, v in result.items() if k != "probe"} | {"probe_sizes": result["probe"]["sizes"]})

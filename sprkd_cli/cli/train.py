@@ -116,6 +116,7 @@ ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=M
 Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")]
 Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
 Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
+HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
 RayAddress = Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")]
 
 
@@ -141,8 +142,8 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
 
 
 def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
-            teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None, as_json: bool,
-            **values) -> None:
+            teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None, hessian: bool,
+            as_json: bool, **values) -> None:
     from ..arms import parse_arms
     from ..services.compare import check_executor, check_jobs, compare as run_compare
     from ..specs import parse_seeds
@@ -164,7 +165,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
 
         result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
-                             executor=executor, ray_address=ray_address)
+                             executor=executor, ray_address=ray_address, hessian=hessian)
     if as_json:
         print_json(result)
     else:
@@ -192,7 +193,8 @@ COMMANDS = {
     "compare": (compare,
                 [_param("methods", Methods, None), _param("arm", ArmOption, None), *STUDENT,
                  _param("seeds", Seeds, "0-4"), _param("jobs", Jobs, 1), _param("executor", Executor, "local"),
-                 _param("ray_address", RayAddress, None), *training_params("student"), *method_params(), *OUTPUT],
+                 _param("ray_address", RayAddress, None), _param("hessian", HessianFlag, False),
+                 *training_params("student"), *method_params(), *OUTPUT],
                 """Run every missing (arm, seed) (finished runs with the same config and seed are reused;
     interrupted or crashed ones go on from their saved state), then print test accuracy at the
     best-validation epoch per arm and write a learning-curve PNG. Every distill flag is a compare flag
@@ -220,6 +222,11 @@ def _print_compare(result: dict) -> None:
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
     out.print(f"{result['ran']} run(s) trained{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    if result["noise_added"]:
+        out.print(f"--eval-noise measured on {len(result['noise_added'])} reused run(s)")
+    if "hessian" in result:
+        out.print(f"Hessian reports on best-val weights: {len(result['hessian']['made'])} made, "
+                  f"{len(result['hessian']['reused'])} reused")
     for row in result["methods"]:
         if row["asr_fallback"]:
             out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "

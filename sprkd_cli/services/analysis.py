@@ -9,13 +9,52 @@ from ..store import Store
 from .lifecycle import read_run
 
 SPLITS = ("train", "val", "test")
+HESSIAN_CLAIMS = ("top1", "trace", "min")
+METRIC_FORMS = ("SPLIT_NAME (test_acc, test_loss, val_acc, val_loss, train_loss)", "epochs_to:X", "auc_val_acc",
+                "val_loss_sd:K", "hessian.top1", "hessian.trace", "hessian.min", "noise_acc:S")
 
 
-def parse_metric(metric: str) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Metric:
+    """A parsed --metric. kind: split (a per-epoch value at --at), epochs_to (param: X), auc_val_acc,
+    val_loss_sd (param: K), hessian (param: top1, trace or min) or noise_acc (param: S's key)."""
+
+    text: str
+    kind: str
+    split: str | None = None
+    name: str | None = None
+    param: float | int | str | None = None
+
+
+def parse_metric(metric: str) -> Metric:
+    from ..config import noise_key
+
+    bad = UserError(f"bad --metric '{metric}'; valid: {', '.join(METRIC_FORMS)}")
+    head, colon, arg = metric.partition(":")
+    if head in ("epochs_to", "val_loss_sd", "noise_acc"):
+        try:
+            value = int(arg) if head == "val_loss_sd" else float(arg)
+        except ValueError:
+            raise bad from None
+        if head == "epochs_to" and not 0 < value <= 1:
+            raise UserError(f"bad --metric '{metric}': epochs_to:X takes a validation accuracy X in (0, 1]")
+        if head == "val_loss_sd" and value < 2:
+            raise UserError(f"bad --metric '{metric}': val_loss_sd:K takes K >= 2 epochs (an sd of one value is 0)")
+        if head == "noise_acc" and not (value >= 0 and value != float("inf")):
+            raise UserError(f"bad --metric '{metric}': noise_acc:S takes a noise level S >= 0")
+        return Metric(metric, head, param=noise_key(value) if head == "noise_acc" else value)
+    if colon:
+        raise bad
+    if metric == "auc_val_acc":
+        return Metric(metric, "auc_val_acc")
+    if metric.startswith("hessian."):
+        if metric.removeprefix("hessian.") not in HESSIAN_CLAIMS:
+            raise bad
+        return Metric(metric, "hessian", param=metric.removeprefix("hessian."))
     split, _, name = metric.partition("_")
     if split not in SPLITS or not name:
-        raise UserError(f"bad --metric '{metric}': write SPLIT_NAME with SPLIT in train, val, test (e.g. test_acc, val_loss)")
-    return split, name
+        raise bad
+    return Metric(metric, "split", split, name)
 
 
 def arm_list(store: Store, text: str | None) -> list[str]:
@@ -39,12 +78,15 @@ def arm_list(store: Store, text: str | None) -> list[str]:
 def method_values(store: Store, dataset: str, methods: list[str], metric: str, at: str, *,
                   student: str | None = None, teacher: str | None = None) -> dict[str, dict[int, dict]]:
     """values[arm][seed] = {"value", "run_id"} from the latest finished student run of each (arm, seed); a
-    method's name is the arm of its runs by `distill` (and of compare's arm named after it).
+    method's name is the arm of its runs by `distill` (and of compare's arm named after it). A run whose
+    value is censored (epochs_to:X never reached) has value None.
 
-    `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final."""
+    `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final: the epoch of
+    a SPLIT_NAME value, and the weights of hessian.* and noise_acc:S. The curve metrics (epochs_to,
+    auc_val_acc, val_loss_sd) are of the whole run."""
     if at not in ("best-val", "final"):
         raise UserError(f"bad --at '{at}': use best-val or final")
-    split, name = parse_metric(metric)
+    spec = parse_metric(metric)
     teacher_id = store.get_run(teacher).id if teacher else None
     chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
     for method in methods:
@@ -53,19 +95,63 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
             if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
                 continue
             chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
-    runs = [r for per_seed in chosen.values() for r in per_seed.values()]
-    epoch_of = {r.id: r.summary["best_epoch"] if at == "best-val" else r.summary["epochs"] for r in runs}
-    found = store.metric_at(list(epoch_of.items()), split, name)
-    values: dict[str, dict[int, dict]] = {}
-    for method, per_seed in chosen.items():
-        values[method] = {}
-        for seed, run in sorted(per_seed.items()):
-            epoch = epoch_of[run.id]
-            if (run.id, epoch) not in found:
-                raise UserError(f"run {run.id} has no metric {metric} at epoch {epoch}; valid: train_loss, val_loss, "
-                                "val_acc, test_loss, test_acc")
-            values[method][seed] = {"value": found[(run.id, epoch)], "run_id": run.id}
-    return values
+    runs = list({r.id: r for per_seed in chosen.values() for r in per_seed.values()}.values())
+    found = run_values(store, runs, spec, at)
+    return {method: {seed: {"value": found[run.id], "run_id": run.id} for seed, run in sorted(per_seed.items())}
+            for method, per_seed in chosen.items()}
+
+
+def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, float | None]:
+    """{run id: the metric's value} for finished runs (None: censored); a UserError names the first run
+    that lacks what the metric needs, and how to make it."""
+    from .. import stats
+
+    if spec.kind == "split":
+        epoch_of = {r.id: r.summary["best_epoch"] if at == "best-val" else r.summary["epochs"] for r in runs}
+        found = store.metric_at(list(epoch_of.items()), spec.split, spec.name)
+        for run in runs:
+            if (run.id, epoch_of[run.id]) not in found:
+                raise UserError(f"run {run.id} has no metric {spec.text} at epoch {epoch_of[run.id]}; valid: "
+                                "train_loss, val_loss, val_acc, test_loss, test_acc")
+        return {r.id: found[(r.id, epoch_of[r.id])] for r in runs}
+    if spec.kind == "noise_acc":
+        key = f"noise_acc:{spec.param}" if at == "best-val" else f"final_noise_acc:{spec.param}"
+        for run in runs:
+            if key not in run.summary:
+                raise UserError(f"run {run.id} has no {spec.text}; measure it with --eval-noise {spec.param} "
+                                "(compare --eval-noise adds it to finished runs from their checkpoints)")
+        return {r.id: r.summary[key] for r in runs}
+    if spec.kind == "hessian":
+        from .claims import claim_report, hessian_claims
+
+        out = {}
+        for run in runs:
+            report = claim_report(store, store.get_run(run.id), at)
+            if report is None:
+                raise UserError(f"run {run.id} has no Hessian report with a trace on its {at} weights and own probe "
+                                f"set; make it: sprkd hessian-report {run.id} --weights {at} --trace (or compare "
+                                "--hessian, for best-val)")
+            out[run.id] = hessian_claims(report)[spec.param]
+        return out
+    if spec.kind == "auc_val_acc" and all("auc_val_acc" in r.summary for r in runs):
+        return {r.id: r.summary["auc_val_acc"] for r in runs}
+    # from the stored per-epoch curve: epochs_to:X and val_loss_sd:K take any parameter, and runs
+    # finished before auc_val_acc was stored with them have their curve
+    split, name = ("val", "loss") if spec.kind == "val_loss_sd" else ("val", "acc")
+    curves = store.metric_curves([r.id for r in runs], split, name)
+    out = {}
+    for run in runs:
+        curve = curves.get(run.id, [])
+        if spec.kind == "epochs_to":
+            out[run.id] = stats.epochs_to(curve, spec.param)
+        elif spec.kind == "auc_val_acc":
+            out[run.id] = run.summary["auc_val_acc"] if "auc_val_acc" in run.summary else stats.auc_val_acc(curve)
+        else:
+            if len(curve) < spec.param:
+                raise UserError(f"run {run.id} has {len(curve)} epochs; {spec.text} needs K <= the epochs of every "
+                                "run compared")
+            out[run.id] = stats.sd_last(curve, spec.param)
+    return out
 
 
 @dataclass(frozen=True)
@@ -78,10 +164,11 @@ class StatsRequest:
     methods: tuple[str, ...] = ()
     student: str | None = None
     teacher: str | None = None
+    spread: bool = False  # the Brown–Forsythe test too (always with val_loss_sd:K)
 
     @classmethod
     def parse(cls, methods: str | None, dataset: str, metric: str, at: str, *, student: str | None = None,
-              teacher: str | None = None) -> "StatsRequest":
+              teacher: str | None = None, spread: bool = False) -> "StatsRequest":
         """The request from the command line's values; the dataset and model are checked here, before a store
         is opened (arm names are checked against the store's arms, by method_stats)."""
         from ..data import check_dataset_name
@@ -95,7 +182,10 @@ class StatsRequest:
             from ..models import check_model
 
             check_model(student)
-        return cls(dataset, metric, at, chosen, student, teacher)
+        parse_metric(metric)
+        if at not in ("best-val", "final"):
+            raise UserError(f"bad --at '{at}': use best-val or final")
+        return cls(dataset, metric, at, chosen, student, teacher, spread)
 
 
 def method_stats(store: Store, request: StatsRequest) -> dict:
@@ -109,20 +199,43 @@ def method_stats(store: Store, request: StatsRequest) -> dict:
     if not request.methods:
         values = ({arm: per_seed for arm, per_seed in values.items() if per_seed}
                   or {arm: values[arm] for arm in plain_methods()})
-    return pairwise(values)
+    spread = request.spread or parse_metric(request.metric).kind == "val_loss_sd"
+    return pairwise(values, spread=spread, metric=request.metric)
 
 
-def pairwise(values: dict[str, dict[int, dict]]) -> dict:
-    from ..stats import compare_methods, summarize
+def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "") -> dict:
+    """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
+    each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe and its
+    Holm adjustment across the pairs). Censored values (None) are left out, counted per arm
+    (`censored`) and warned about in one line, added to every pair's warnings."""
+    from ..stats import brown_forsythe, compare_methods, summarize
 
-    plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
+    plain = {m: {seed: v["value"] for seed, v in per_seed.items() if v["value"] is not None}
+             for m, per_seed in values.items()}
+    censored = {m: sum(v["value"] is None for v in per_seed.values()) for m, per_seed in values.items()}
     arms = []
     for method, per_seed in plain.items():
         arm = summarize(list(per_seed.values())) if per_seed else None
         arms.append({"method": method, "n": len(per_seed), "mean": arm.mean if arm else None,
-                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
+                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed), "censored": censored[method],
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
-    return {"arms": arms, "pairs": [p.to_dict() for p in compare_methods(plain)]}
+    pairs = [p.to_dict() for p in compare_methods(plain)]
+    if spread:
+        for pair, test in zip(pairs, brown_forsythe(plain)):
+            pair |= {"bf_statistic": _finite(test["statistic"]), "p_brown_forsythe": _finite(test["p"]),
+                     "p_holm_brown_forsythe": _finite(test["p_holm"])}
+    warnings = []
+    if any(censored.values()):
+        counts = ", ".join(f"{m} {n} of {len(values[m])}" for m, n in censored.items() if n)
+        warnings.append(f"censored: runs that never reached {metric.partition(':')[2]} validation accuracy are left "
+                        f"out of the tests ({counts})")
+    for pair in pairs:
+        pair["warnings"] = warnings + pair["warnings"]
+    return {"arms": arms, "pairs": pairs, "warnings": warnings}
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x else None  # NaN -> None, as in the pairs' JSON
 
 
 def mcnemar_runs(store: Store, ref_a: str, ref_b: str) -> dict:

@@ -109,9 +109,9 @@ EXECUTORS = ("local", "ray")
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,
             method_overrides: dict, jobs: int, on_planned: Callable[[int, int], None] = lambda total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
-            ray_address: str | None = None) -> dict:
+            ray_address: str | None = None, hessian: bool = False) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
-    services.ray_executor) and summarise."""
+    services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise."""
     from .lifecycle import find_unfinished
 
     configs = plan(store, template, arms, seeds, teacher_ref, method_overrides)
@@ -133,7 +133,25 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
         outcomes = execute_ray(store, work, jobs, on_done, address=ray_address)
     else:
         outcomes = execute(store, work, jobs, on_done)
-    return summarise(store, template, arms, configs, outcomes)
+    measured = measure_claims(store, template, configs, hessian)
+    return summarise(store, template, arms, configs, outcomes) | measured
+
+
+def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfig], hessian: bool) -> dict:
+    """After the runs, for each finished run of the comparison: the --eval-noise levels a reused run has not
+    measured (from its checkpoints), and with `hessian` a Hessian report on its best-val weights where it
+    has none (stored ones are reused). Returns {"noise_added": [run ids]} and, with `hessian`,
+    {"hessian": {"made": [...], "reused": [...]}}."""
+    from ..config import noise_levels
+    from .claims import add_noise_claims, ensure_hessian_reports
+
+    runs = [r for r in (store.find_finished(c.config_hash(), c.seed) for c in configs) if r is not None]
+    runs = list({r.id: r for r in runs}.values())  # one run may serve several arms
+    levels = noise_levels(template.eval_noise) if template.eval_noise else []
+    out: dict = {"noise_added": [r.id for r in runs if levels and add_noise_claims(store, r, levels)]}
+    if hessian:
+        out["hessian"] = ensure_hessian_reports(store, [r.id for r in runs])
+    return out
 
 
 def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],

@@ -12,6 +12,7 @@ DTYPES = ("float32", "float64")
 MODES = ("eval", "train")
 HVP_KINDS = ("auto", "func", "double")
 TRACE_METHODS = ("hutchpp", "hutchinson")
+WEIGHTS = ("final", "best-val")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class HessianRequest:
     hvp: str = "auto"
     seed: int = 0  # random vectors only: Lanczos start, trace and SLQ probes
     layer: str | None = None
+    weights: str = "final"  # the run's final weights, or best-val: those whose accuracy it reports (stats' claims)
 
     def for_run(self, cfg) -> HessianRequest:
         """The request with what it leaves open taken from the run's configuration: its probe set."""
@@ -43,6 +45,7 @@ class HessianRequest:
 
     def validate(self) -> None:
         for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
+                                   (self.weights, WEIGHTS, "--weights"),
                                    (self.hvp, HVP_KINDS, "--hvp"), (self.trace_method, TRACE_METHODS, "--trace-method")):
             if value not in valid:
                 raise UserError(f"bad {flag} '{value}'; valid: {', '.join(valid)}")
@@ -77,11 +80,12 @@ def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
 
 
 def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
-    """Measure the run's final model, store the report and (with a density) write its PNG."""
+    """Measure the run's model (its final weights, or its best-val ones: request.weights), store the report
+    and (with a density) write its PNG."""
     from ..config import TrainConfig
     from ..data import load_dataset
     from .lifecycle import read_run
-    from .runs import FINAL_CHECKPOINT, load_run_model
+    from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
 
     run = read_run(store, ref)
     if run.status != "finished":
@@ -91,7 +95,7 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     request.validate()
     data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
                         image_size=cfg.image_size)
-    model = load_run_model(run, FINAL_CHECKPOINT)
+    model = load_run_model(run, BEST_CHECKPOINT if request.weights == "best-val" else FINAL_CHECKPOINT)
     result = measure(model, data, request, run.seed)
     report_id = store.add_hessian_report(run.id, asdict(request), result)
     plot = None

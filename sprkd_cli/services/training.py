@@ -203,6 +203,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     from ..engine import fit, save_weights
     from ..engine.state import save_state
     from ..models import count_parameters
+    from .claims import end_of_run_claims
 
     artifacts = Path(run.artifact_dir)
     events.attach(store, run.id)
@@ -238,7 +239,8 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
     save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
-    summary = result.summary() | method.summary() | {"wall_seconds": time.perf_counter() - started}
+    summary = result.summary() | method.summary() | end_of_run_claims(cfg, result, model, data) | \
+        {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
     state_path.unlink(missing_ok=True)  # a finished run is not resumed
     outcome = finished_outcome(read_run(store, run.id))

@@ -3,6 +3,7 @@
 Imports only numpy, scipy and the standard library.
 """
 
+from .claims import auc_val_acc, brown_forsythe, epochs_to, sd_last
 from .compare import MIN_SEEDS, PairResult, compare_methods
 from .effect_size import cohens_d, cohens_dz
 from .mcnemar import McNemarResult, mcnemar_exact
@@ -19,12 +20,16 @@ __all__ = [
     "PairResult",
     "PairedTTest",
     "WelchTTest",
+    "auc_val_acc",
+    "brown_forsythe",
     "cohens_d",
     "cohens_dz",
     "compare_methods",
+    "epochs_to",
     "holm",
     "mcnemar_exact",
     "paired_ttest",
+    "sd_last",
     "seeds_for_power",
     "summarize",
     "two_sample_power",

@@ -260,6 +260,18 @@ class Store:
                 found.update({(run_id, epoch): value for run_id, epoch, value in conn.execute(query)})
         return found
 
+    def metric_curves(self, run_ids: Sequence[str], split: str, name: str) -> dict[str, list[float]]:
+        """{run id: one metric's per-epoch values in epoch order} (a run without rows is left out)."""
+        by_run: dict[str, dict[int, float]] = {}
+        run_ids = list(run_ids)
+        with self.engine.connect() as conn:
+            for start in range(0, len(run_ids), 2000):
+                query = select(Metric.run_id, Metric.epoch, Metric.value).where(
+                    Metric.run_id.in_(run_ids[start:start + 2000]), Metric.split == split, Metric.name == name)
+                for run_id, epoch, value in conn.execute(query):
+                    by_run.setdefault(run_id, {})[epoch] = value
+        return {run_id: [per_epoch[e] for e in sorted(per_epoch)] for run_id, per_epoch in by_run.items()}
+
     def add_event(self, run_id: str, kind: str, payload: dict | None = None, *, step: int | None = None,
                   epoch: int | None = None) -> None:
         with self.session() as s, s.begin():
