@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="student epochs")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--saddle-every", type=int, default=10)
+    parser.add_argument("--saddle-every", type=int, default=50)
     parser.add_argument("--converged-at", type=float, default=0.9, help="X of the epochs_to:X metric")
     parser.add_argument("--eval-noise", default="0.1,0.3")
     parser.add_argument("--last-epochs", type=int, default=5, help="K of the val_loss_sd:K metric")
