@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from ..errors import UserError, unknown_name
 from ..specs import parse_spec
 from .source import DEFAULT_IMAGE_SIZE, DataSource
+
+if TYPE_CHECKING:
+    from .splits import Splits
 
 # name -> (module:loader in this package, kind). The one list of dataset names, importable without torch
 # (stats and runs check names with it); a loader's module loads on first use. Image datasets read files:
