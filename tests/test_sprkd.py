@@ -512,3 +512,19 @@ def test_a_converging_digits_student_takes_eigensteps_and_perturbations_through_
     assert no_nhe["pgd_kept"] + no_nhe["pgd_reverted"] > 0
     no_pgd = sprkd_json(db, *args, "--no-pgd")["events"]
     assert no_pgd["pgd_kept"] + no_pgd["pgd_reverted"] == 0 and no_pgd["nhe_kept"] + no_pgd["nhe_reverted"] > 0
+
+
+def test_a_teacher_tracked_by_the_earlier_version_still_serves(db):
+    """Teachers tracked before candidates existed stored their strong saddles only, with the rule in their
+    config: those snapshots are read as candidates, and the old keys are ignored."""
+    from conftest import sql
+
+    teacher = tracked_teacher(db)["run_id"]
+    store = open_test_store(db)
+    config = store.get_run(teacher).config | {"saddle_rule": "ratio", "saddle_alpha": 0.1, "saddle_beta": 7.0}
+    store.update_run(teacher, config=config)
+    assert sql(db, "select count(*) from saddle_points where run_id = :r", {"r": teacher})[0][0] > 0
+    outcome = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-alpha", "0")
+    (built,) = events_of(store, outcome["run_id"], "asr_built")
+    lowest = min(store.saddle_points(teacher), key=lambda p: (p.probe_loss, p.step))
+    assert built.payload["teachers"][0]["saddle_id"] == lowest.id and "warnings" not in outcome
