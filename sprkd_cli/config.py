@@ -8,7 +8,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
+from .errors import UserError
 from .options import above, at_least, check_options, option
+from .specs import SEED_LIMIT
+
+
+def seed_range(value: int) -> str | None:
+    return None if 0 <= value < SEED_LIMIT else "must be from 0 to 2^63-1"
 
 # Fields that say what to measure during a run, not how it trains: left out of the config hash,
 # so a run with Hessian reports is the same experiment as one without (and compare reuses either).
@@ -50,7 +56,7 @@ class TrainConfig:
     dataset: str
     model: str
     seed: int = 0
-    split_seed: int = option(0, "Seed of the train/val/test split (stored with the run).", check=at_least(0))
+    split_seed: int = option(0, "Seed of the train/val/test split (stored with the run).", check=seed_range)
     epochs: int = option(30, "Training epochs.", panel=TRAIN, check=at_least(1))
     batch_size: int = option(64, "Mini-batch size.", panel=TRAIN, check=at_least(1))
     optimizer: str = option("adamw", "Base optimizer.", panel=TRAIN, choices=OPTIMIZERS)
@@ -112,6 +118,9 @@ class TrainConfig:
 
     def check(self) -> None:
         """UserError for the first option value its declaration refuses."""
+        wrong = seed_range(self.seed)
+        if wrong:
+            raise UserError(f"--seed {wrong} (got {self.seed})")
         check_options(self)
         if self.eval_noise:
             noise_levels(self.eval_noise)

@@ -85,7 +85,7 @@ def problem(name: str, declared: Declared, value: Any, kind: type) -> str | None
     if declared.check is not None and kind in (int, float):
         wrong = declared.check(value)
         if wrong:
-            return f"{wrong} (got {value:g})"
+            return f"{wrong} (got {value:g})" if kind is float else f"{wrong} (got {value})"
     return None
 
 

@@ -2,6 +2,8 @@
 
 from .errors import UserError
 
+SEED_LIMIT = 2**63  # seeds are stored as 64-bit signed integers
+
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
     """Split `name:key=value,key=value` into the name and its raw option strings."""
@@ -48,8 +50,8 @@ def parse_seeds(text: str) -> list[int]:
                 seeds.append(int(part))
     except ValueError:
         raise UserError(f"bad --seeds '{text}': use a range like 0-4, a list like 0,2,7, or both") from None
-    if not seeds or any(s < 0 for s in seeds):
-        raise UserError(f"bad --seeds '{text}': give at least one non-negative seed, e.g. 0-4")
+    if not seeds or any(not 0 <= s < SEED_LIMIT for s in seeds):
+        raise UserError(f"bad --seeds '{text}': give seeds from 0 to 2^63-1, e.g. 0-4")
     return list(dict.fromkeys(seeds))
 
 

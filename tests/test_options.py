@@ -152,3 +152,46 @@ def test_named_arms_run_reuse_and_are_compared_by_name(db):
     kd = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "kd,rkd")
     assert kd[0]["n_a"] == 0 and kd[0]["n_b"] == 2
     assert_user_error(sprkd(db, "stats", "--dataset", DATA, "--arms", "sgd,nope"), "unknown arm or method 'nope'")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["train-teacher", "--dataset", DATA, "--seed", "9223372036854775808"], "--seed must be from 0 to 2^63-1"),
+    (["train-teacher", "--dataset", DATA, "--seed", "18446744073709551616"], "--seed must be from 0 to 2^63-1"),
+    (["train-teacher", "--dataset", DATA, "--split-seed", "-1"], "--split-seed must be from 0 to 2^63-1 (got -1)"),
+    (["compare", "--dataset", DATA, "--seeds", "9223372036854775808"], "bad --seeds"),
+    (["distill", "--dataset", DATA, "--method", "sgd", "--lr", "inf"], "--lr must be a finite number"),
+    (["distill", "--dataset", DATA, "--method", "kd", "--ce-weight", "nan"], "--ce-weight must be a finite number"),
+    (["train-teacher", "--dataset", DATA, "--momentum", "nan"], "--momentum must be a finite number"),
+    (["compare", "--dataset", DATA, "--methods", ""], "bad --methods ''"),
+    (["runs", "list", "--limit", "-5"], "--limit must be >= 0"),
+])
+def test_out_of_range_values_are_refused_before_any_run(db, args, needle):
+    assert_user_error(sprkd(db, *args), needle)
+    assert open_test_store(db).list_runs() == []
+
+
+def test_kd_with_two_teachers_is_ensemble_kd(db):
+    """--teacher A,B for kd: the KD term's target is the mean of the teachers' softened outputs."""
+    import torch
+
+    from sprkd_cli.methods.kd import KD
+    from sprkd_cli.methods.targets import teacher_targets
+    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.data import load_dataset
+
+    a, b = (train_teacher(db, "--seed", str(s))["run_id"] for s in (0, 1))
+    outcome = sprkd_json(db, "distill", "--method", "kd", "--teacher", f"{a},{b}", "--dataset", DATA, "--student",
+                         STUDENT_MODEL, *TRAIN)
+    assert open_test_store(db).get_run(outcome["run_id"]).teacher_ids == [a, b]
+    store = open_test_store(db)
+    teachers = [load_run_model(store.get_run(r)) for r in (a, b)]
+    data = load_dataset(DATA)
+    kd = KD(method_options("kd", {}), teachers[0], data, teachers=teachers)
+    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
+    assert torch.allclose(kd.p_teacher, expected, atol=1e-7)
+    assert not torch.allclose(kd.p_teacher, teacher_targets(teachers[0], data.x_train, 4.0)[0])
+    single = sprkd_json(db, "distill", "--method", "kd", "--teacher", a, "--dataset", DATA, "--student",
+                        STUDENT_MODEL, *TRAIN)
+    assert single["test_acc"] != outcome["test_acc"] or single["final_train_loss"] != outcome["final_train_loss"]
+    assert_user_error(sprkd(db, "distill", "--method", "sage", "--teacher", f"{a},{b}", "--dataset", DATA,
+                            "--student", STUDENT_MODEL, *TRAIN), "method sage takes one teacher; 2 were given")

@@ -30,6 +30,8 @@ def list_runs(
     from ..services.runs import run_row
     from ..store import RUN_KINDS, RUN_STATUSES
 
+    if limit < 0:
+        raise UserError(f"--limit must be >= 0 (0: all; got {limit})")
     for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
         if value is not None and value not in valid:
             raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")

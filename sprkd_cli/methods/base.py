@@ -21,6 +21,8 @@ class Method:
     # Works with --augment: then built with augmented=True, and must not cache anything computed from the
     # training inputs (they change every epoch).
     takes_augmented: ClassVar[bool] = False
+    # Takes several teachers (--teacher A,B) as an ensemble (kd: the mean of their soft targets).
+    takes_ensemble: ClassVar[bool] = False
     # Keeps its own tensors on the CPU (sage's vectors, pool and UMAP): --device auto trains it there,
     # another device is refused.
     cpu_only: ClassVar[bool] = False

@@ -48,6 +48,10 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
         teacher = load_run_model(teacher_runs[0])
         if method_cls.needs_saddles:
             inputs = saddle_inputs(store, teacher_runs, cfg.method_options)
+        elif len(teacher_runs) > 1:
+            if not method_cls.takes_ensemble:
+                raise UserError(f"method {cfg.method} takes one teacher; {len(teacher_runs)} were given")
+            inputs["teachers"] = [teacher.to(device)] + [load_run_model(r).to(device) for r in teacher_runs[1:]]
         teacher.to(device)
     if cfg.augment:
         if len(data.input_shape) != 3:
