@@ -236,3 +236,12 @@ def test_a_silent_postgresql_server_is_one_line_after_one_connect_timeout(monkey
         started = time.monotonic()
         assert_user_error(sprkd(url, "runs", "list"), "cannot use the store", "timeout")
         assert time.monotonic() - started < 3.9
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://alice:s3cretpw@127.0.0.1:1/x", "foo://alice:s3cretpw@host/db",
+                                 "postgresql+psycopg://alice:s3cretpw@127.0.0.1:1/x?sslmode=bogus"])
+def test_a_store_password_is_never_printed(url):
+    for args in (["runs", "list"], ["stats"], ["runs", "show", "abc"], ["compare", "--seeds", "0"]):
+        result = sprkd(url, *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "s3cretpw" not in result.output and "alice:***@" in result.stderr, (args, result.stderr)

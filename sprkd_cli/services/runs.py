@@ -94,7 +94,7 @@ def latest_teacher(store: Store, dataset: str, split_seed: int) -> Run:
         if run.config.get("split_seed") == split_seed:
             return run
     raise UserError(
-        f"no finished teacher for dataset {dataset} (split seed {split_seed}) in {store.url}; train one first: "
+        f"no finished teacher for dataset {dataset} (split seed {split_seed}) in {store.shown_url}; train one first: "
         f"sprkd train-teacher --dataset {dataset} --split-seed {split_seed}"
     )
 

@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
-from .database import make_engine, resolve_url, sqlite_path, upgrade
+from .database import display_url, make_engine, resolve_url, sqlite_path, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
 __all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
@@ -48,6 +48,11 @@ class Store:
         self.engine = make_engine(url)
         upgrade(self.engine, url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def shown_url(self) -> str:
+        """The store's URL for messages and logs: its password masked."""
+        return display_url(self.url)
 
     def session(self) -> Session:
         return self._sessions()
@@ -168,7 +173,7 @@ class Store:
                 return run
             matches = s.scalars(select(Run).where(Run.id.startswith(ref, autoescape=True)).limit(3)).all()
         if not matches:
-            raise UserError(f"no run '{ref}' in {self.url}; see `sprkd runs list`")
+            raise UserError(f"no run '{ref}' in {self.shown_url}; see `sprkd runs list`")
         if len(matches) > 1:
             raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more characters")
         return matches[0]

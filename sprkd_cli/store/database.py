@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
 
 from ..errors import UserError
 
@@ -51,11 +51,23 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def display_url(url: str) -> str:
+    """`url` as it may be printed or logged: its password masked (SQLAlchemy's rendering), also when it
+    does not parse as a URL."""
+    import re
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UserError(f"'{url}' is not a database URL; give a path or e.g. postgresql+psycopg://host/db") from None
+        raise UserError(f"'{display_url(url)}' is not a database URL; give a path or e.g. "
+                        "postgresql+psycopg://host/db") from None
     path = sqlite_path(url)
     if path is not None:
         if not path.parent.is_dir():
@@ -73,6 +85,9 @@ def make_engine(url: str) -> Engine:
     except ModuleNotFoundError as exc:
         extra = " (pip install 'sprkd[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
         raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); install it{extra}") from None
+    except NoSuchModuleError:
+        raise UserError(f"unknown database kind '{parsed.drivername}' in {display_url(url)}; give a SQLite path or "
+                        "a URL such as sqlite:///runs.db or postgresql+psycopg://host/db") from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
@@ -136,7 +151,7 @@ def upgrade(engine: Engine, url: str) -> None:
         _upgrade_with_alembic(engine, url)
     except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
         reason = " ".join(str(exc.orig).split())  # drivers' messages span lines (psycopg's hints)
-        raise UserError(f"cannot use the store {url}: {reason}") from None
+        raise UserError(f"cannot use the store {display_url(url)}: {reason}") from None
 
 
 def _upgrade_with_alembic(engine: Engine, url: str) -> None:
@@ -152,7 +167,7 @@ def _upgrade_with_alembic(engine: Engine, url: str) -> None:
     known = {rev.revision for rev in script.walk_revisions()}
     if current is not None and current not in known:
         raise UserError(
-            f"the store {url} has schema revision {current}, which this sprkd does not know: "
+            f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "
             "it was written by a newer sprkd; upgrade sprkd to use it"
         )
     with _migration_lock(url), engine.begin() as conn:
