@@ -195,3 +195,14 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     assert single["test_acc"] != outcome["test_acc"] or single["final_train_loss"] != outcome["final_train_loss"]
     assert_user_error(sprkd(db, "distill", "--method", "sage", "--teacher", f"{a},{b}", "--dataset", DATA,
                             "--student", STUDENT_MODEL, *TRAIN), "method sage takes one teacher; 2 were given")
+
+
+def test_stats_with_empty_arms_says_so_in_one_line_each(db):
+    empty = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd")
+    assert empty.exit_code == 0 and empty.stderr == ""
+    assert empty.stdout.splitlines() == [f"arm sgd has no finished runs of {DATA} here",
+                                         f"arm kd has no finished runs of {DATA} here"]
+    train_teacher(db)
+    sprkd_json(db, "distill", "--method", "sgd", "--dataset", DATA, "--student", STUDENT_MODEL, *TRAIN)
+    one = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd")
+    assert one.stdout.splitlines() == [f"arm kd has no finished runs of {DATA} here"]

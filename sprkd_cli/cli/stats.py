@@ -60,6 +60,11 @@ def _print_stats(result: dict, dataset: str, metric: str, at: str) -> None:
     from rich.table import Table
 
     out = console()
+    empty = [arm["method"] for arm in result["arms"] if arm["n"] == 0 and not arm["censored"]]
+    for name in empty:
+        out.print(f"arm {name} has no finished runs of {dataset} here")
+    if len(result["arms"]) - len(empty) < 2:  # nothing to compare: no tables of empty rows and their warnings
+        return
     whole_run = metric.startswith(("epochs_to:", "auc_val_acc", "val_loss_sd:"))
     arms = Table(title=f"{dataset}: {metric}" + (" (whole run)" if whole_run else f" at {at}"))
     censoring = any(arm["censored"] for arm in result["arms"])
