@@ -356,3 +356,21 @@ def test_cli_device_and_augment_errors(db, malaria_dir):
     if not torch.cuda.is_available():
         assert_user_error(sprkd(db, *common, "--device", "cuda"), "--device cuda", "--device cpu")
     assert_user_error(sprkd(db, "train-teacher", "--dataset", "synthetic:n=200", "--augment"), "--augment", "shape")
+
+
+def test_an_image_whose_header_claims_a_huge_size_is_one_line(tmp_path):
+    """A PNG header of 30000x30000 pixels (a decompression bomb for Pillow) is an undecodable image."""
+    import struct
+    import zlib
+
+    from sprkd_cli.data.malaria import decode_image
+    from sprkd_cli.errors import UserError
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(UserError, match="cannot decode image .*bomb.png"):
+        decode_image(str(bomb), 32)

@@ -109,8 +109,10 @@ def decode_image(path: str, size: int) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"cannot decode image {path} ({exc}); delete or replace that file") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        # a header claiming more pixels than Pillow's bomb limit is as undecodable as a broken one
+        reason = " ".join(str(exc).split())
+        raise UserError(f"cannot decode image {path} ({reason}); delete or replace that file") from None
 
 
 def decode_all(files: list[str], size: int, source: DataSource) -> torch.Tensor:
