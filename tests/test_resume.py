@@ -346,3 +346,31 @@ def test_a_tracked_teacher_that_dropped_a_saddle_after_its_state_is_refused(db):
     save_state({"epoch": 1, "step": kept.step}, Path(store.get_run(stopped).artifact_dir) / STATE_FILE)
     with pytest.raises(UserError, match=f"dropped the saddle point of step {kept.step}"):
         resume_run(stopped, store)
+
+
+def test_weights_of_another_architecture_are_one_line_before_the_run_is_touched(db):
+    from sprkd_cli.engine.state import load_state, save_state
+    from sprkd_cli.models import build_model
+
+    reference = sprkd_json(db, *teacher_args())["run_id"]
+    stopped = stopped_copy(db, reference, 3)
+    store = open_test_store(db)
+    path = Path(store.get_run(stopped).artifact_dir) / STATE_FILE
+    state = load_state(path)
+    state["model"] = build_model("mlp:width=24,depth=1", (8,), 3).state_dict()  # another run's shapes
+    save_state(state, path)
+    before = (store.get_run(stopped).status, len(store.metrics([stopped])))
+    line = assert_user_error(sprkd(db, "train-teacher", "--resume", stopped), stopped, "does not fit the model",
+                             "embed.1.weight is (24, 8) there and (16, 8) in the model")
+    assert str(path) in line
+    assert (store.get_run(stopped).status, len(store.metrics([stopped]))) == before  # nothing was touched
+
+    # a checkpoint of other shapes: hessian-report, and as a teacher
+    from sprkd_cli.engine.checkpoint import save_weights
+
+    for name in ("best.safetensors", "model.safetensors"):
+        save_weights(build_model("mlp:width=24,depth=1", (8,), 3).state_dict(),
+                     Path(store.get_run(reference).artifact_dir) / name)
+    assert_user_error(sprkd(db, "hessian-report", reference), "does not fit the model", "model.safetensors")
+    assert_user_error(sprkd(db, "distill", "--method", "kd", "--teacher", reference, "--dataset", DATA, "--student",
+                            STUDENT_MODEL, "--epochs", "1"), "does not fit the model")

@@ -147,7 +147,10 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
         raise UserError(f"run {run.id} was trained on other data ({run.config['data']}, now {data.describe()}); "
                         "its dataset files changed, so it cannot be resumed")
     if state is not None:
+        from ..engine.checkpoint import check_fits
+
         try:
+            check_fits(model, state["model"], f"the saved training state {path}")
             method.check_state(state["method"])
         except UserError as exc:
             raise UserError(f"run {run.id} cannot be resumed: {exc}") from None
