@@ -44,19 +44,15 @@ def end_of_run_claims(cfg: TrainConfig, result, model, data) -> dict:
     each --eval-noise level, on the best-val weights (result.best_state) and the final ones (`model`)."""
     import copy
 
-    claims = {"auc_val_acc": _auc([r.metrics[("val", "acc")] for r in result.history])}
+    from ..stats import auc_val_acc
+
+    claims = {"auc_val_acc": auc_val_acc([r.metrics[("val", "acc")] for r in result.history])}
     levels = noise_levels(cfg.eval_noise) if cfg.eval_noise else []
     if levels:
         best = copy.deepcopy(model)
         best.load_state_dict(result.best_state)
         claims |= _noise_keys(noise_accuracies(best, data, levels), noise_accuracies(model, data, levels))
     return claims
-
-
-def _auc(val_acc: list[float]) -> float:
-    from ..stats import auc_val_acc
-
-    return auc_val_acc(val_acc)
 
 
 def _noise_keys(best: dict[str, float], final: dict[str, float]) -> dict:

@@ -60,8 +60,8 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
             return
         kept = store.saddle_points(run_id)
         new = SimpleNamespace(id=None, step=step, s_neg=s.s_neg, s_pos=s.s_pos)
-        keep = kept_candidates([*kept, new], cfg.max_saddles)
-        if new not in keep:
+        keep = {id(p) for p in kept_candidates([*kept, new], cfg.max_saddles)}
+        if id(new) not in keep:
             store.add_event(run_id, "saddle_dropped", facts | {"reason": _not_kept(cfg.max_saddles)},
                             step=step, epoch=epoch)
             return
@@ -72,7 +72,7 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
         store.add_event(run_id, "saddle_stored", facts | {"saddle_id": saddle_id, "artifact": str(path)},
                         step=step, epoch=epoch)
         for old in kept:
-            if old not in keep:
+            if id(old) not in keep:
                 store.delete_saddle_point(old.id)
                 Path(old.artifact).unlink(missing_ok=True)
                 store.add_event(run_id, "saddle_dropped", {"saddle_id": old.id, "step": old.step,
