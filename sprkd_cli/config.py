@@ -58,6 +58,9 @@ class TrainConfig:
     seed: int = 0
     split_seed: int = option(0, "Seed of the train/val/test split (stored with the run).", check=seed_range)
     epochs: int = option(30, "Training epochs.", panel=TRAIN, check=at_least(1))
+    patience: int = option(0, "Early stopping: end the run this many epochs after its best validation epoch "
+                                 "(accuracy, ties by lowest loss); 0: train every epoch.", panel=TRAIN,
+                           check=at_least(0))
     batch_size: int = option(64, "Mini-batch size.", panel=TRAIN, check=at_least(1))
     optimizer: str = option("adamw", "Base optimizer.", panel=TRAIN, choices=OPTIMIZERS)
     lr: float = option(1e-3, "Learning rate.", panel=TRAIN, check=above(0))

@@ -75,6 +75,14 @@ def show(
     out.print(f"config hash {r['config_hash']}; teachers {', '.join(r['teacher_ids']) or '–'}; "
               f"commit {(r['git_commit'] or '–')[:12]}{' (dirty)' if r['git_dirty'] else ''}; "
               f"artifacts {r['artifact_dir']}")
+    if r["arms"]:
+        out.print("arms: " + ", ".join(r["arms"]) + ("  (NAME:tune: a grid run of compare --tune)"
+                                                   if any(a.endswith(":tune") for a in r["arms"]) else ""))
+    for t in r["tuned"]:
+        grid = " x ".join(f"{k} {','.join(map(str, v))}" for k, v in t["grid"].items())
+        chosen = ", ".join(f"{k}={v}" for k, v in t["chosen"].items())
+        out.print(f"tuned for arm {t['arm']}: {chosen}, chosen on validation from the grid {grid} "
+                  f"(seeds {','.join(map(str, t['seeds']))}; {len(t['scores'])} points)")
     hyper = {k: v for k, v in r["config"].items() if k not in ("data", "kind", "method", "dataset", "model", "seed")}
     out.print("config: " + ", ".join(f"{k}={v}" for k, v in hyper.items()))
     if r["summary"]:

@@ -117,6 +117,8 @@ Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or b
 Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
 Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
 HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
+TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
+TuneSeeds = Annotated[Optional[str], typer.Option(help="Seeds of the --tune grid runs \\[default: the first of --seeds].")]
 RayAddress = Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")]
 
 
@@ -143,29 +145,36 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
 
 def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
             teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None, hessian: bool,
-            as_json: bool, **values) -> None:
+            tune: list[str] | None, tune_seeds: str | None, as_json: bool, **values) -> None:
     from ..arms import parse_arms
     from ..services.compare import check_executor, check_jobs, compare as run_compare
+    from ..errors import UserError
     from ..specs import parse_seeds
+    from ..tuning import parse_tune
 
     arms = parse_arms(methods, arm or [])
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     check_executor(executor, ray_address)
+    tune_keys = parse_tune(tune or [])
+    tune_seed_list = parse_seeds(tune_seeds) if tune_seeds is not None else None
+    if tune_seed_list is not None and not tune_keys:
+        raise UserError("--tune-seeds goes with --tune")
     template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
     with progress(not as_json) as bar:
         task = bar.add_task("runs", total=None, info="")
 
-        def planned(total, todo):
-            bar.update(task, total=todo, info=f"{total - todo} of {total} reused")
+        def planned(phase, total, todo):
+            bar.update(task, total=todo, completed=0, info=f"{phase}: {total - todo} of {total} reused")
 
         def done(outcome):
             bar.update(task, advance=1)
 
         result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
-                             executor=executor, ray_address=ray_address, hessian=hessian)
+                             executor=executor, ray_address=ray_address, hessian=hessian, tune=tune_keys,
+                             tune_seeds=tune_seed_list)
     if as_json:
         print_json(result)
     else:
@@ -194,6 +203,7 @@ COMMANDS = {
                 [_param("methods", Methods, None), _param("arm", ArmOption, None), *STUDENT,
                  _param("seeds", Seeds, "0-4"), _param("jobs", Jobs, 1), _param("executor", Executor, "local"),
                  _param("ray_address", RayAddress, None), _param("hessian", HessianFlag, False),
+                 _param("tune", TuneOption, None), _param("tune_seeds", TuneSeeds, None),
                  *training_params("student"), *method_params(), *OUTPUT],
                 """Run every missing (arm, seed) (finished runs with the same config and seed are reused;
     interrupted or crashed ones go on from their saved state), then print test accuracy at the
@@ -213,15 +223,26 @@ def _print_compare(result: dict) -> None:
 
     out = console()
     table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch")
-    for column in ("arm", "teacher", "n", "mean", "sd", "95% CI", "seeds"):
-        table.add_column(column, justify="left" if column in ("arm", "teacher", "seeds") else "right")
+    tuned = any(row["tuning"] for row in result["methods"])
+    columns = ("arm", "teacher", *(("tuned",) if tuned else ()), "n", "mean", "sd", "95% CI", "epochs", "plateau",
+               "seeds")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("arm", "teacher", "tuned", "seeds") else "right")
     for row in result["methods"]:
         label = row["arm"] if row["arm"] == row["method"] and not row["options"] else f"{row['arm']} ({row['method']})"
-        table.add_row(label, ",".join(row.get("teacher_ids", [])) or "–", str(row["n"]), fmt(row["mean"]),
-                      fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", ",".join(map(str, row["seeds"])))
+        epochs = sorted(row["epochs_run"])
+        span = "–" if not epochs else str(epochs[0]) if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
+        choice = [", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["tuned"].items())
+                  or "–"] if tuned else []
+        table.add_row(label, ",".join(row.get("teacher_ids", [])) or "–", *choice, str(row["n"]), fmt(row["mean"]),
+                      fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", span,
+                      f"{row['plateau']}/{row['n']}", ",".join(map(str, row["seeds"])))
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
-    out.print(f"{result['ran']} run(s) trained{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    grid = f" (+ {result['ran_tuning']} --tune grid run(s))" if result.get("ran_tuning") else ""
+    out.print(f"{result['ran']} run(s) trained{grid}{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    out.print("epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
+              "without it, a quarter of the epochs) before their last")
     if result["noise_added"]:
         out.print(f"--eval-noise measured on {len(result['noise_added'])} reused run(s)")
     if "hessian" in result:
@@ -232,6 +253,10 @@ def _print_compare(result: dict) -> None:
             out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "
                       "candidate of a teacher passed the rule, and its best candidate went into the ASR "
                       "(--saddle-fallback best; see --saddle-rule, --saddle-alpha)")
+    for row in result["methods"]:
+        for point in (row["tuning"] or {}).get("failed", []):
+            values = ", ".join(f"{k}={v}" for k, v in point.items())
+            out.print(f"[yellow]note:[/yellow] arm {row['arm']}: --tune grid point {values} failed (diverged); not chosen")
     for note in result["not_resumed"]:
         out.print(f"[yellow]{escape(note)}[/yellow]; trained afresh")
     for failure in result["failed"]:

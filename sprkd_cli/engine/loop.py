@@ -17,6 +17,7 @@ from ..data import Splits
 from ..errors import Diverged
 from ..methods.base import Method
 from ..models.modes import train_mode
+from .. import selection
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
 from .seeding import rng_state, set_rng_state
@@ -38,6 +39,7 @@ class FitResult:
     best_epoch: int = 0
     best_state: dict | None = None
     best_test_predictions: torch.Tensor | None = None
+    stopped_early: bool = False  # --patience ended the run before cfg.epochs
 
     def summary(self) -> dict:
         """The run's headline numbers; test_acc is taken at the epoch of best validation accuracy."""
@@ -48,6 +50,9 @@ class FitResult:
         return {
             "best_epoch": self.best_epoch,
             "best_val_acc": best[("val", "acc")],
+            "best_val_loss": best[("val", "loss")],
+            "selection": selection.RULE,
+            "stopped_early": self.stopped_early,
             "test_acc": best[("test", "acc")],
             "final_val_acc": last[("val", "acc")],
             "final_test_acc": last[("test", "acc")],
@@ -75,7 +80,8 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         on_step: Callable[[int, int], None] | None = None, *,
         checkpoint: Callable[[int, Callable[[], dict]], None] | None = None,
         resume: dict | None = None) -> FitResult:
-    """Train `model` with `method` for cfg.epochs; raises Diverged on a non-finite loss.
+    """Train `model` with `method` for cfg.epochs (or until cfg.patience epochs have passed without a better
+    validation epoch, see selection.better); raises Diverged on a non-finite loss.
 
     `on_step(step, epoch)` runs after every optimiser step (e.g. Hessian probes during training). The
     method's `replace_step` may take a step's place (sprkd's approach) and its `after_step` runs after each
@@ -98,13 +104,17 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     schedule = make_schedule(cfg.schedule, optimizer, cfg.epochs * steps_per_epoch)
     order = torch.Generator().manual_seed(cfg.seed)
     result = FitResult()
-    best_val = -1.0
+    best_val, best_loss = -1.0, math.inf
     step = 0
     first_epoch = 1
     if resume is not None:
         first_epoch, step = _restore(resume, model, optimizer, schedule, order, augment, method, result)
-        best_val = result.history[result.best_epoch - 1].metrics[("val", "acc")]
+        best = result.history[result.best_epoch - 1].metrics
+        best_val, best_loss = best[("val", "acc")], best[("val", "loss")]
     for epoch in range(first_epoch, cfg.epochs + 1):
+        if cfg.patience and epoch - 1 - result.best_epoch >= cfg.patience:  # checked here, so a resume stops too
+            result.stopped_early = True
+            break
         started = time.perf_counter()
         method.start_epoch(model, epoch, step)
         model.train()
@@ -149,8 +159,8 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             raise Diverged(step, epoch, metrics[("val", "loss")])
         record = EpochRecord(epoch, step, metrics, time.perf_counter() - started)
         result.history.append(record)
-        if metrics[("val", "acc")] > best_val:
-            best_val = metrics[("val", "acc")]
+        if selection.better(metrics[("val", "acc")], metrics[("val", "loss")], best_val, best_loss):
+            best_val, best_loss = metrics[("val", "acc")], metrics[("val", "loss")]
             result.best_epoch = epoch
             result.best_state = copy.deepcopy(model.state_dict())
             result.best_test_predictions = test_predictions

@@ -63,7 +63,10 @@ def arm_list(store: Store, text: str | None) -> list[str]:
     from ..methods import method_names
     from ..specs import parse_list
 
-    known = list(dict.fromkeys([*method_names(), *store.arm_names()]))
+    from ..tuning import is_tuning_arm
+
+    # grid runs of compare --tune belong to "NAME:tune" arms: never compared
+    known = list(dict.fromkeys([*method_names(), *(a for a in store.arm_names() if not is_tuning_arm(a))]))
     if text is None:
         return known
     names = parse_list(text)
@@ -101,13 +104,33 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
             for method, per_seed in chosen.items()}
 
 
+def selected_epochs(store: Store, runs: list) -> dict[str, int]:
+    """{run id: its best-val epoch under selection.RULE}: the stored best_epoch of a run selected by it,
+    else the rule applied to the run's stored validation curve (runs of an earlier rule: first best
+    accuracy, no tie-break)."""
+    from ..selection import RULE, best_epoch
+
+    out = {r.id: r.summary["best_epoch"] for r in runs if r.summary.get("selection") == RULE}
+    older = [r.id for r in runs if r.id not in out]
+    if older:
+        accs, losses = store.metric_curves(older, "val", "acc"), store.metric_curves(older, "val", "loss")
+        for run in runs:
+            run_id = run.id
+            if run_id in out or run_id not in accs or run_id not in losses:
+                out.setdefault(run_id, run.summary["best_epoch"])
+                continue
+            out[run_id] = best_epoch({e + 1: pair for e, pair in enumerate(zip(accs[run_id], losses[run_id]))})
+    return out
+
+
 def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, float | None]:
     """{run id: the metric's value} for finished runs (None: censored); a UserError names the first run
     that lacks what the metric needs, and how to make it."""
     from .. import stats
 
     if spec.kind == "split":
-        epoch_of = {r.id: r.summary["best_epoch"] if at == "best-val" else r.summary["epochs"] for r in runs}
+        best = selected_epochs(store, runs) if at == "best-val" else {}
+        epoch_of = {r.id: best[r.id] if at == "best-val" else r.summary["epochs"] for r in runs}
         found = store.metric_at(list(epoch_of.items()), spec.split, spec.name)
         for run in runs:
             if (run.id, epoch_of[run.id]) not in found:

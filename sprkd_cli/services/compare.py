@@ -20,24 +20,33 @@ Work = tuple[TrainConfig, str | None]  # a run to train, and the id of an unfini
 
 
 def plan(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], teacher_ref: str | None,
-         method_overrides: dict) -> list[TrainConfig]:
-    """One config per (arm, seed). An arm's method options are its method's defaults, overridden by
-    `method_overrides` (the command's flags), then by the arm's own; its teachers are the arm's
+         method_overrides: dict, chosen: dict[str, dict] | None = None) -> list[TrainConfig]:
+    """One config per (arm, seed), each with the arm's chosen grid point (`chosen[arm name]`, from --tune)."""
+    chosen = chosen or {}
+    return [cfg for arm in arms
+            for cfg in arm_configs(store, template, arm, seeds, teacher_ref, method_overrides, chosen.get(arm.name, {}))]
+
+
+def arm_configs(store: Store, template: TrainConfig, arm: Arm, seeds: list[int], teacher_ref: str | None,
+                method_overrides: dict, point: dict, *, recorded_as: str | None = None) -> list[TrainConfig]:
+    """An arm's config per seed. Its method options are its method's defaults, overridden by
+    `method_overrides` (the command's flags), then by the grid point's method values, then by the arm's own;
+    its training options are the template's with the point's training values. Its teachers are the arm's
     `teacher=`, else `teacher_ref`, else the dataset's latest (for sprkd: the latest with tracked saddles
-    that fits the student)."""
+    that fits the student). The runs are recorded for the arm `recorded_as` (default: the arm's name)."""
     from ..methods import method_options
+    from ..tuning import apply_training, split_point
+
     from .saddles import teacher_ids_for
 
-    configs = []
-    for arm in arms:
-        where = lambda name, declared, arm=arm: f"arm {arm.name}: {name}"  # noqa: E731
-        options = method_options(arm.method, method_overrides | arm.options, template, where=where)
-        teachers = teacher_ids_for(store, arm.method, arm.teacher or teacher_ref, template.dataset,
-                                   template.split_seed, template.model, options)
-        for seed in seeds:
-            configs.append(dataclasses.replace(template, method=arm.method, seed=seed, teacher_ids=teachers,
-                                               method_options=options, arm=arm.name))
-    return configs
+    training, method = split_point(point)
+    base = apply_training(template, training) if training else template
+    where = lambda name, declared: f"arm {arm.name}: {name}"  # noqa: E731
+    options = method_options(arm.method, method_overrides | method | arm.options, base, where=where)
+    teachers = teacher_ids_for(store, arm.method, arm.teacher or teacher_ref, base.dataset, base.split_seed,
+                               base.model, options)
+    return [dataclasses.replace(base, method=arm.method, seed=seed, teacher_ids=teachers, method_options=options,
+                                arm=recorded_as or arm.name) for seed in seeds]
 
 
 _worker_store: Store | None = None
@@ -107,34 +116,136 @@ EXECUTORS = ("local", "ray")
 
 
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,
-            method_overrides: dict, jobs: int, on_planned: Callable[[int, int], None] = lambda total, todo: None,
+            method_overrides: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
-            ray_address: str | None = None, hessian: bool = False) -> dict:
+            ray_address: str | None = None, hessian: bool = False, tune: list | None = None,
+            tune_seeds: list[int] | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
-    services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise."""
+    services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise.
+
+    With `tune` (tuning.parse_tune's keys) each arm first runs its grid on `tune_seeds` (default: the first
+    seed), recorded for the arm "NAME:tune", and its seeds then run with the grid point chosen on
+    validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid."""
+    run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
+                                                lambda total, todo: on_planned(phase, total, todo), on_done,
+                                                diverged_done=phase == "tuning")
+    tuning: dict[str, dict] = {}
+    outcomes: list[dict] = []
+    if tune:
+        tune_seeds = tune_seeds or seeds[:1]
+        outcomes += run("tuning", tuning_configs(store, template, arms, tune, tune_seeds, teacher_ref,
+                                                 method_overrides, grid := {}))
+        tuning = choose_points(store, arms, grid, tune, tune_seeds)
+    chosen = {name: t["chosen"] for name, t in tuning.items()}
+    configs = plan(store, template, arms, seeds, teacher_ref, method_overrides, chosen)
+    final = run("runs", configs)
+    outcomes += final
+    if tuning:
+        record_tuning(store, configs, tuning)
+    measured = measure_claims(store, template, configs, hessian)
+    return summarise(store, template, arms, configs, final, tuning) | measured | {
+        "ran_tuning": len(outcomes) - len(final)}
+
+
+def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor: str, ray_address: str | None,
+                   on_planned: Callable[[int, int], None], on_done: Callable[[dict], None], *,
+                   diverged_done: bool = False) -> list[dict]:
+    """Train the configs that have no finished run of their hash and seed (once each, however many arms
+    ask for it), resuming an interrupted or crashed one from its state; every run found or trained
+    belongs to the arms that asked for it. With `diverged_done` (a --tune grid) a run that diverged counts
+    as done: the same config and seed would diverge again."""
     from .lifecycle import find_unfinished
 
-    configs = plan(store, template, arms, seeds, teacher_ref, method_overrides)
-    existing = {(c.arm, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
-    for cfg in configs:  # a run reused under another arm's name belongs to this arm too
-        if existing[(cfg.arm, cfg.seed)] is not None:
-            store.link_arm(existing[(cfg.arm, cfg.seed)].id, cfg.arm)
-    todo = [c for c in configs if existing[(c.arm, c.seed)] is None]
-    work = []
-    for cfg in todo:  # an interrupted or crashed run of the same config and seed goes on from its state
-        unfinished = find_unfinished(store, cfg.config_hash(), cfg.seed)
+    work, seen = [], set()
+    for cfg in configs:
+        key = (cfg.config_hash(), cfg.seed)
+        existing = store.find_finished(*key)
+        if existing is not None:  # a run reused under another arm's name belongs to this arm too
+            store.link_arm(existing.id, cfg.arm)
+            continue
+        if key in seen or (diverged_done and store.diverged_run(*key) is not None):
+            continue
+        seen.add(key)
+        unfinished = find_unfinished(store, *key)  # goes on from its saved state
         if unfinished is not None:
             store.link_arm(unfinished.id, cfg.arm)
         work.append((cfg, unfinished.id if unfinished else None))
-    on_planned(len(configs), len(todo))
+    on_planned(len(configs), len(work))
     if executor == "ray" and work:
         from .ray_executor import execute_ray
 
         outcomes = execute_ray(store, work, jobs, on_done, address=ray_address)
     else:
         outcomes = execute(store, work, jobs, on_done)
-    measured = measure_claims(store, template, configs, hessian)
-    return summarise(store, template, arms, configs, outcomes) | measured
+    for cfg in configs:  # a config asked for by two arms was trained once, for the first
+        found = store.find_finished(cfg.config_hash(), cfg.seed)
+        if found is not None:
+            store.link_arm(found.id, cfg.arm)
+    return outcomes
+
+
+def tuning_configs(store: Store, template: TrainConfig, arms: list[Arm], keys: list, tune_seeds: list[int],
+                   teacher_ref: str | None, method_overrides: dict, grid: dict) -> list[TrainConfig]:
+    """Every arm's grid on the tuning seeds; fills grid[arm name] = [(point, configs)]."""
+    from ..tuning import arm_grid, tuning_arm
+
+    configs = []
+    for arm in arms:
+        points = arm_grid(keys, arm.method, arm.options)
+        if points == [{}]:
+            continue  # no tuned key applies to this arm: it runs with the flags' values
+        grid[arm.name] = [(point, arm_configs(store, template, arm, tune_seeds, teacher_ref, method_overrides, point,
+                                              recorded_as=tuning_arm(arm.name))) for point in points]
+        configs += [cfg for _, mine in grid[arm.name] for cfg in mine]
+    return configs
+
+
+def choose_points(store: Store, arms: list[Arm], grid: dict, keys: list, tune_seeds: list[int]) -> dict[str, dict]:
+    """Per tuned arm: {"chosen": point, "grid": {key: values}, "seeds", "scores": [...]} from the grid runs'
+    validation numbers at their selected epochs. A grid point with a failed run (diverged) is not chosen;
+    an arm whose every point failed is a UserError."""
+    from ..tuning import Score, choose
+    from .analysis import selected_epochs
+
+    out = {}
+    for arm in arms:
+        if arm.name not in grid:
+            continue
+        scores, failed = [], []
+        for point, configs in grid[arm.name]:
+            runs = [store.find_finished(c.config_hash(), c.seed) for c in configs]
+            if any(r is None for r in runs):
+                failed.append(point)
+                continue
+            epochs = selected_epochs(store, runs)
+            points = [(r.id, epochs[r.id]) for r in runs]
+            acc, loss = store.metric_at(points, "val", "acc"), store.metric_at(points, "val", "loss")
+            scores.append(Score(point, sum(acc[p] for p in points) / len(points),
+                                sum(loss[p] for p in points) / len(points), [r.id for r in runs]))
+        if not scores:
+            raise UserError(f"arm {arm.name}: no grid point of --tune finished (every one failed); see sprkd runs "
+                            f"list --status failed")
+        best = choose(scores)
+        out[arm.name] = {"chosen": best.point, "seeds": tune_seeds,
+                         "grid": {k: sorted({s.point[k] for s in scores} | {p[k] for p in failed if k in p})
+                                  for k in best.point},
+                         "scores": [{"values": s.point, "val_acc": s.val_acc, "val_loss": s.val_loss,
+                                     "run_ids": s.run_ids} for s in scores],
+                         "failed": failed}
+    return out
+
+
+def record_tuning(store: Store, configs: list[TrainConfig], tuning: dict[str, dict]) -> None:
+    """A "tuned" event on each chosen run (once): its arm, the grid, the tuning seeds, what won and the scores."""
+    for cfg in configs:
+        if cfg.arm not in tuning:
+            continue
+        found = store.find_finished(cfg.config_hash(), cfg.seed)
+        if found is None:
+            continue
+        payload = {"arm": cfg.arm} | tuning[cfg.arm]
+        if not any(e.kind == "tuned" and e.payload == payload for e in store.events(found.id)):
+            store.add_event(found.id, "tuned", payload)
 
 
 def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfig], hessian: bool) -> dict:
@@ -155,9 +266,13 @@ def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfi
 
 
 def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],
-              outcomes: list[dict]) -> dict:
-    """Test accuracy at the best-validation epoch per arm over its finished runs, and the learning curves."""
+              outcomes: list[dict], tuning: dict[str, dict] | None = None) -> dict:
+    """Test accuracy at the best-validation epoch per arm over its finished runs, whether they reached their
+    plateau (selection.plateau_reached), what --tune chose, and the learning curves."""
+    from ..selection import plateau_reached, plateau_window
     from ..stats import summarize
+
+    tuning = tuning or {}
 
     rows = []
     curves: dict[str, list[str]] = {}
@@ -168,7 +283,13 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
                      "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
                      "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else [],
-                     "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback"))})
+                     "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback")),
+                     "epochs_run": [r.summary["epochs"] for r in runs],
+                     "stopped_early": sum(1 for r in runs if r.summary.get("stopped_early")),
+                     "plateau": sum(1 for r in runs if plateau_reached(
+                         r.summary["best_epoch"], r.summary["epochs"], bool(r.summary.get("stopped_early")),
+                         plateau_window(r.config.get("patience", 0), r.config["epochs"]))),
+                     "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
     plot = learning_curves(store, curves, template.dataset)
     ran = len(outcomes)

@@ -47,7 +47,8 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
                                "metrics": list(epochs.values()),
                                "hessian_reports": [_hessian_row(h) for h in store.hessian_reports(run.id)],
                                "saddle_points": [_saddle_row(p) for p in store.saddle_points(run.id)],
-                               "event_counts": event_counts(store, run.id)}
+                               "event_counts": event_counts(store, run.id), "arms": store.arms_of(run.id),
+                               "tuned": [e.payload for e in store.events(run.id) if e.kind == "tuned"]}
     if events:
         document["events"] = [{"id": e.id, "step": e.step, "epoch": e.epoch, "kind": e.kind, "payload": e.payload}
                               for e in store.events(run.id)]

@@ -219,6 +219,14 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    def diverged_run(self, config_hash: str, seed: int) -> Run | None:
+        """The newest run of this config and seed that failed because its loss diverged, if any."""
+        query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed, Run.status == "failed",
+                                   Run.error.like("diverged:%"))
+                 .order_by(Run.created_at.desc()).limit(1))
+        with self.session() as s:
+            return s.scalars(query).first()
+
     # -- per-run rows ---------------------------------------------------------------------
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:
         """rows: (step, epoch, split, name, value). One transaction (plain inserts, no ORM objects: this
