@@ -114,6 +114,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise."""
     from .lifecycle import find_unfinished
 
+    store.check_artifact_root()
     configs = plan(store, template, arms, seeds, teacher_ref, method_overrides)
     existing = {(c.arm, c.seed): store.find_finished(c.config_hash(), c.seed) for c in configs}
     for cfg in configs:  # a run reused under another arm's name belongs to this arm too
