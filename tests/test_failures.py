@@ -215,7 +215,7 @@ def test_store_write_lock_never_let_go_is_one_line_and_fails_the_run(db, monkeyp
 
     monkeypatch.setattr(Store, "fail_run", fail_once_let_go)
     line = assert_user_error(sprkd(db, *TEACHER_ARGS), "cannot use the store", str(db), "database is locked",
-                             "4 times")
+                             "write lock")
     assert len(quick_lock_timeouts) == 4
     [run] = open_test_store(db).list_runs()
     assert run.status == "failed" and "database is locked" in run.error, (run.status, run.error, line)

@@ -23,8 +23,8 @@ except ImportError:
 
 
 class SprkdGroup(TyperGroup):
-    """Prints a UserError, or a usage error of a command, as one line on stderr and exits with code 2,
-    without a traceback; an
+    """Prints a UserError, a usage error of a command, an OSError (its path and reason) or a database
+    error of the store (naming it) as one line on stderr and exits with code 2, without a traceback; an
     interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
 
     def invoke(self, ctx: click.Context):

@@ -135,8 +135,8 @@ def store_error(url: str, exc: DBAPIError) -> UserError:
     reason = " ".join(str(getattr(exc, "orig", None) or exc).split())  # drivers' messages span lines (psycopg's hints)
     hint = ""
     if is_locked(exc):
-        hint = (f" (another process held its write lock past {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s, "
-                f"{LOCK_RETRIES + 1} times); try again when it is done")
+        hint = (f" (another process held its write lock longer than sprkd waits: {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s "
+                "a try); try again when it is done")
     elif "malformed" in reason or "not a database" in reason:
         hint = " (the file is damaged; restore it from a copy, or start a new store)"
     return UserError(f"cannot use the store {display_url(url)}: {reason}{hint}")
