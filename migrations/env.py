@@ -1,4 +1,5 @@
-"""Alembic environment: sprkd passes its own connection; `alembic` on the command line uses the URL."""
+"""Alembic environment: sprkd passes its own connection; `alembic` on the command line uses the URL of
+`-x url=...`, else alembic.ini's."""
 
 from alembic import context
 from sqlalchemy import create_engine
@@ -16,7 +17,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url"))
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():

@@ -35,5 +35,22 @@ class Interrupted(BaseException):
         return f"interrupted by {signal.Signals(self.signum).name}{where}"
 
 
+def os_error_message(exc: OSError) -> str:
+    """An OSError as one line: the path (or paths) it concerns and the system's reason, e.g.
+    "/data/x: File name too long"."""
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    where = f"{exc.filename} -> {exc.filename2}" if exc.filename2 is not None else str(exc.filename)
+    return f"{where}: {reason}"
+
+
+def one_line(exc: BaseException) -> str:
+    """Why something failed, in one line, as a failed run records it."""
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def unknown_name(kind: str, name: str, valid) -> UserError:
     return UserError(f"unknown {kind} '{name}'; valid {kind}s: {', '.join(sorted(valid))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sys
@@ -11,7 +12,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from ..errors import Interrupted, UserError
+from ..errors import Interrupted, UserError, os_error_message
 
 try:  # Typer >= 0.2x carries its own copy of click; its usage errors are of that copy's class
     from typer._click.exceptions import UsageError as _TyperUsageError
@@ -22,8 +23,8 @@ except ImportError:
 
 
 class SprkdGroup(TyperGroup):
-    """Prints a UserError, or a usage error of a command, as one line on stderr and exits with code 2,
-    without a traceback; an
+    """Prints a UserError, a usage error of a command, an OSError (its path and reason) or a database
+    error of the store (naming it) as one line on stderr and exits with code 2, without a traceback; an
     interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
 
     def invoke(self, ctx: click.Context):
@@ -40,6 +41,30 @@ class SprkdGroup(TyperGroup):
         except Interrupted as exc:
             click.echo(str(exc), err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a path the system refused (too long, a folder, no space left): which, and why
+            if exc.errno == errno.EPIPE:  # stdout closed early (| head): click's own handling
+                raise
+            click.echo(f"error: {os_error_message(exc)}", err=True)
+            ctx.exit(2)
+        except Exception as exc:
+            error = _store_error(ctx, exc)
+            if error is None:
+                raise
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+
+
+def _store_error(ctx: click.Context, exc: Exception) -> UserError | None:
+    """A database error of the command's store (damaged, locked, ...) as a UserError naming the store;
+    None for any other exception. The store's modules are only looked at when loaded."""
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    sqlite3 = sys.modules.get("sqlite3")
+    if not ((sa_exc is not None and isinstance(exc, sa_exc.DBAPIError))
+            or (sqlite3 is not None and isinstance(exc, sqlite3.Error))):
+        return None
+    from ..store import store_error, store_url
+
+    return store_error(store_url((ctx.find_root().obj or {}).get("db")), exc)
 
 
 def open_store_from(ctx: typer.Context):

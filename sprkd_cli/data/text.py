@@ -30,6 +30,9 @@ TASKS = {"sst2": ("sentence",), "qnli": ("question", "sentence")}
 N_CLASSES = 2
 DEFAULTS = {"max_len": 128, "val_fraction": 0.1}
 FILE_FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+FILE_KINDS = {".parquet": "a Parquet file", ".csv": "comma-separated UTF-8 text with a header row",
+              ".tsv": "tab-separated UTF-8 text with a header row", ".json": "JSON (one object per line)",
+              ".jsonl": "JSON lines (one object per line)"}
 SPLIT_FILES = {"train": ("train",), "validation": ("validation", "dev")}
 CACHE_VERSION = "1"
 
@@ -96,7 +99,8 @@ def _quiet_datasets():
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.utils.logging.set_verbosity_error()
+    # CRITICAL: a file that does not parse is also logged as an error; sprkd says so itself, in one line
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)
     return datasets
 
 
@@ -168,9 +172,20 @@ def read_local(task: str, path: Path, root: Path) -> dict:
         try:
             out[split] = datasets.load_dataset(kind, data_files=str(file), split="train",
                                                cache_dir=str(root / "hf"), **extra)
-        except Exception as exc:  # a malformed file: the parser's own message, on one line
-            raise UserError(f"cannot read {file}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        except Exception as exc:  # a malformed file: the parser's own reason, on one line, and what was expected
+            raise UserError(f"cannot read {file}: {_parse_failure(exc)}; expected {FILE_KINDS[file.suffix]} holding "
+                            f"GLUE's columns {', '.join([*TASKS[task], 'label'])}") from None
     return out
+
+
+def _parse_failure(exc: BaseException) -> str:
+    """Why a file did not parse, in one line: the first cause under the datasets library's own wrapper
+    ('An error occurred while generating the dataset')."""
+    seen = exc
+    while type(seen).__name__ == "DatasetGenerationError" and (seen.__cause__ or seen.__context__) is not None:
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(str(seen).split()).rstrip(".")
+    return text or type(seen).__name__
 
 
 def _offline() -> bool:

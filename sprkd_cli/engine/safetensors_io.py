@@ -30,6 +30,8 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
     missing or not a safetensors file (a pickle is refused without being run)."""
     if not path.exists():
         raise UserError(f"{what} {path} is missing; the run's artifacts were moved or deleted")
+    if not path.is_file():
+        raise UserError(f"{what} {path} is a {'folder' if path.is_dir() else 'special file'}, not a safetensors file")
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})

@@ -129,6 +129,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
                                                 lambda total, todo: on_planned(phase, total, todo), on_done,
                                                 diverged_done=phase == "tuning")
+    store.check_artifact_root()
     tuning: dict[str, dict] = {}
     outcomes: list[dict] = []
     if tune:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig
-from ..errors import Diverged, Interrupted, UserError
+from ..errors import Diverged, Interrupted, UserError, one_line
 from ..store import Store, utcnow
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
@@ -81,6 +81,7 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, 
     `progress(what, done, total)` hears how decoding the dataset goes (image sets, first use).
     While it trains, a heartbeat thread marks the run alive; SIGINT or SIGTERM end it as interrupted
     (at the next step or epoch end) and raise Interrupted."""
+    store.check_artifact_root()
     events = EventSink()
     data, model, method = prepare(cfg, store, events, progress=progress)
     with Interruptible(defer=True) as stop:
@@ -116,7 +117,10 @@ def _ended(store: Store, run_id: str, train: Callable[[], dict]) -> dict:
         store.interrupt_run(run_id, "interrupted (KeyboardInterrupt)")
         raise
     except BaseException as exc:
-        store.fail_run(run_id, f"{type(exc).__name__}: {exc}")
+        try:
+            store.fail_run(run_id, one_line(exc))
+        except Exception:  # the store itself failed (locked, damaged): the run reads as crashed once we are gone
+            pass
         raise
 
 
@@ -134,6 +138,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
 
     run = read_run(store, ref)
     check_resumable(run, kind)
+    store.check_artifact_root()
     cfg = TrainConfig.from_dict(run.config)
     path = Path(run.artifact_dir) / STATE_FILE
     state = load_state(path) if path.exists() else None

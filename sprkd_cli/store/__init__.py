@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -15,10 +16,10 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
-from .database import display_url, make_engine, resolve_url, sqlite_path, upgrade
+from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
-__all__ = ["Store", "open_store", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
+__all__ = ["Store", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
@@ -37,9 +38,14 @@ def safe_name(text: str) -> str:
     return name[:200] or "_"
 
 
+def store_url(db: str | None = None) -> str:
+    """The URL of the store named by `db`, $SPRKD_DB or ./runs.db."""
+    return resolve_url(db or os.environ.get("SPRKD_DB") or DEFAULT_DB)
+
+
 def open_store(db: str | None = None) -> "Store":
     """Open (creating and upgrading as needed) the store named by `db`, $SPRKD_DB or ./runs.db."""
-    return Store(resolve_url(db or os.environ.get("SPRKD_DB") or DEFAULT_DB))
+    return Store(store_url(db))
 
 
 class Store:
@@ -65,6 +71,25 @@ class Store:
         path = sqlite_path(self.url)
         return (path.parent if path else Path.cwd()) / "runs"
 
+    def check_artifact_root(self) -> None:
+        """UserError unless files can be written under the artifact root (created if missing): checked
+        before a run starts, so that a run does not train only to fail at saving its weights."""
+        root = self.artifact_root
+        where = f"the artifact root {root}" + (" ($SPRKD_ARTIFACTS)" if os.environ.get("SPRKD_ARTIFACTS") else "")
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{where} is a file, not a folder; set SPRKD_ARTIFACTS to a folder you can write")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=root, prefix=".sprkd-write-check-")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            from ..errors import os_error_message
+
+            reason = exc.strerror if exc.filename == str(root) else os_error_message(exc)
+            raise UserError(f"cannot write run artifacts under {where}: {reason}; "
+                            "set SPRKD_ARTIFACTS to a folder you can write") from None
+
     def artifact_path(self, *names: str) -> Path:
         """A path under the artifact root made of `names`, each one turned into a safe file name, so a
         user-given string (a dataset spec, a method name) cannot lead outside the root."""
@@ -75,6 +100,7 @@ class Store:
         return path
 
     # -- runs -----------------------------------------------------------------------------
+    @retry_when_locked
     def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
                    config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str, process: dict,
                    arm: str | None = None) -> Run:
@@ -97,6 +123,7 @@ class Store:
                 s.add(RunArm(run_id=run_id, arm=arm or method))
         return run
 
+    @retry_when_locked
     def link_arm(self, run_id: str, arm: str) -> None:
         """`run_id` belongs to `arm` too (a run reused by an arm of another name)."""
         with self.session() as s, s.begin():
@@ -112,6 +139,7 @@ class Store:
         with self.session() as s:
             return sorted(s.scalars(select(RunArm.arm).where(RunArm.run_id == run_id)))
 
+    @retry_when_locked
     def update_run(self, run_id: str, **fields) -> None:
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
@@ -127,12 +155,14 @@ class Store:
         with self.session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow()))
 
+    @retry_when_locked
     def interrupt_run(self, run_id: str, reason: str) -> None:
         """End a run still running as interrupted (one that already finished or failed stays so)."""
         with self.session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
                       .values(status="interrupted", error=reason, ended_at=utcnow()))
 
+    @retry_when_locked
     def reopen_run(self, run: Run, epoch: int, step: int, process: dict) -> list[str]:
         """Take up `run` (as read: interrupted, failed or crashed) again in `process`, to resume after
         `epoch` (`step` optimiser steps): in one transaction, claim it (only if nobody changed it since
@@ -228,6 +258,7 @@ class Store:
             return s.scalars(query).first()
 
     # -- per-run rows ---------------------------------------------------------------------
+    @retry_when_locked
     def add_metrics(self, run_id: str, rows: Iterable[tuple[int, int, str, str, float]]) -> None:
         """rows: (step, epoch, split, name, value). One transaction (plain inserts, no ORM objects: this
         runs every epoch); the heartbeat moves with it."""
@@ -285,6 +316,7 @@ class Store:
                     by_run.setdefault(run_id, {})[epoch] = value
         return {run_id: [per_epoch[e] for e in sorted(per_epoch)] for run_id, per_epoch in by_run.items()}
 
+    @retry_when_locked
     def add_event(self, run_id: str, kind: str, payload: dict | None = None, *, step: int | None = None,
                   epoch: int | None = None) -> None:
         with self.session() as s, s.begin():
@@ -294,6 +326,7 @@ class Store:
         with self.session() as s:
             return list(s.scalars(select(Event).where(Event.run_id == run_id).order_by(Event.id)))
 
+    @retry_when_locked
     def add_saddle_point(self, run_id: str, *, step: int, epoch: int, probe_loss: float, eigenvalues: Sequence[float],
                          s_neg: float, s_pos: float, artifact: str) -> int:
         row = SaddlePoint(run_id=run_id, step=step, epoch=epoch, probe_loss=float(probe_loss),
@@ -310,10 +343,12 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    @retry_when_locked
     def delete_saddle_point(self, saddle_id: int) -> None:
         with self.session() as s, s.begin():
             s.execute(delete(SaddlePoint).where(SaddlePoint.id == saddle_id))
 
+    @retry_when_locked
     def add_hessian_report(self, run_id: str, config: dict, result: dict, *, step: int | None = None) -> int:
         row = HessianReport(run_id=run_id, step=step, created_at=utcnow(), config=config, result=result,
                             n_hvp=int(result["n_hvp"]), seconds=float(result["seconds"]))
@@ -327,6 +362,7 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    @retry_when_locked
     def set_predictions(self, run_id: str, split: str, predicted: Sequence[int], labels: Sequence[int]) -> None:
         with self.session() as s, s.begin():
             s.execute(delete(Prediction).where(Prediction.run_id == run_id, Prediction.split == split))

@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import json
 import os
+import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError
 
 from ..errors import UserError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
 PG_CONNECT_TIMEOUT_S = 10
+# A write that finds SQLite's write lock held past the busy timeout is tried again this many times,
+# after pauses of LOCK_BACKOFF_S, then twice that, and so on (a long write by another process, such
+# as a compare's other runs, does not fail a run).
+LOCK_RETRIES = 3
+LOCK_BACKOFF_S = 1.0
 
 
 def resolve_url(db: str) -> str:
@@ -70,18 +79,12 @@ def make_engine(url: str) -> Engine:
                         "postgresql+psycopg://host/db") from None
     path = sqlite_path(url)
     if path is not None:
-        if not path.parent.is_dir():
-            problem = f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} does not exist"
-            raise UserError(f"cannot open the store {path}: {problem}")
-        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
-            raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
-        if not path.exists() and not os.access(path.parent, os.W_OK):
-            raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
+        _check_sqlite_path(path)
     connect_args = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = PG_CONNECT_TIMEOUT_S  # an unreachable server is an error, not a hang
     try:
-        engine = create_engine(parsed, future=True, connect_args=connect_args)
+        engine = create_engine(parsed, future=True, connect_args=connect_args, json_deserializer=_json_reader(url))
     except ModuleNotFoundError as exc:
         extra = " (pip install 'sprkd[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
         raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); install it{extra}") from None
@@ -91,6 +94,77 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
+
+
+def _check_sqlite_path(path: Path) -> None:
+    """UserError naming what keeps SQLite from opening (or creating) the store file `path`, which
+    SQLite itself only reports as 'unable to open database file'."""
+    if not path.parent.is_dir():
+        problem = f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} does not exist"
+        raise UserError(f"cannot open the store {path}: {problem}")
+    if path.is_dir():
+        raise UserError(f"cannot open the store {path}: it is a folder; give a file in it, e.g. --db {path / 'runs.db'}")
+    if path.exists() and not path.is_file():
+        raise UserError(f"cannot open the store {path}: it is not a regular file")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        if not path.exists():
+            raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
+        raise UserError(f"cannot open the store {path}: folder {path.parent} is not writable, and SQLite writes its "
+                        f"journal ({path.name}-wal) beside the file")
+
+
+def _json_reader(url: str):
+    """The engine's JSON decoder: a stored value that is not JSON is a UserError naming the store."""
+
+    def loads(text):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise UserError(f"the store {display_url(url)} holds a value that is not JSON ({shown!r}: {exc}); "
+                            "the row was written by something other than sprkd, or the file is damaged") from None
+
+    return loads
+
+
+def store_error(url: str, exc: DBAPIError) -> UserError:
+    """A database error of the store at `url` as the one line a user sees: the driver's reason, and
+    what it means where that is known."""
+    reason = " ".join(str(getattr(exc, "orig", None) or exc).split())  # drivers' messages span lines (psycopg's hints)
+    hint = ""
+    if is_locked(exc):
+        hint = (f" (another process held its write lock longer than sprkd waits: {SQLITE_BUSY_TIMEOUT_MS / 1000:g} s "
+                "a try); try again when it is done")
+    elif "malformed" in reason or "not a database" in reason:
+        hint = " (the file is damaged; restore it from a copy, or start a new store)"
+    return UserError(f"cannot use the store {display_url(url)}: {reason}{hint}")
+
+
+def is_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite's 'database is locked' (its busy timeout ran out)."""
+    orig = getattr(exc, "orig", exc)
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def retry_when_locked(write):
+    """`write` (a store's write, one transaction) tried again after a pause when SQLite's write lock
+    stayed taken past the busy timeout, at most LOCK_RETRIES times, each pause twice the last."""
+
+    @functools.wraps(write)
+    def retried(*args, **kwargs):
+        pause = LOCK_BACKOFF_S
+        for attempt in range(LOCK_RETRIES + 1):
+            try:
+                return write(*args, **kwargs)
+            except (DBAPIError, sqlite3.OperationalError) as exc:
+                if attempt == LOCK_RETRIES or not is_locked(exc):
+                    raise
+            time.sleep(pause)
+            pause *= 2
+
+    return retried
 
 
 @contextmanager
@@ -150,8 +224,28 @@ def upgrade(engine: Engine, url: str) -> None:
             return
         _upgrade_with_alembic(engine, url)
     except DatabaseError as exc:  # OperationalError, and e.g. 'file is not a database'
-        reason = " ".join(str(exc.orig).split())  # drivers' messages span lines (psycopg's hints)
-        raise UserError(f"cannot use the store {display_url(url)}: {reason}") from None
+        raise store_error(url, exc) from None
+
+
+def _refuse_unversioned(engine: Engine, url: str, head: str) -> None:
+    """A store that holds sprkd's tables but no revision (its alembic_version table missing or empty):
+    upgrading would try to create the tables again, so say what is wrong and how to mark its revision."""
+    from sqlalchemy import inspect
+
+    from .schema import Base
+
+    found = set(inspect(engine).get_table_names())
+    ours = set(Base.metadata.tables)
+    if not found & ours:
+        return  # a new store (or someone else's tables only): the migrations create sprkd's
+    missing = sorted(ours - found)
+    stamp = (f"alembic -c {MIGRATIONS_DIR.parent / 'alembic.ini'} -x url='{display_url(url)}' stamp "
+             f"{head if not missing else '<revision>'}")
+    which = (f"its tables are those of this sprkd's newest schema ({head}): if nothing else changed them, mark it so with `{stamp}`"
+             if not missing else f"its tables lack {', '.join(missing)}, so it predates revision {head}: mark the revision "
+                                 f"that made it (see {MIGRATIONS_DIR / 'versions'}) with `{stamp}`")
+    raise UserError(f"the store {display_url(url)} has sprkd's tables but no schema revision (its alembic_version "
+                    f"table is missing or empty), so its revision is unknown; {which}")
 
 
 def _upgrade_with_alembic(engine: Engine, url: str) -> None:
@@ -165,6 +259,8 @@ def _upgrade_with_alembic(engine: Engine, url: str) -> None:
     if current == head:
         return
     known = {rev.revision for rev in script.walk_revisions()}
+    if current is None:
+        _refuse_unversioned(engine, url, head)
     if current is not None and current not in known:
         raise UserError(
             f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "

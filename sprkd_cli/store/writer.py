@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 from sqlalchemy.engine import Engine
 
+from .database import retry_when_locked
+
 COLUMNS = "run_id, step, epoch, split, name, value"
 
 
@@ -24,6 +26,7 @@ class EpochWriter:
         self.statements: dict[int, str] = {}
         self.connection = engine.raw_connection()
 
+    @retry_when_locked
     def write(self, rows: Sequence[tuple[int, int, str, str, float]]) -> None:
         """rows: (step, epoch, split, name, value)."""
         if not rows:
