@@ -76,12 +76,13 @@ def main() -> None:
             for i in range(FULL_SIZE // 2):
                 os.link(files[(i * 2 + label) % len(files)], folder / f"C{i}_{label}.png")
             (folder / "Thumbs.db").write_bytes(b"not an image")
-        first = _timed(lambda: load_dataset("malaria", 0, data_dir=str(root)))
+        caches = str(Path(tmp) / "cache")
+        first = _timed(lambda: load_dataset("malaria", 0, data_dir=str(root), cache_dir=caches))
         print(f"first load of {FULL_SIZE:,} images (decode + cache): {first:.1f} s ({FULL_SIZE / first:,.0f} images/s)")
-        cached = [_timed(lambda: load_dataset("malaria", 0, data_dir=str(root))) for _ in range(5)]
+        cached = [_timed(lambda: load_dataset("malaria", 0, data_dir=str(root), cache_dir=caches)) for _ in range(5)]
         folder = root / "cell_images"
         listing = _timed(lambda: list_images(folder))
-        cache_file = next((root / "cache").glob("malaria-32px-*.pt"))
+        cache_file = next(Path(caches).glob("malaria-32px-*.pt"))
         reading = _timed(lambda: read_cache(cache_file))
         print(f"cached load of {FULL_SIZE:,} images at 32x32: median {statistics.median(cached):.3f} s "
               f"(min {min(cached):.3f}, max {max(cached):.3f}; of which listing + fingerprint {listing:.3f} s, reading "

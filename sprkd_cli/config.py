@@ -24,11 +24,12 @@ MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density", "eval_noise")
 SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "max_saddles", "probe_batches", "probe_size",
                  "probe_mode")
 MEASUREMENT_FIELDS += SADDLE_FIELDS
-# How the data are fetched and what hardware trains: not what the experiment is, so a --download or a
-# GPU run is the same experiment and compare reuses it. (A GPU run's numbers differ in the last digits
-# from a CPU run's; the run's row records the device it used.) The data folder stays in the hash: two
-# folders may hold different files under one dataset name, and reuse matches on hash and seed alone.
-LOCATION_FIELDS = ("download", "device")
+# How the data are fetched, where what is derived from them is cached, and what hardware trains: not what
+# the experiment is, so a --download or a GPU run is the same experiment and compare reuses it. (A GPU
+# run's numbers differ in the last digits from a CPU run's; the run's row records the device it used.)
+# The data folder stays in the hash: two folders may hold different files under one dataset name, and
+# reuse matches on hash and seed alone.
+LOCATION_FIELDS = ("download", "device", "cache_dir")
 # How often the training state is saved for --resume: a resumed run ends with the same numbers either way;
 # and the name of the arm a run was trained for (compare --arm): one experiment may serve several arms.
 RECORDING_FIELDS = ("checkpoint_every", "arm")
@@ -75,6 +76,9 @@ class TrainConfig:
     data_dir: str | None = option(
         None, "Folder of the dataset's files (text tasks: a save_to_disk folder or train/validation parquet, csv, "
               "tsv or json files with GLUE's columns); default ./data.")
+    cache_dir: str | None = option(
+        None, "Folder for what sprkd derives from the data (decoded malaria images, token tensors), kept out of the "
+              "data dir; default $SPRKD_CACHE_DIR, else cache/ in the artifact root (runs/cache beside the store).")
     download: bool = option(False, "Image datasets: download missing files (torchvision; malaria from the Hugging "
                                    "Face hub) into the data dir.")
     image_size: int | None = option(None, "malaria: side in pixels the images are resized to (default 32).",

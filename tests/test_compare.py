@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 from conftest import (
@@ -127,6 +131,64 @@ def test_compare_in_parallel_processes_writes_every_run(store_url):
     # the parallel runs are the same runs as serial ones would be: all reused now
     again = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-2")
     assert (again["ran"], again["reused"]) == (0, 6)
+
+
+def _children(pid: int) -> dict[int, int]:
+    """The processes whose parent is `pid`, each with its start time (from /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = _proc_stat(int(entry))
+            if stat is not None and int(stat[1]) == pid:
+                found[int(entry)] = int(stat[19])
+    return found
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after "pid (comm)": state, ppid, ...; None once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _still_running(processes: dict[int, int]) -> list[int]:
+    """Those of `processes` (pid: start time) that still run: not gone, not a zombie, not a later process."""
+    alive = []
+    for pid, started in processes.items():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[0] not in ("Z", "X") and int(stat[19]) == started:
+            alive.append(pid)
+    return alive
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
+def test_compare_workers_end_their_runs_and_exit_when_compare_is_killed(db):
+    from test_lifecycle import wait_for_metrics
+
+    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "compare", "--dataset", DATA, "--methods", "sgd",
+            "--epochs", "100000", "--seeds", "0-3", "--jobs", "2"]
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    try:
+        wait_for_metrics(db, "SELECT count(DISTINCT run_id) FROM metrics", 2)
+        workers = _children(child.pid)  # the two workers (and multiprocessing's resource tracker)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        child.kill()
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 10
+    while _still_running(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _still_running(workers)
+    for pid in left:  # not to leave them behind should the test fail
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"still running 10 s after compare was killed: {left}"
+    runs = open_test_store(db).list_runs()
+    assert len(runs) == 2 and {r.status for r in runs} == {"interrupted"}, [(r.seed, r.status, r.error) for r in runs]
+    assert {r.pid for r in runs} <= set(workers)
 
 
 # --- stats --------------------------------------------------------------------------------------

@@ -245,3 +245,100 @@ def test_a_store_password_is_never_printed(url):
         result = sprkd(url, *args)
         assert result.exit_code == 2, (args, result.output)
         assert "s3cretpw" not in result.output and "alice:***@" in result.stderr, (args, result.stderr)
+
+
+PASSWORD = "s3cretpw"
+
+
+@pytest.fixture
+def url_with_password(pg_url):
+    """pg_url's database, reached as a role of its own whose password is PASSWORD (dropped afterwards)."""
+    import gc
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    role = f"sprkd_pw_{uuid.uuid4().hex[:8]}"
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'")
+        conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+    yield make_url(pg_url).set(username=role, password=PASSWORD).render_as_string(hide_password=False)
+    gc.collect()  # the commands' engines, and their connections
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP OWNED BY {role}")
+    with psycopg.connect(admin.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f"DROP ROLE {role}")
+
+
+def test_a_store_password_is_in_no_output_nor_anywhere_in_the_store(url_with_password, tmp_path, monkeypatch):
+    """Every command, on a store whose URL carries a password: not in what they print (tables, JSON,
+    errors, exports), not in any row of the store, not in any file written (plots, artifacts, exports)."""
+    url = url_with_password
+    assert PASSWORD in url
+    printed = []
+
+    def run(*args: str, db: str | None = url):
+        result = sprkd(db, *args)
+        printed.append((args, result.stdout + result.stderr))
+        return result
+
+    def run_json(*args: str):
+        result = run(*args, "--json")
+        assert result.exit_code == 0, (args, result.output)
+        return json.loads(result.stdout)
+
+    from conftest import STUDENT_ARGS, TEACHER_ARGS
+
+    teacher = run_json(*TEACHER_ARGS)
+    assert run(*TEACHER_ARGS, "--seed", "1").exit_code == 0
+    student = run_json("distill", "--method", "kd", *STUDENT_ARGS)
+    plain = run_json("distill", "--method", "sgd", *STUDENT_ARGS)
+    run("compare", *STUDENT_ARGS, "--seeds", "0-1", "--eval-noise", "0.1")
+    run_json("compare", *STUDENT_ARGS, "--seeds", "0-1")
+    for args in (["stats"], ["stats", "--json"], ["stats", "--mcnemar", student["run_id"], plain["run_id"]],
+                 ["runs", "list"], ["runs", "list", "--json"], ["runs", "show", teacher["run_id"]],
+                 ["runs", "show", student["run_id"], "--json"], ["runs", "export"],
+                 ["runs", "export", "--metrics", "--format", "json"],
+                 ["runs", "export", "-o", str(tmp_path / "export.csv")],
+                 ["hessian-report", teacher["run_id"], "--top-k", "1", "--bottom-k", "0", "--probe-size", "32"],
+                 ["hessian-report", "--compare", teacher["run_id"]]):
+        assert run(*args).exit_code == 0, (args, printed[-1])
+    # errors that name the store
+    assert run("runs", "show", "zzzz").exit_code == 2
+    assert run("distill", "--method", "kd", "--dataset", "digits", "--student", "mlp-small").exit_code == 2
+    assert run("compare", "--dataset", "digits", "--methods", "kd", "--seeds", "0").exit_code == 2
+    monkeypatch.setenv("SPRKD_DB", url)
+    assert run("runs", "list", db=None).exit_code == 0
+    run("--help", db=None)
+    run("runs", "show", "zzzz", db=None)
+
+    leaks = [args for args, output in printed if PASSWORD in output]
+    assert not leaks, leaks
+    assert any("***@" in output for _, output in printed)  # the errors name the store, masked
+    for table in tables(url):
+        rows = sql(url, f"SELECT * FROM {table}")
+        assert PASSWORD not in repr(rows), table
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".png" for p in written) and (tmp_path / "export.csv").is_file()
+    assert not [p for p in written if PASSWORD.encode() in p.read_bytes()]
+
+
+def test_an_unreachable_store_with_a_password_is_one_line_without_it():
+    for args in (["runs", "list"], ["train-teacher", "--dataset", "digits"], ["runs", "export"]):
+        line = assert_user_error(sprkd(f"postgresql+psycopg://alice:{PASSWORD}@127.0.0.1:1/x", *args),
+                                 "cannot use the store", "alice:***@127.0.0.1:1/x")
+        assert PASSWORD not in line
+
+
+@pytest.mark.parametrize("url", ["sqlite://alice:s3cretpw@localhost//tmp/x.db", "postgresql://alice:s3c@r/et@127.0.0.1:1/x",
+                                 "no url://alice:s3c@retpw@h/x"])
+def test_a_password_the_url_parser_would_split_is_masked_whole(url):
+    """A URL the SQLite driver refuses, and passwords holding an unencoded @ or / (SQLAlchemy splits at
+    the first @): one line, the whole password masked."""
+    result = sprkd(url, "runs", "list")
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.count("\n") == 1 and "alice:***@" in result.stderr
+    for piece in ("s3c", "r/et", "retpw", "s3cretpw"):
+        assert piece not in result.stderr, result.stderr

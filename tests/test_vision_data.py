@@ -20,7 +20,7 @@ from sprkd_cli.data import load_dataset
 from sprkd_cli.data import malaria as malaria_module
 from sprkd_cli.data import source as source_module
 from sprkd_cli.data.malaria import decode_image, malaria_tensors
-from sprkd_cli.data.source import DataSource
+from sprkd_cli.data.source import DataSource, cache_root
 from sprkd_cli.data.vision import STATS
 from sprkd_cli.errors import UserError
 from sprkd_cli.stats import mcnemar_exact
@@ -83,7 +83,7 @@ def test_malaria_second_load_reads_the_cache_without_decoding(malaria_dir, monke
     monkeypatch.setattr(malaria_module, "decode_image", lambda *a: calls.append(a) or real(*a))
     first = load_dataset("malaria", 0, data_dir=str(malaria_dir))
     assert len(calls) == N_PARASITIZED + N_UNINFECTED
-    assert len(list((malaria_dir / "cache").glob("malaria-32px-*.pt"))) == 1
+    assert len(list(cache_root().glob("malaria-32px-*.pt"))) == 1 and not (malaria_dir / "cache").exists()
 
     def no_decoding(*args):
         raise AssertionError("decoded although the cache is current")
@@ -104,7 +104,7 @@ def test_malaria_second_load_reads_the_cache_without_decoding(malaria_dir, monke
     grown = load_dataset("malaria", 0, data_dir=str(malaria_dir))
     assert len(calls) == N_PARASITIZED + N_UNINFECTED + 1
     assert len(grown.y_train) + len(grown.y_val) + len(grown.y_test) == N_PARASITIZED + N_UNINFECTED + 1
-    assert len(list((malaria_dir / "cache").glob("*.pt"))) == 3
+    assert len(list(cache_root().glob("*.pt"))) == 3
 
 
 def test_malaria_reports_decoding_progress(malaria_dir):
@@ -117,6 +117,77 @@ def test_malaria_reports_decoding_progress(malaria_dir):
 def test_malaria_folder_given_as_cell_images_itself(malaria_dir):
     data = load_dataset("malaria", 0, data_dir=str(malaria_dir / "cell_images"))
     assert len(data.y_train) + len(data.y_val) + len(data.y_test) == N_PARASITIZED + N_UNINFECTED
+
+
+def _files_under(folder) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_malaria_caches_stay_out_of_the_data_folder(tmp_path, malaria_dir, db, monkeypatch):
+    """--data-dir at cell_images/ itself, twice: the second run reads the cache, which is not in the data
+    folder (a cache/ there would be a third class, with no images, to torchvision's ImageFolder)."""
+    from torchvision.datasets import ImageFolder
+
+    cells = malaria_dir / "cell_images"
+    before = _files_under(malaria_dir)
+    args = ["train-teacher", "--dataset", "malaria", "--data-dir", str(cells), "--model", "malaria-teacher",
+            "--epochs", "1", "--device", "cpu"]
+    first = sprkd_json(db, *args)
+    [cache] = (tmp_path / "artifacts" / "cache").glob("malaria-32px-*.pt")  # in the artifact root: runs/cache
+    monkeypatch.setattr(malaria_module, "decode_image", lambda *a: pytest.fail("decoded although cached"))
+    second = sprkd_json(db, *args, "--seed", "1")
+    assert first["status"] == second["status"] == "finished"
+    assert _files_under(malaria_dir) == before
+    assert ImageFolder(str(cells)).classes == ["Parasitized", "Uninfected"]
+
+    # --cache-dir (or $SPRKD_CACHE_DIR) puts it elsewhere, and is not part of the experiment
+    monkeypatch.undo()
+    elsewhere = sprkd_json(db, *args, "--seed", "2", "--cache-dir", str(tmp_path / "mine"))
+    monkeypatch.setenv("SPRKD_CACHE_DIR", str(tmp_path / "env"))
+    from_env = sprkd_json(db, *args, "--seed", "3")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == [p.name for p in (tmp_path / "env").iterdir()] == [cache.name]
+    store = open_test_store(db)
+    hashes = {store.get_run(r["run_id"]).config_hash for r in (first, second, elsewhere, from_env)}
+    assert len(hashes) == 1 and _files_under(malaria_dir) == before
+
+    # a cache folder inside the malaria folder is refused, in one line, before anything is written
+    assert_user_error(sprkd(db, *args, "--seed", "4", "--cache-dir", str(cells / "cache")),
+                      str(cells), "--cache-dir", "third class")
+    assert _files_under(malaria_dir) == before
+
+
+def test_a_cache_an_earlier_sprkd_left_in_the_data_folder_is_moved(tmp_path, malaria_dir, monkeypatch):
+    cells = malaria_dir / "cell_images"
+    caches = tmp_path / "caches"
+    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
+    [cache] = caches.iterdir()
+    stale = cells / "cache"  # where sprkd before --cache-dir wrote it
+    stale.mkdir()
+    cache.rename(stale / cache.name)
+    (stale / f"{cache.name}.123.partial").write_bytes(b"torn")
+    monkeypatch.setattr(malaria_module, "decode_image", lambda *a: pytest.fail("decoded although cached"))
+    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
+    assert not stale.exists() and sorted(p.name for p in caches.iterdir()) == [cache.name, f"{cache.name}.123.partial"]
+
+    # a folder there holding files that are not sprkd's stays, less sprkd's own
+    stale.mkdir()
+    (stale / "notes.txt").write_text("mine")
+    (stale / cache.name).write_bytes(b"an old copy")
+    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
+    assert [p.name for p in stale.iterdir()] == ["notes.txt"]
+
+    # one that cannot be moved is one line saying how to remove it
+    (stale / "notes.txt").unlink()
+    (stale / cache.name).write_bytes(b"an old copy")
+    (caches / cache.name).unlink()
+    monkeypatch.setattr(source_module.shutil, "move", _refuse_move)
+    with pytest.raises(UserError, match="earlier sprkd") as info:
+        load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
+    assert "\n" not in str(info.value) and f"rm -r '{stale}'" in str(info.value)
+
+
+def _refuse_move(src, dst):
+    raise PermissionError(13, "Permission denied", src)
 
 
 def test_malaria_errors_are_one_clear_line(tmp_path, malaria_dir, db):

@@ -54,24 +54,28 @@ def __getattr__(attr: str):
 
 
 def load_dataset(spec: str, split_seed: int = 0, *, data_dir: str | None = None, model: str | None = None,
-                 image_size: int | None = None, download: bool = False, progress=None) -> Splits:
+                 image_size: int | None = None, download: bool = False, progress=None,
+                 cache_dir: str | None = None) -> Splits:
     """Load `spec` (e.g. `digits`, `synthetic:n=400,classes=3`) split by `split_seed`. Text datasets are
     tokenised by the tokenizer of `model` (an `hf:` transformer) and read from `data_dir`. Image datasets
     are read from `data_dir` (default ./data), downloaded only if `download`; malaria is resized to
-    `image_size`; `progress(what, done, total)` hears how decoding goes."""
+    `image_size`; `progress(what, done, total)` hears how decoding goes. What is derived from the files
+    (decoded images, token tensors) is cached in `cache_dir` (see source.cache_root), never in `data_dir`."""
     name = check_dataset_name(spec)
     if image_size is not None and name not in DEFAULT_IMAGE_SIZE:
         raise UserError(f"--image-size applies to {', '.join(DEFAULT_IMAGE_SIZE)} only (images of varying size); "
                         f"{name} has one size")
     kind = LOADERS[name][1]
     if kind == "image":
-        source = DataSource(data_dir=data_dir, image_size=image_size, download=download, progress=progress)
+        source = DataSource(data_dir=data_dir, cache_dir=cache_dir, image_size=image_size, download=download,
+                            progress=progress)
         return _loader(name)(spec, parse_spec(spec)[1], split_seed, source)
     if kind == "text":
         from ..models.hf import hf_name
 
         tokenizer = hf_name(model) if model else None
-        return _loader(name)(spec, parse_spec(spec)[1], split_seed, data_dir=data_dir, tokenizer=tokenizer)
+        return _loader(name)(spec, parse_spec(spec)[1], split_seed, data_dir=data_dir, tokenizer=tokenizer,
+                             cache_dir=cache_dir)
     return _loader(name)(spec, parse_spec(spec)[1], split_seed)
 
 

@@ -6,9 +6,12 @@ under the data dir (files that are not images, such as Thumbs.db, are skipped), 
 from the Hugging Face hub through `datasets`. Each image is converted to RGB, resized to
 `--image-size` (default 32, as the research did) with bilinear filtering and scaled to [0, 1]; no
 mean/std normalisation. Labels: 0 Parasitized, 1 Uninfected. The decoded images are cached as one
-uint8 tensor file under `<data dir>/cache/`, keyed by the folder's fingerprint (every image's name,
-size and modification time) and the image size, so a second run does not decode again. The split is
-stratified: 70% train, 10% val, 20% test, fixed by the split seed."""
+uint8 tensor file in the cache folder (data.source.cache_root: --cache-dir, default runs/cache beside the
+store; never inside the data folder, where a third folder beside Parasitized/ and Uninfected/ would
+be a third class to torchvision's ImageFolder and the like), keyed by the folder's fingerprint (every
+image's name, size and modification time) and the image size, so a second run does not decode again.
+A cache an earlier sprkd left in `<data dir>/cache/` is moved there. The split is stratified: 70%
+train, 10% val, 20% test, fixed by the split seed."""
 
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ import torch
 
 from ..errors import UserError
 from ..specs import typed_options
-from .source import DEFAULT_IMAGE_SIZE, DataSource, reachable
+from .source import DEFAULT_IMAGE_SIZE, DataSource, move_stale_cache, reachable
 from .splits import Splits, stratified_split
 
 CLASSES = ("Parasitized", "Uninfected")  # label = index, the folder names in alphabetical order
@@ -51,6 +54,7 @@ def load_malaria(spec: str, options: dict, split_seed: int, source: DataSource) 
 def malaria_tensors(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All images as uint8 (N, 3, size, size) and labels (N,), from the cache when it is current."""
     folder = image_folder(source.root)
+    move_stale_cache(source.root / "cache", source.cache, "malaria-*")
     if folder is None:
         if not source.download:
             raise UserError(
@@ -58,9 +62,12 @@ def malaria_tensors(source: DataSource, size: int) -> tuple[torch.Tensor, torch.
                 f"{source.root / 'cell_images' / 'Parasitized'}/*.png and .../Uninfected/*.png "
                 f"(from {HOMEPAGE}), pass --data-dir DIR where DIR/cell_images is, or add --download")
         return _from_hub(source, size)
+    if source.cache.resolve().is_relative_to(folder.resolve()):
+        raise UserError(f"the cache folder {source.cache} is inside the malaria folder {folder}, where it would "
+                        "read as a third class; pass --cache-dir (or set $SPRKD_CACHE_DIR to) a folder outside it")
     files, labels, listing = list_images(folder)
     key = hashlib.sha256(f"malaria {CACHE_FORMAT} {size} {listing}".encode()).hexdigest()[:16]
-    cache = source.root / "cache" / f"malaria-{size}px-{key}.pt"
+    cache = source.cache / f"malaria-{size}px-{key}.pt"
     cached = read_cache(cache)
     if cached is not None:
         return cached
@@ -148,7 +155,7 @@ def write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
         torch.save({"images": images, "labels": labels}, partial)
         os.replace(partial, path)
     except OSError as exc:
-        raise UserError(f"cannot write the decoded-image cache {path} ({exc}); pass a --data-dir you can write to")
+        raise UserError(f"cannot write the decoded-image cache {path} ({exc}); pass a --cache-dir you can write to") from None
 
 
 def _from_hub(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,7 +173,7 @@ def _from_hub(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor
     if image_column is None or label_column is None:
         raise UserError(f"{HUB_DATASET} on the hub has no image and class-label columns; use the folder instead")
     mapping = [_class_of(name) for name in hub.features[label_column].names]
-    cache = source.root / "cache" / f"malaria-{size}px-hub-{hub._fingerprint[:16]}.pt"
+    cache = source.cache / f"malaria-{size}px-hub-{hub._fingerprint[:16]}.pt"
     cached = read_cache(cache)
     if cached is not None:
         return cached

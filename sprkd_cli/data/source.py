@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -9,7 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..errors import UserError
+
 DEFAULT_DATA_DIR = "data"
+CACHE_ENV = "SPRKD_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path("runs") / "cache"  # without a store (library use): ./runs/cache
 # Data sets whose images come in varying sizes and are resized: their default side in pixels.
 DEFAULT_IMAGE_SIZE = {"malaria": 32}
 NETWORK_TIMEOUT = 5.0  # seconds to reach a download host before saying there is no network
@@ -17,11 +23,13 @@ NETWORK_TIMEOUT = 5.0  # seconds to reach a download host before saying there is
 
 @dataclass(frozen=True)
 class DataSource:
-    """`data_dir` (default ./data) holds downloads and decoded caches; `image_size` is the side images
-    are resized to where a data set has images of varying size (None: the data set's default);
-    `download` allows the network. `progress(what, done, total)` is told how decoding goes."""
+    """`data_dir` (default ./data) holds the data set's files and downloads; `cache_dir` (see cache_root)
+    what sprkd derives from them; `image_size` is the side images are resized to where a data set has
+    images of varying size (None: the data set's default); `download` allows the network.
+    `progress(what, done, total)` is told how decoding goes."""
 
     data_dir: str | None = None
+    cache_dir: str | None = None
     image_size: int | None = None
     download: bool = False
     progress: Callable[[str, int, int], None] | None = field(default=None, compare=False, repr=False)
@@ -30,9 +38,53 @@ class DataSource:
     def root(self) -> Path:
         return Path(self.data_dir or DEFAULT_DATA_DIR).expanduser()
 
+    @property
+    def cache(self) -> Path:
+        return cache_root(self.cache_dir)
+
     def report(self, what: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(what, done, total)
+
+
+def cache_root(cache_dir: str | None = None, artifact_root: Path | None = None) -> Path:
+    """Where sprkd keeps what it derives from a data set (decoded images, token tensors, the `datasets`
+    library's files), never inside the data folder, where other tools would take it for data:
+    `cache_dir` (--cache-dir), else $SPRKD_CACHE_DIR, else cache/ in the store's artifact root
+    (runs/cache beside a SQLite store), else ./runs/cache."""
+    given = cache_dir or os.environ.get(CACHE_ENV)
+    if given:
+        return Path(given).expanduser()
+    return artifact_root / "cache" if artifact_root is not None else DEFAULT_CACHE_DIR
+
+
+def move_stale_cache(old: Path, new: Path, pattern: str, top: Path | None = None) -> None:
+    """Files matching `pattern` that an earlier sprkd cached in the data folder (`old`) move to the cache
+    folder `new`; then `old`, and the folders above it up to `top`, are removed if empty. A file that
+    cannot be moved is one line saying how to remove it."""
+    if not old.is_dir() or old.resolve() == new.resolve():
+        return
+    try:
+        for file in sorted(old.glob(pattern)):
+            new.mkdir(parents=True, exist_ok=True)
+            if (new / file.name).exists():  # the same key: the same content
+                file.unlink()
+            else:
+                shutil.move(str(file), str(new / file.name))
+    except FileNotFoundError:  # another run moved it first
+        pass
+    except OSError as exc:
+        raise UserError(f"cannot move the cache an earlier sprkd left in the data folder, {old}, to {new} "
+                        f"({exc.strerror or exc}); remove it (rm -r '{old}') or pass --cache-dir") from None
+    folder = old
+    while True:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (files that are not sprkd's), or gone already
+            return
+        if top is None or folder == top:
+            return
+        folder = folder.parent
 
 
 def reachable(url: str, timeout: float = NETWORK_TIMEOUT) -> bool:

@@ -6,8 +6,10 @@ labels are hidden: GLUE validation is the test split and validation is carved fr
 split seed (stratified). The raw data come from `--data-dir` (a `save_to_disk` folder, or
 train/validation files in parquet, csv, tsv or json with GLUE's columns, in that folder itself, in
 <task>/ or in glue/<task>/ under it) or else from the hub, saved under <data dir>/glue/<task> after
-the first download. Token tensors are cached under <data dir>/cache/text/. The data dir defaults
-to ./data.
+the first download. Token tensors are cached under <cache dir>/text/, and the `datasets` library's
+files under <cache dir>/hf/ (data.source.cache_root: --cache-dir, default runs/cache beside the
+store), not in the data folder; token caches an earlier sprkd left in <data dir>/cache/text/ are
+moved there. The data dir defaults to ./data.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from ..errors import UserError
 from ..specs import typed_options
-from .source import DEFAULT_DATA_DIR, reachable
+from .source import DEFAULT_DATA_DIR, cache_root, move_stale_cache, reachable
 from .splits import Splits, stratified_split
 
 TASKS = {"sst2": ("sentence",), "qnli": ("question", "sentence")}
@@ -48,19 +50,19 @@ class TextSplits(Splits):
 
 
 def load_sst2(spec: str, options: dict, split_seed: int, *, data_dir: str | None = None,
-              tokenizer: str | None = None) -> TextSplits:
+              tokenizer: str | None = None, cache_dir: str | None = None) -> TextSplits:
     """GLUE SST-2: one sentence, positive or negative. Options: max_len=128, val_fraction=0.1."""
-    return load_glue("sst2", spec, options, split_seed, data_dir, tokenizer)
+    return load_glue("sst2", spec, options, split_seed, data_dir, tokenizer, cache_dir)
 
 
 def load_qnli(spec: str, options: dict, split_seed: int, *, data_dir: str | None = None,
-              tokenizer: str | None = None) -> TextSplits:
+              tokenizer: str | None = None, cache_dir: str | None = None) -> TextSplits:
     """GLUE QNLI: does the sentence answer the question. Options: max_len=128, val_fraction=0.1."""
-    return load_glue("qnli", spec, options, split_seed, data_dir, tokenizer)
+    return load_glue("qnli", spec, options, split_seed, data_dir, tokenizer, cache_dir)
 
 
 def load_glue(task: str, spec: str, options: dict, split_seed: int, data_dir: str | None,
-              tokenizer_name: str | None) -> TextSplits:
+              tokenizer_name: str | None, cache_dir: str | None = None) -> TextSplits:
     """`task` tokenised by the tokenizer of the transformer `tokenizer_name` (a name or local path)."""
     o = typed_options(spec, options, DEFAULTS)
     if not tokenizer_name:
@@ -76,10 +78,12 @@ def load_glue(task: str, spec: str, options: dict, split_seed: int, data_dir: st
     tok_digest = tokenizer_digest(tokenizer)
     local = find_local(task, root)
     source = source_digest(task, local)
-    cache = root / "cache" / "text" / f"{task}-{source}-{tok_digest}-L{o['max_len']}.safetensors"
+    caches = cache_root(cache_dir)
+    move_stale_cache(root / "cache" / "text", caches / "text", "*.safetensors", top=root / "cache")
+    cache = caches / "text" / f"{task}-{source}-{tok_digest}-L{o['max_len']}.safetensors"
     tensors = read_cache(cache)
     if tensors is None:
-        raw = read_raw(task, local, root)
+        raw = read_raw(task, local, root, caches / "hf")
         tensors = tokenize_splits(tokenizer, task, raw, o["max_len"])
         write_cache(cache, tensors)
     x_all, y_all = tensors["train_x"].long(), tensors["train_y"].long()
@@ -139,9 +143,10 @@ def source_digest(task: str, path: Path | None) -> str:
     return digest.hexdigest()[:12]
 
 
-def read_raw(task: str, path: Path | None, root: Path) -> dict:
-    """{"train": Dataset, "validation": Dataset} with the task's columns and `label`."""
-    splits = read_local(task, path, root) if path is not None else read_hub(task, root)
+def read_raw(task: str, path: Path | None, root: Path, hf_cache: Path) -> dict:
+    """{"train": Dataset, "validation": Dataset} with the task's columns and `label`; the `datasets`
+    library keeps its files in `hf_cache`."""
+    splits = read_local(task, path, hf_cache) if path is not None else read_hub(task, root, hf_cache)
     need = [*TASKS[task], "label"]
     for split in ("train", "validation"):
         if split not in splits:
@@ -155,7 +160,7 @@ def read_raw(task: str, path: Path | None, root: Path) -> dict:
     return splits
 
 
-def read_local(task: str, path: Path, root: Path) -> dict:
+def read_local(task: str, path: Path, hf_cache: Path) -> dict:
     datasets = _quiet_datasets()
     if (path / "dataset_dict.json").is_file():
         return dict(datasets.load_from_disk(str(path)))
@@ -171,7 +176,7 @@ def read_local(task: str, path: Path, root: Path) -> dict:
         extra = {"delimiter": "\t", "quoting": 3} if file.suffix == ".tsv" else {}
         try:
             out[split] = datasets.load_dataset(kind, data_files=str(file), split="train",
-                                               cache_dir=str(root / "hf"), **extra)
+                                               cache_dir=str(hf_cache), **extra)
         except Exception as exc:  # a malformed file: the parser's own reason, on one line, and what was expected
             raise UserError(f"cannot read {file}: {_parse_failure(exc)}; expected {FILE_KINDS[file.suffix]} holding "
                             f"GLUE's columns {', '.join([*TASKS[task], 'label'])}") from None
@@ -195,7 +200,7 @@ def _offline() -> bool:
     return not reachable("https://huggingface.co")
 
 
-def read_hub(task: str, root: Path) -> dict:
+def read_hub(task: str, root: Path, hf_cache: Path) -> dict:
     """GLUE from the hub (checked reachable first, so an offline machine gets an answer in seconds)."""
     saved = root / "glue" / task
     if _offline():
@@ -204,7 +209,7 @@ def read_hub(task: str, root: Path) -> dict:
             f"with train and validation files ({', '.join([*TASKS[task], 'label'])}) or a save_to_disk folder"
         )
     datasets = _quiet_datasets()
-    glue = datasets.load_dataset("nyu-mll/glue", task, cache_dir=str(root / "hf"))
+    glue = datasets.load_dataset("nyu-mll/glue", task, cache_dir=str(hf_cache))
     glue.save_to_disk(str(saved))
     return dict(glue)
 
@@ -286,4 +291,4 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"version": CACHE_VERSION})
         os.replace(tmp, path)
     except OSError as exc:
-        raise UserError(f"cannot write the tokenisation cache {path} ({exc}); pass a --data-dir you can write to") from None
+        raise UserError(f"cannot write the tokenisation cache {path} ({exc}); pass a --cache-dir you can write to") from None

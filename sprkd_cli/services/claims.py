@@ -62,15 +62,14 @@ def _noise_keys(best: dict[str, float], final: dict[str, float]) -> dict:
 def add_noise_claims(store: Store, run, levels: list[float]) -> bool:
     """Measure the --eval-noise levels `run` (finished) has not measured, from its stored checkpoints, and
     add them to its summary. True when it measured any."""
-    from ..data import load_dataset
+    from .training import load_config_data
     from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
 
     missing = [level for level in levels if f"noise_acc:{noise_key(level)}" not in run.summary]
     if not missing:
         return False
     cfg = TrainConfig.from_dict(run.config)
-    data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
-                        image_size=cfg.image_size)
+    data = load_config_data(cfg, store)
     found = _noise_keys(noise_accuracies(load_run_model(run, BEST_CHECKPOINT), data, missing),
                         noise_accuracies(load_run_model(run, FINAL_CHECKPOINT), data, missing))
     store.update_run(run.id, summary=run.summary | found)

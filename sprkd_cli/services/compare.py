@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 from multiprocessing import active_children, get_context
@@ -51,21 +54,57 @@ def arm_configs(store: Store, template: TrainConfig, arm: Arm, seeds: list[int],
 
 _worker_store: Store | None = None
 _worker_signal: int | None = None  # the SIGINT or SIGTERM this worker has had: it starts no further run
+_worker_parent: int | None = None  # the compare process that started this worker
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_POLL_SECONDS = 1.0
 
 
 def _init_worker(url: str, jobs: int) -> None:
-    global _worker_store
+    global _worker_store, _worker_parent
     from .training import set_threads
 
-    set_threads(jobs)
-    _worker_store = Store(url)
+    _worker_parent = os.getppid()
     for signum in (signal.SIGINT, signal.SIGTERM):  # between runs; during one, train_run ends it as interrupted
         signal.signal(signum, _note_signal)
+    _die_with_parent()
+    set_threads(jobs)
+    _worker_store = Store(url)
+
+
+def _die_with_parent() -> None:
+    """A worker whose compare process dies (SIGKILL, a crash) gets SIGTERM: from the kernel on Linux
+    (PR_SET_PDEATHSIG; it follows the thread that started the worker, and execute() submits, and so
+    starts every worker, from the thread that waits on the pool to its end), and from a daemon thread
+    that sees its parent pid change (elsewhere, and should the kernel's signal be missed). A run in
+    progress then ends as interrupted and the worker exits; an idle worker exits at once."""
+    if sys.platform == "linux":
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, daemon=True, name="sprkd-parent-watch").start()
+
+
+def _parent_gone() -> bool:
+    return _worker_parent is not None and os.getppid() != _worker_parent
+
+
+def _watch_parent() -> None:
+    while not _parent_gone():
+        time.sleep(PARENT_POLL_SECONDS)
+    if _worker_signal is None:  # the kernel's SIGTERM has not come (not Linux), or came before it was asked for
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _note_signal(signum, _frame) -> None:
+    """Between runs: a signal from compare (passing on its own) stops this worker taking further runs;
+    once compare is gone, nobody will hand it work or shut it down, so it exits."""
     global _worker_signal
     _worker_signal = signum
+    if _parent_gone():
+        os._exit(128 + signum)
 
 
 def _train_in_worker(config: dict, resume_id: str | None) -> dict:
@@ -76,8 +115,10 @@ def _train_in_worker(config: dict, resume_id: str | None) -> dict:
         raise Interrupted(_worker_signal)
     try:
         return train_or_resume(TrainConfig.from_dict(config), _worker_store, resume_id)
-    except Interrupted as exc:
+    except Interrupted as exc:  # the run is stored as interrupted
         _worker_signal = exc.signum
+        if _parent_gone():  # nobody to report to, nor to shut this worker down
+            os._exit(exc.exit_code)
         raise
 
 

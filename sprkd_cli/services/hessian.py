@@ -83,7 +83,7 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     """Measure the run's model (its final weights, or its best-val ones: request.weights), store the report
     and (with a density) write its PNG."""
     from ..config import TrainConfig
-    from ..data import load_dataset
+    from .training import load_config_data
     from .lifecycle import read_run
     from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
 
@@ -93,8 +93,7 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     cfg = TrainConfig.from_dict(run.config)
     request = request.for_run(cfg)
     request.validate()
-    data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
-                        image_size=cfg.image_size)
+    data = load_config_data(cfg, store)
     model = load_run_model(run, BEST_CHECKPOINT if request.weights == "best-val" else FINAL_CHECKPOINT)
     result = measure(model, data, request, run.seed)
     report_id = store.add_hessian_report(run.id, asdict(request), result)

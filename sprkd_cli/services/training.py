@@ -23,7 +23,6 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     """Everything a run needs, validated before its row is written: data, teacher, model, method (set up,
     its events going to `emit`), the model and teacher on the run's device. `progress(what, done, total)`
     hears how decoding a dataset goes."""
-    from ..data import load_dataset
     from ..engine import seed_everything
     from ..engine.device import resolve_device
     from ..methods import method_class
@@ -37,8 +36,7 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
         if cfg.device != "auto":
             raise UserError(f"method {cfg.method} runs on the CPU only for now; pass --device cpu (or auto)")
         device = resolve_device("cpu")
-    data = load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model,
-                        image_size=cfg.image_size, download=cfg.download, progress=progress)
+    data = load_config_data(cfg, store, download=cfg.download, progress=progress)
     teacher = None
     inputs = {}
     if method_cls.needs_teacher:
@@ -73,6 +71,17 @@ def reusable_run(store: Store, cfg: TrainConfig):
 
     existing = store.find_finished(cfg.config_hash(), cfg.seed)
     return existing if existing is not None and same_tracking(existing, cfg) else None
+
+
+def load_config_data(cfg: TrainConfig, store: Store, *, download: bool = False, progress: Callable | None = None):
+    """The data set of `cfg`, read from its data dir, with what is derived from it cached in its
+    --cache-dir, else $SPRKD_CACHE_DIR, else cache/ in `store`'s artifact root."""
+    from ..data import load_dataset
+    from ..data.source import cache_root
+
+    return load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model, image_size=cfg.image_size,
+                        download=download, progress=progress,
+                        cache_dir=str(cache_root(cfg.cache_dir, store.artifact_root)))
 
 
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,

@@ -61,14 +61,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def display_url(url: str) -> str:
-    """`url` as it may be printed or logged: its password masked (SQLAlchemy's rendering), also when it
-    does not parse as a URL."""
+    """`url` as it may be printed or logged: everything between `user:` and the last `@` masked, so a
+    password holding an unencoded `@` or `/` (which SQLAlchemy would split in the wrong place) is
+    masked whole, and a string that does not parse as a URL is masked too."""
     import re
 
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"^([^/]*//[^:/@]*:).*@", r"\1***@", url, flags=re.DOTALL)
 
 
 def make_engine(url: str) -> Engine:
@@ -91,6 +89,10 @@ def make_engine(url: str) -> Engine:
     except NoSuchModuleError:
         raise UserError(f"unknown database kind '{parsed.drivername}' in {display_url(url)}; give a SQLite path or "
                         "a URL such as sqlite:///runs.db or postgresql+psycopg://host/db") from None
+    except ArgumentError as exc:  # the driver refuses the URL's form (sqlite://user:pw@host/...): what it says,
+        reason = str(exc).splitlines()[0].split(": ")[0]  # without the URL it quotes
+        raise UserError(f"cannot open the store {display_url(url)}: {reason}; give a SQLite path or a URL such as "
+                        "sqlite:////abs/path/runs.db or postgresql+psycopg://user:password@host/db") from None
     if parsed.get_backend_name() == "sqlite":
         _configure_sqlite(engine)
     return engine
