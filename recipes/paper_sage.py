@@ -22,19 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 
-
-def sprkd(db: str | None, *args: str, capture: bool = False) -> str:
-    argv = [sys.executable, "-m", "sprkd_cli", *(["--db", db] if db else []), *args]
-    print("$ sprkd " + " ".join(shlex.quote(a) for a in argv[3:]), flush=True)
-    done = subprocess.run(argv, stdout=subprocess.PIPE if capture else None, text=True)
-    if done.returncode != 0:
-        sys.exit(done.returncode)
-    return done.stdout or ""
+from common import sprkd
 
 
 def default_teacher() -> str:
