@@ -8,7 +8,7 @@
 # for number (`runs show --json`). Ends with a table and exits 1 if any step failed or a rerun differed.
 #
 #   bash bench/gpu_check.sh                  PYTHON=... (default .venv/bin/python, else python3)
-#   PRECISIONS="fp32" bash bench/gpu_check.sh
+#   PRECISIONS="fp32" DATASETS="digits" bash bench/gpu_check.sh
 #   PRECISIONS=default GPU_CHECK_DEVICE=cpu bash bench/gpu_check.sh     the same steps on the CPU, without
 #                                            --precision (a dry run of this script on a machine without a GPU)
 #
@@ -31,13 +31,14 @@ if [ "$DEVICE" = cuda ] && ! "$PY" "$HELPER" cuda 2>/dev/null; then
 fi
 
 PRECISIONS=${PRECISIONS:-"fp32 bf16"}
+DATASETS=${DATASETS:-"digits text"}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sprkd-gpu-check.XXXXXX")
 DB="$WORK/runs.db"
 TSV="$WORK/steps.tsv"
 export SPRKD_ARTIFACTS="$WORK/artifacts" SPRKD_CACHE_DIR="$WORK/cache" NUMBA_CACHE_DIR="$WORK/numba"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 FAILED=0
-echo "gpu_check: device $DEVICE, precisions: $PRECISIONS; work folder $WORK"
+echo "gpu_check: device $DEVICE, precisions: $PRECISIONS, data: $DATASETS; work folder $WORK"
 "$PY" "$HELPER" data "$WORK/text" || { echo "gpu_check: could not build the tiny BERT and its data"; exit 1; }
 
 step() {  # LABEL SPRKD-ARGS...: run it, its --json output to $WORK/LABEL.json, its time and memory to $TSV
@@ -75,7 +76,7 @@ first=1
 for precision in $PRECISIONS; do
     flags=(--device "$DEVICE" --seed 0)
     [ "$precision" = default ] || flags+=(--precision "$precision")
-    for ds in digits text; do
+    for ds in $DATASETS; do
         if [ $ds = digits ]; then
             # as make demo: negative curvature shows among the 16 largest eigenvalues in the first steps;
             # the student's body takes the teacher's 128-wide embedding (sage needs it)
