@@ -10,12 +10,13 @@ BERT's tokenizer is about that). Everything goes through sprkd's own loaders, mo
 1. Memory: peak resident memory after loading, after sage's setup and a round; beside it, what
    holding every token vector (n × L × 768 floats) would take for SST-2 and QNLI.
 2. Time: teacher forward throughput (kd's target cache and sage's labelling run at it), one training
-   epoch of the student with sgd, kd and sage (rounds aside) as s/step and as ratios to sgd, the parts
-   of a sage round on the generated set, and UMAP on the number of points a real SST-2 round maps
-   (5,000 sampled + 10% anchors).
+   epoch of the student with sgd, kd and sage (rounds aside) as s/step and as ratios to sgd, the
+   one-time teacher pass kd caches (its setup) and one sage round on the generated set (its parts, and
+   the whole) as ratios to one sgd epoch on the same data, and UMAP on the number of points a real
+   SST-2 round maps (5,000 sampled + 10% anchors).
 3. The same extrapolated to SST-2's 60,614 training sentences on this machine.
 
-Run: .venv/bin/python bench/text_bench.py [--n 512]   (about 6 minutes on 2 cores)
+Run: .venv/bin/python bench/text_bench.py [--n 512]   (about 6 minutes on 2 cores; --n 256: about 4)
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ def main() -> None:
     sage = SAGE(method_options("sage", {"sage_rounds": 5}), teacher, data)
     sage.setup(model, seed=1, emit=lambda *a, **k: None)
     sage.run_round(model, 2, 0)
-    record = sage.run_round(model, 3, 0)
+    record, round_seconds = timed(lambda: sage.run_round(model, 3, 0))
     after_round = peak_gb()
 
     # UMAP at the size a real SST-2 round maps: 5,000 sampled sentences plus 10% of 60,614 as anchors
@@ -159,6 +160,12 @@ def main() -> None:
           f"sage on the pool {epoch['sage']:.2f}s ({epoch['sage'] / epoch['sgd']:.2f}x)")
     print(f"   a sage round on {n}: losses {record['loss_seconds']:.1f}s, UMAP {record['umap_seconds']:.1f}s, "
           f"synthesis {record['synth_seconds']:.2f}s, labelling {record['synthetic']} {record['label_seconds']:.1f}s")
+    sgd_epoch = epoch["sgd"] * steps
+    ratio = lambda seconds: f"{seconds:.1f}s = {seconds / sgd_epoch:.2f}x"  # noqa: E731
+    print(f"   vs one sgd epoch on the same {n} ({sgd_epoch:.1f}s, {steps} steps and the evaluation): kd's one-time "
+          f"teacher pass {ratio(setup_seconds['kd'])}; a sage round {ratio(round_seconds)} (its losses over every "
+          f"training sentence {ratio(record['loss_seconds'])}, UMAP {ratio(record['umap_seconds'])}, labelling "
+          f"{ratio(record['label_seconds'])})")
     print(f"   UMAP of {umap_points:,} pooled sentences (an SST-2 round's map): embedding them {embed_seconds:.1f}s, "
           f"fit {umap_seconds:.1f}s")
     loss_rate = n / record["loss_seconds"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import pytest
 from conftest import METRIC_NAMES, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
@@ -79,3 +80,67 @@ def test_sigterm_cancels_the_ray_tasks_and_their_runs_end_interrupted(db):
 def test_help_shows_bracketed_text_rich_would_eat():
     text = " ".join(sprkd(None, "compare", "--help").stdout.replace("│", " ").split())
     assert "pip install 'sprkd[ray]'" in text and "[default: sgd,kd when no --arm is given]" in text
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--gpus-per-run", "0.5"], "--gpus-per-run goes with --executor ray"),
+    (["--executor", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be >= 0"),
+    (["--executor", "ray", "--gpus-per-run", "1.5"], "above 1 it must be a whole number"),
+    (["--executor", "ray", "--gpus-per-run", "1", "--device", "cpu"], "with --device cpu they would not use them"),
+    (["--executor", "ray", "--device", "cuda"], "--device cuda with --executor ray needs --gpus-per-run")])
+def test_bad_gpus_per_run(db, args, needle):
+    pytest.importorskip("ray")
+    assert_user_error(sprkd(db, "compare", *STUDENT_ARGS, *args), needle)
+    assert open_test_store(db).list_runs() == []  # refused before any work
+
+
+@pytest.fixture
+def ray_with_a_declared_gpu():
+    """A local Ray cluster in this process that declares one GPU (there is none: Ray takes the count as
+    given); compare's Ray executor uses the running cluster and leaves it running."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    from sprkd_cli.services.ray_executor import LOCAL_OBJECT_STORE_BYTES
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+             log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_gpus_per_run_makes_each_task_ask_ray_for_its_share_of_a_gpu(db, ray_with_a_declared_gpu):
+    import torch
+
+    teacher = train_teacher(db)
+    result = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--methods", "sgd", "--teacher",
+                        teacher["run_id"], "--executor", "ray", "--gpus-per-run", "0.5")
+    assert (result["ran"], result["failed"]) == (2, [])
+    store = open_test_store(db)
+    for run in store.list_runs(kind="student"):
+        [placed] = [e.payload for e in store.events(run.id) if e.kind == "ray_task"]
+        # Ray gave the task GPU 0 (half of it) and pointed CUDA_VISIBLE_DEVICES at it; with no CUDA here
+        # torch sees no GPU, so --device auto trained on the CPU
+        assert (placed["gpus_per_run"], placed["gpu_ids"], placed["cuda_visible_devices"]) == (0.5, ["0"], "0")
+        assert placed["device"] == run.device == ("cuda:0" if torch.cuda.is_available() else "cpu")
+    # the running cluster has one GPU: a run asking for two is refused at once, before any task waits
+    started = time.monotonic()
+    assert_user_error(sprkd(db, "compare", *STUDENT_ARGS, "--seeds", "2", "--methods", "sgd", "--executor", "ray",
+                            "--gpus-per-run", "2"), "no node of the Ray cluster has 2 GPU(s)", "1 GPU(s) in all")
+    assert time.monotonic() - started < 30
+    assert len(store.list_runs(kind="student")) == 2
+
+
+@pytest.mark.slow
+def test_gpus_per_run_on_a_cluster_without_gpus_is_one_line_not_a_hang(db, monkeypatch):
+    pytest.importorskip("ray")
+    # compare's own local cluster: this machine's GPUs, here none (CUDA_VISIBLE_DEVICES="" makes sure)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    started = time.monotonic()
+    assert_user_error(sprkd(db, "compare", *STUDENT_ARGS, "--seeds", "0", "--methods", "sgd", "--executor", "ray",
+                            "--gpus-per-run", "1"), "no node of the Ray cluster has 1 GPU(s)", "0 GPU(s) in all")
+    assert time.monotonic() - started < 60
+    assert open_test_store(db).list_runs(kind="student") == []

@@ -159,8 +159,8 @@ EXECUTORS = ("local", "ray")
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,
             method_overrides: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
-            ray_address: str | None = None, hessian: bool = False, tune: list | None = None,
-            tune_seeds: list[int] | None = None) -> dict:
+            ray_address: str | None = None, gpus_per_run: float = 0.0, hessian: bool = False,
+            tune: list | None = None, tune_seeds: list[int] | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise.
 
@@ -169,7 +169,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid."""
     run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
                                                 lambda total, todo: on_planned(phase, total, todo), on_done,
-                                                diverged_done=phase == "tuning")
+                                                diverged_done=phase == "tuning", gpus_per_run=gpus_per_run)
     store.check_artifact_root()
     tuning: dict[str, dict] = {}
     outcomes: list[dict] = []
@@ -191,7 +191,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
 
 def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor: str, ray_address: str | None,
                    on_planned: Callable[[int, int], None], on_done: Callable[[dict], None], *,
-                   diverged_done: bool = False) -> list[dict]:
+                   diverged_done: bool = False, gpus_per_run: float = 0.0) -> list[dict]:
     """Train the configs that have no finished run of their hash and seed (once each, however many arms
     ask for it), resuming an interrupted or crashed one from its state; every run found or trained
     belongs to the arms that asked for it. With `diverged_done` (a --tune grid) a run that diverged counts
@@ -216,7 +216,7 @@ def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor
     if executor == "ray" and work:
         from .ray_executor import execute_ray
 
-        outcomes = execute_ray(store, work, jobs, on_done, address=ray_address)
+        outcomes = execute_ray(store, work, jobs, on_done, address=ray_address, gpus=gpus_per_run)
     else:
         outcomes = execute(store, work, jobs, on_done)
     for cfg in configs:  # a config asked for by two arms was trained once, for the first
@@ -379,15 +379,25 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     return out
 
 
-def check_executor(executor: str, ray_address: str | None) -> None:
-    """Before any work: a known executor, and Ray importable when it is asked for."""
+def check_executor(executor: str, ray_address: str | None, gpus_per_run: float = 0.0, device: str = "auto") -> None:
+    """Before any work: a known executor, its flags only with it, a --gpus-per-run that fits --device,
+    and Ray importable when it is asked for."""
     if executor not in EXECUTORS:
         raise UserError(f"unknown --executor '{executor}'; valid: {', '.join(EXECUTORS)}")
     if ray_address and executor != "ray":
         raise UserError("--ray-address goes with --executor ray")
+    if gpus_per_run and executor != "ray":
+        raise UserError("--gpus-per-run goes with --executor ray (locally, --device picks the GPU)")
     if executor == "ray":
-        from .ray_executor import import_ray
+        from .ray_executor import check_gpus_per_run, import_ray
 
+        check_gpus_per_run(gpus_per_run)
+        if gpus_per_run and device not in ("auto", "cuda"):
+            raise UserError(f"--gpus-per-run reserves CUDA GPUs for the runs; with --device {device} they would "
+                            "not use them: drop one of the two")
+        if not gpus_per_run and device == "cuda":
+            raise UserError("--device cuda with --executor ray needs --gpus-per-run (each run's share of a GPU); "
+                            "a Ray task holding no GPU sees none")
         import_ray()
 
 

@@ -3,7 +3,11 @@ one started for the comparison), every task writing to the one store given by --
 
 Ray is optional (`pip install 'sprkd[ray]'`). The workers import sprkd_cli, so sprkd must be installed
 on every node, and the store URL and the artifact root must be reachable from every node (a
-PostgreSQL URL and a shared folder; a SQLite file only on one machine)."""
+PostgreSQL URL and a shared folder; a SQLite file only on one machine).
+
+With `gpus` (compare --gpus-per-run G) each task asks Ray for G of a GPU (a fraction shares one GPU,
+e.g. 0.5: two runs on each); Ray points the task's CUDA_VISIBLE_DEVICES at the GPU it holds, so
+--device auto trains there. Without, a task holds no GPU and sees none (auto trains on the CPU)."""
 
 from __future__ import annotations
 
@@ -20,19 +24,33 @@ WAIT_SECONDS = 0.5
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # a local cluster holds only small outcomes; Ray's default is 30% of RAM
 
 
-def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None = None) -> dict:
+def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None = None, gpus: float = 0.0) -> dict:
     """One run (trained, or resumed: see training.train_or_resume), in a Ray worker: one torch thread
-    (the task holds one CPU), the driver's artifact root."""
+    (the task holds one CPU), the driver's artifact root, and the GPU share Ray gave it (`gpus`; none:
+    no GPU visible, so that tasks holding no GPU do not crowd onto one). The run gets a "ray_task"
+    event: the node, the GPU share asked for, the GPU ids Ray gave and the device the run used."""
+    import ray
+
+    os.environ["SPRKD_ARTIFACTS"] = artifact_root
+    if not gpus:  # before torch initialises CUDA (a task with GPUs gets its own worker: Ray's max_calls=1)
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
 
     from .training import train_or_resume
 
-    os.environ["SPRKD_ARTIFACTS"] = artifact_root
     torch.set_num_threads(1)  # the task holds one CPU; the others are other tasks'
+    store = Store(url)
     try:
-        return train_or_resume(TrainConfig.from_dict(config), Store(url), resume_id)
+        outcome = train_or_resume(TrainConfig.from_dict(config), store, resume_id)
     except Interrupted as exc:  # cancelled: the run is stored as interrupted; report it like a failure
         return {"run_id": getattr(exc, "run_id", None), "status": "interrupted", "error": str(exc)}
+    if outcome.get("run_id"):
+        run = store.get_run(outcome["run_id"])
+        store.add_event(run.id, "ray_task", {
+            "node_ip": ray.util.get_node_ip_address(), "gpus_per_run": gpus,
+            "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": run.device})
+    return outcome
 
 
 def import_ray():
@@ -43,11 +61,32 @@ def import_ray():
     return ray
 
 
+def check_gpus_per_run(gpus: float) -> float:
+    """--gpus-per-run: 0 (no GPU), a share of one GPU (0 < G <= 1), or whole GPUs (as Ray schedules them)."""
+    if not gpus >= 0:  # NaN too
+        raise UserError(f"--gpus-per-run must be >= 0 (got {gpus:g})")
+    if gpus > 1 and gpus != int(gpus):
+        raise UserError(f"--gpus-per-run {gpus:g}: above 1 it must be a whole number of GPUs "
+                        "(Ray gives a task a share of one GPU, or whole GPUs)")
+    return gpus
+
+
+def check_cluster_has_gpus(ray, gpus: float) -> None:
+    """A task asking for more GPUs than any live node has would wait forever: refused before submitting."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    most = max((n.get("Resources", {}).get("GPU", 0) for n in nodes), default=0)
+    if most < gpus:
+        total = ray.cluster_resources().get("GPU", 0)
+        raise UserError(f"--gpus-per-run {gpus:g}: no node of the Ray cluster has {gpus:g} GPU(s) "
+                        f"({len(nodes)} node(s), {total:g} GPU(s) in all); lower it, or add GPU nodes")
+
+
 def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: int,
-                on_done: Callable[[dict], None], *, address: str | None) -> list[dict]:
-    """Train (or resume) the runs of `work` as Ray tasks of one CPU each, on the cluster at `address` (None: a local one of
-    `jobs` CPUs, started here and shut down after). SIGINT or SIGTERM cancels the tasks (running ones
-    end their runs as interrupted) and raises Interrupted."""
+                on_done: Callable[[dict], None], *, address: str | None, gpus: float = 0.0) -> list[dict]:
+    """Train (or resume) the runs of `work` as Ray tasks of one CPU (and `gpus` of a GPU) each, on the
+    cluster at `address` (None: a local one of `jobs` CPUs and the machine's GPUs, started here and shut
+    down after). A GPU request no node can meet is a UserError before any task is submitted. SIGINT or
+    SIGTERM cancels the tasks (running ones end their runs as interrupted) and raises Interrupted."""
     from .lifecycle import Interruptible
 
     ray = import_ray()
@@ -67,8 +106,10 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
                             + " ".join(str(exc).split())[:300]) from None
     outcomes: list[dict] = []
     try:
-        task = ray.remote(num_cpus=1, max_retries=0)(train_task)
-        refs = {task.remote(store.url, cfg.to_dict(), str(store.artifact_root), resume_id): cfg
+        if gpus:
+            check_cluster_has_gpus(ray, gpus)
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_task)
+        refs = {task.remote(store.url, cfg.to_dict(), str(store.artifact_root), resume_id, gpus): cfg
                 for cfg, resume_id in work}
         pending = list(refs)
         # a signal is noted and raised between short waits (raised inside Ray's wait it would be garbled)
