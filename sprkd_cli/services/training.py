@@ -32,10 +32,6 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     cfg.check()
     check_model(cfg.model)
     device = resolve_device(cfg.device)
-    if method_cls.cpu_only and device.type != "cpu":
-        if cfg.device != "auto":
-            raise UserError(f"method {cfg.method} runs on the CPU only for now; pass --device cpu (or auto)")
-        device = resolve_device("cpu")
     data = load_config_data(cfg, store, download=cfg.download, progress=progress)
     teacher = None
     inputs = {}
