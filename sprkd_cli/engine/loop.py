@@ -100,8 +100,9 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
 
     After each epoch's on_epoch, `checkpoint(epoch, capture)` may call `capture()` for the loop's whole
     state (model, optimiser, fp16's loss scaler, schedule, data order and augmentation generators, method
-    state, global RNGs, best-so-far and history: see engine.state for writing it). `resume`, such a state, continues after
-    its epoch, and the run ends with exactly the numbers of one never stopped (tests/test_resume.py)."""
+    state, global RNGs, best-so-far and history: see engine.state for writing it). `resume`, such a state,
+    continues after its epoch, and the run ends with exactly the numbers of one never stopped
+    (tests/test_resume.py)."""
     device = next(model.parameters()).device
     augment = CropFlip(cfg.seed) if cfg.augment else None
     x, y = data.x_train, data.y_train
