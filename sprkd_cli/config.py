@@ -8,7 +8,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
-from .errors import UserError
 from .options import above, at_least, check_options, option
 from .specs import SEED_LIMIT
 
@@ -33,6 +32,9 @@ LOCATION_FIELDS = ("download", "device", "cache_dir")
 # How often the training state is saved for --resume: a resumed run ends with the same numbers either way;
 # and the name of the arm a run was trained for (compare --arm): one experiment may serve several arms.
 RECORDING_FIELDS = ("checkpoint_every", "arm")
+# Options added after runs were stored: left out of the hashed body while they hold the value every earlier
+# run trained with, so those runs keep their hash (and compare still reuses them); any other value is hashed.
+HASHED_UNLESS = {"precision": "fp32"}
 
 
 TRAIN = "Training"
@@ -44,6 +46,7 @@ CLAIMS = "Claims measured at the end (stats --metric)"
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 PROBE_MODES = ("eval", "train")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -73,6 +76,10 @@ class TrainConfig:
     method_options: dict = field(default_factory=dict)
     arm: str | None = None  # the arm of compare this run is trained for (None: the one named after its method)
     device: str = option("auto", "auto (cuda, then mps, else cpu), cpu, cuda or mps.", panel=TRAIN)
+    precision: str = option("fp32", "fp32, or mixed precision: bf16, fp16 (with loss scaling). Autocast of each "
+                                    "training step's forward pass and loss and of evaluation; targets computed ahead "
+                                    "(the teacher's, sage's rounds) and the Hessian and saddle probes stay fp32.",
+                            panel=TRAIN, choices=PRECISIONS)
     data_dir: str | None = option(
         None, "Folder of the dataset's files (text tasks: a save_to_disk folder or train/validation parquet, csv, "
               "tsv or json files with GLUE's columns); default ./data.")
@@ -139,8 +146,10 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         """Identifies the experiment; the seed, measurement-only and location fields are not part of it
-        (same hash + same seed = same run)."""
-        body = {k: v for k, v in self.to_dict().items() if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS}
+        (same hash + same seed = same run), nor a HASHED_UNLESS option at its earlier runs' value."""
+        left_out = MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS
+        body = {k: v for k, v in self.to_dict().items()
+                if k not in left_out and not (k in HASHED_UNLESS and v == HASHED_UNLESS[k])}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -107,12 +107,29 @@ CASES = {
     "sage": (lambda db: ["distill", "--method", "sage", "--dataset", DATA, "--student", "mlp:width=16,depth=2", *FIVE,
                          "--teacher", sprkd_json(db, *teacher_args())["run_id"], "--sage-rounds", "2",
                          "--sage-synth", "interpolate"], "distill", 3),
+    # mixed precision: autocast steps around full-precision Hessian reports and saddle checks; fp16's loss
+    # scaler is part of the saved state
+    "bf16 tracked teacher": (lambda db: teacher_args(*TRACK, "--hessian-every", "7", "--precision", "bf16"),
+                             "train-teacher", 2),
+    "fp16 kd": (lambda db: ["distill", "--method", "kd", "--dataset", DATA, "--student", STUDENT_MODEL, *FIVE,
+                            "--teacher", sprkd_json(db, *teacher_args())["run_id"], "--precision", "fp16"],
+                "distill", 2),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [case for case in CASES if case != "fp16 kd"])
 def test_a_stopped_run_resumes_to_exactly_the_uninterrupted_run(db, case):
     check_resume(db, case)
+
+
+def test_fp16_resumes_with_its_loss_scaler(db, monkeypatch):
+    """A loss scaler that grows every step (so it overflows, skips steps and backs off within the run) makes
+    its state matter: the resumed run ends with the uninterrupted numbers only if its scale is restored."""
+    import sprkd_cli.engine.loop as loop
+
+    monkeypatch.setattr(loop, "grad_scaler", lambda precision, device: torch.amp.GradScaler(
+        device.type, growth_interval=1) if precision == "fp16" else None)
+    check_resume(db, "fp16 kd")
 
 
 def test_resume_on_postgresql(pg_url):

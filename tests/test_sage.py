@@ -145,3 +145,40 @@ def test_a_vision_pool_saved_in_the_older_form_restores():
     other.load_state_dict(older)
     assert other.rounds_done == 1 and len(other.pool) == len(method.pool)
     assert torch.equal(other.pool.vectors, method.pool.vectors) and torch.equal(other.pool.p, method.pool.p)
+
+
+# --- devices -------------------------------------------------------------------------------------------------
+def test_vectors_targets_pool_and_recipes_follow_the_models_device():
+    """Everything sage keeps lives where the model is (here the CPU, the only device the tests have); a
+    round's UMAP side hands its synthesis back there, for kept vectors and for recipes alike."""
+    data, teacher, student, method, _ = _sage("mlp:width=16,depth=1", sage_max_synth=5)
+    device = next(student.parameters()).device
+    assert method.device == device == next(teacher.parameters()).device
+    method.run_round(student, epoch=2, step=10)
+    pool = method.pool
+    kept = [method.real.stored, method.labels, method.p_teacher, method.neg_entropy, pool.vectors, pool.p,
+            pool.neg_entropy, pool.anchors, pool.neighbours, pool.u]
+    assert len(pool) == 5 and all(t.device == device for t in kept)
+    method.start_epoch(student, 3, 20)
+    assert method._order.device == device
+    loss = method.loss(student, data.x_train[:8], data.y_train[:8], torch.arange(8))
+    assert loss.device == device and torch.isfinite(loss)
+    # a restored pool comes back onto the pool's device from the CPU tensors a saved state holds
+    state = {k: v.cpu() if torch.is_tensor(v) else v for k, v in method.state_dict().items()}
+    method.load_state_dict(state)
+    assert all(t.device == device for t in (pool.vectors, pool.p, pool.neg_entropy))
+
+
+def test_the_cpu_boundary_moves_both_ways():
+    """to_device takes what the CPU side made (NumPy arrays, CPU tensors) to the requested device, with the
+    dtype asked for; to_host brings a tensor back as NumPy, bfloat16 (which NumPy lacks) as float32. The
+    meta device stands in for a GPU: a tensor that stayed on the CPU would say so."""
+    from sprkd_cli.methods.sage.pool import to_device, to_host
+
+    meta = torch.device("meta")
+    index = to_device(np.array([3, 1, 2]), meta, torch.long)
+    assert index.device == meta and index.dtype == torch.long and index.shape == (3,)
+    u = to_device(torch.tensor([0.25, 0.5], dtype=torch.float64), meta, torch.float32)
+    assert u.device == meta and u.dtype == torch.float32
+    back = to_host(torch.tensor([[1.5, 2.0]], dtype=torch.bfloat16, requires_grad=True))
+    assert isinstance(back, np.ndarray) and back.dtype == np.float32 and back.tolist() == [[1.5, 2.0]]

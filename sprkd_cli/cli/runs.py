@@ -72,6 +72,7 @@ def show(
               f"seed {r['seed']} · {r['status']}")
     if r["error"]:
         out.print(f"[red]error:[/red] {r['error']}")
+    out.print(f"trained on {r['device']} in {r['precision']}")
     out.print(f"config hash {r['config_hash']}; teachers {', '.join(r['teacher_ids']) or '–'}; "
               f"commit {(r['git_commit'] or '–')[:12]}{' (dirty)' if r['git_dirty'] else ''}; "
               f"artifacts {r['artifact_dir']}")

@@ -20,6 +20,7 @@ from ..models.modes import train_mode
 from .. import selection
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
+from .precision import autocast, grad_scaler
 from .seeding import rng_state, set_rng_state
 
 EVAL_CHUNK = 1024  # examples per forward pass in evaluation: bounds activation memory of CIFAR ResNets
@@ -64,12 +65,15 @@ class FitResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, torch.Tensor]:
-    """Mean cross-entropy, accuracy and predictions (on the CPU), in eval mode on the model's device;
-    the model's mode is restored."""
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+             precision: str = "fp32") -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and predictions (on the CPU), in eval mode on the model's device, the
+    forward passes in `precision` (--precision) and the loss of their logits in float32; the model's mode
+    is restored."""
     device = next(model.parameters()).device
-    with train_mode(model, False):
-        logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).cpu() for i in range(0, len(x), EVAL_CHUNK)])
+    with train_mode(model, False), autocast(precision, device):
+        logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).float().cpu()
+                            for i in range(0, len(x), EVAL_CHUNK)])
     predictions = logits.argmax(dim=1)
     loss = F.cross_entropy(logits, y).item()
     return loss, (predictions == y).float().mean().item(), predictions
@@ -89,11 +93,16 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     The model trains where it is (services.training.prepare puts it on the run's device); the data stay
     where they are and each batch is moved there (and, with cfg.augment, randomly cropped and flipped
     from its own seeded generator).
+    With cfg.precision bf16 or fp16, each step's method.loss (the forward passes and the loss) and the
+    evaluation run under autocast (engine.precision); fp16 scales the loss for backward and unscales the
+    gradients before the optimiser step, so after_step and on_step see the true gradient. on_step hooks,
+    replace_step, after_step and start_epoch run outside autocast.
 
     After each epoch's on_epoch, `checkpoint(epoch, capture)` may call `capture()` for the loop's whole
-    state (model, optimiser, schedule, data order and augmentation generators, method state, global RNGs,
-    best-so-far and history: see engine.state for writing it). `resume`, such a state, continues after
-    its epoch, and the run ends with exactly the numbers of one never stopped (tests/test_resume.py)."""
+    state (model, optimiser, fp16's loss scaler, schedule, data order and augmentation generators, method
+    state, global RNGs, best-so-far and history: see engine.state for writing it). `resume`, such a state,
+    continues after its epoch, and the run ends with exactly the numbers of one never stopped
+    (tests/test_resume.py)."""
     device = next(model.parameters()).device
     augment = CropFlip(cfg.seed) if cfg.augment else None
     x, y = data.x_train, data.y_train
@@ -102,13 +111,14 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                momentum=cfg.momentum, betas=cfg.betas)
     schedule = make_schedule(cfg.schedule, optimizer, cfg.epochs * steps_per_epoch)
+    scaler = grad_scaler(cfg.precision, device)
     order = torch.Generator().manual_seed(cfg.seed)
     result = FitResult()
     best_val, best_loss = -1.0, math.inf
     step = 0
     first_epoch = 1
     if resume is not None:
-        first_epoch, step = _restore(resume, model, optimizer, schedule, order, augment, method, result)
+        first_epoch, step = _restore(resume, model, optimizer, scaler, schedule, order, augment, method, result)
         best = result.history[result.best_epoch - 1].metrics
         best_val, best_loss = best[("val", "acc")], best[("val", "loss")]
     for epoch in range(first_epoch, cfg.epochs + 1):
@@ -128,7 +138,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             step += 1
             if method.replace_step(model, step, epoch):
                 # the method moved the parameters itself: no base step, but the schedule follows the step count
-                with torch.no_grad():
+                with torch.no_grad(), autocast(cfg.precision, device):
                     value = method.loss(model, xb, yb, index).item()
                 if not math.isfinite(value):
                     raise Diverged(step, epoch, value)
@@ -136,14 +146,18 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
                     warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
                     schedule.step()
             else:
-                loss = method.loss(model, xb, yb, index)
+                with autocast(cfg.precision, device):
+                    loss = method.loss(model, xb, yb, index)
                 value = loss.item()
                 if not math.isfinite(value):
                     raise Diverged(step, epoch, value)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                schedule.step()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                else:
+                    _scaled_step(scaler, loss, optimizer, schedule)
                 method.after_step(model, step, epoch)
             total += value * len(index)
             if on_step is not None:
@@ -151,7 +165,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         metrics = {("train", "loss"): total / n}
         metrics.update({("train", name): value for name, value in method.epoch_metrics().items()})
         for split in ("val", "test"):
-            loss_value, acc, predictions = evaluate(model, *data.split(split))
+            loss_value, acc, predictions = evaluate(model, *data.split(split), cfg.precision)
             metrics[(split, "loss")] = loss_value
             metrics[(split, "acc")] = acc
         test_predictions = predictions
@@ -167,15 +181,29 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         if on_epoch is not None:
             on_epoch(record)
         if checkpoint is not None:
-            checkpoint(epoch, lambda: _capture(epoch, step, model, optimizer, schedule, order, augment, method,
-                                               result))
+            checkpoint(epoch, lambda: _capture(epoch, step, model, optimizer, scaler, schedule, order, augment,
+                                               method, result))
     return result
 
 
-def _capture(epoch, step, model, optimizer, schedule, order, augment, method, result) -> dict:
+def _scaled_step(scaler, loss, optimizer, schedule) -> None:
+    """fp16's step: backward of the scaled loss, the gradients unscaled in place (so whatever reads .grad
+    after sees the true gradient), the optimiser step skipped when they are not finite (the scale is then
+    lowered); the schedule follows the step count either way."""
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        schedule.step()
+
+
+def _capture(epoch, step, model, optimizer, scaler, schedule, order, augment, method, result) -> dict:
     return {
         "epoch": epoch, "step": step,
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+        "scaler": None if scaler is None else scaler.state_dict(),
         "order": order.get_state(), "augment": None if augment is None else augment.generator.get_state(),
         "method": method.state_dict(), "rng": rng_state(),
         "best_epoch": result.best_epoch, "best_state": result.best_state,
@@ -184,11 +212,13 @@ def _capture(epoch, step, model, optimizer, schedule, order, augment, method, re
     }
 
 
-def _restore(state, model, optimizer, schedule, order, augment, method, result) -> tuple[int, int]:
+def _restore(state, model, optimizer, scaler, schedule, order, augment, method, result) -> tuple[int, int]:
     """Load a _capture()d state (taken after an epoch, so its history is not empty); returns the next
     epoch and the step count."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     schedule.load_state_dict(state["schedule"])
     order.set_state(state["order"])
     if augment is not None:

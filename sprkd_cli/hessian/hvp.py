@@ -38,6 +38,12 @@ class HVPUnavailableError(RuntimeError):
     """The requested HVP kind cannot differentiate this model (e.g. no forward-mode rule)."""
 
 
+def full_precision(device: torch.device):
+    """Autocast off on ``device``'s type for the block: Hessian quantities and probe losses are measured in
+    the model's float32 (or the operator's float64) even inside a mixed-precision run (--precision)."""
+    return torch.autocast(device.type, enabled=False)
+
+
 @contextlib.contextmanager
 def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
     """Run the block with ``device``'s default generator seeded to ``seed``, then put

@@ -2,8 +2,8 @@
 
 ``H = sum_b (n_b / N) d^2 L_b / d theta^2`` over the probe batches, with ``theta`` the
 selected parameters (all trainable ones, or those under ``param_filter``). Use it as a
-context manager: entering puts the model in the probe mode and builds the HVP machinery;
-leaving releases it and restores every submodule's ``training`` flag and every buffer,
+context manager: entering puts the model in the probe mode, turns autocast off (a mixed-precision
+run's Hessian is measured in full precision) and builds the HVP machinery; leaving releases it and restores every submodule's ``training`` flag and every buffer,
 also when the block raises. Parameter values and ``.grad`` attributes are never touched.
 """
 
@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.modes import train_mode
-from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn
+from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn, full_precision
 from .layout import FlatLayout
 from .probe import ProbeSet
 
@@ -112,8 +112,9 @@ class HessianOperator:
             raise RuntimeError("this HessianOperator is already active")
         start = time.perf_counter()
         self._saved_buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-        self._context = contextlib.ExitStack()  # the probe mode and the attention kernels, undone on leaving
+        self._context = contextlib.ExitStack()  # the probe mode, autocast and the attention kernels, undone on leaving
         try:
+            self._context.enter_context(full_precision(self.device))
             # scaled_dot_product_attention's fused kernels (flash, memory-efficient) have no second
             # derivative: inside the operator attention runs as its differentiable math composition
             self._context.enter_context(sdpa_kernel(SDPBackend.MATH))

@@ -23,9 +23,6 @@ class Method:
     takes_augmented: ClassVar[bool] = False
     # Takes several teachers (--teacher A,B) as an ensemble (kd: the mean of their soft targets).
     takes_ensemble: ClassVar[bool] = False
-    # Keeps its own tensors on the CPU (sage's vectors, pool and UMAP): --device auto trains it there,
-    # another device is refused.
-    cpu_only: ClassVar[bool] = False
     # Its options (default, type, help, check) are declared in methods/options.py, and arrive here as the
     # dict stored with the run.
 

@@ -31,11 +31,12 @@ def noisy(x_test, x_train, level: float, seed: int = NOISE_SEED):
     return x_test + (level * sd) * z.to(x_test.device)
 
 
-def noise_accuracies(model, data, levels: list[float]) -> dict[str, float]:
-    """{level key: test accuracy of `model` on the noisy test inputs} (engine.evaluate: eval mode)."""
+def noise_accuracies(model, data, levels: list[float], precision: str = "fp32") -> dict[str, float]:
+    """{level key: test accuracy of `model` on the noisy test inputs} (engine.evaluate: eval mode, in the
+    run's --precision)."""
     from ..engine.loop import evaluate
 
-    return {noise_key(level): evaluate(model, noisy(data.x_test, data.x_train, level), data.y_test)[1]
+    return {noise_key(level): evaluate(model, noisy(data.x_test, data.x_train, level), data.y_test, precision)[1]
             for level in levels}
 
 
@@ -51,7 +52,8 @@ def end_of_run_claims(cfg: TrainConfig, result, model, data) -> dict:
     if levels:
         best = copy.deepcopy(model)
         best.load_state_dict(result.best_state)
-        claims |= _noise_keys(noise_accuracies(best, data, levels), noise_accuracies(model, data, levels))
+        claims |= _noise_keys(noise_accuracies(best, data, levels, cfg.precision),
+                              noise_accuracies(model, data, levels, cfg.precision))
     return claims
 
 
@@ -70,8 +72,8 @@ def add_noise_claims(store: Store, run, levels: list[float]) -> bool:
         return False
     cfg = TrainConfig.from_dict(run.config)
     data = load_config_data(cfg, store)
-    found = _noise_keys(noise_accuracies(load_run_model(run, BEST_CHECKPOINT), data, missing),
-                        noise_accuracies(load_run_model(run, FINAL_CHECKPOINT), data, missing))
+    found = _noise_keys(noise_accuracies(load_run_model(run, BEST_CHECKPOINT), data, missing, cfg.precision),
+                        noise_accuracies(load_run_model(run, FINAL_CHECKPOINT), data, missing, cfg.precision))
     store.update_run(run.id, summary=run.summary | found)
     return True
 

@@ -41,7 +41,8 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
     epochs: dict[int, dict] = {}
     for m in store.metrics([run.id]):
         epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
-    document = run_row(run) | {"config": run.config, "summary": run.summary, "versions": run.versions,
+    document = run_row(run) | {"precision": run.config.get("precision", "fp32"),  # runs before --precision: fp32
+                               "config": run.config, "summary": run.summary, "versions": run.versions,
                                "artifact_dir": run.artifact_dir, "host": run.host, "pid": run.pid,
                                "started_at": run.started_at, "heartbeat_at": run.heartbeat_at,
                                "metrics": list(epochs.values()),

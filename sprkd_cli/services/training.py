@@ -25,6 +25,7 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     hears how decoding a dataset goes."""
     from ..engine import seed_everything
     from ..engine.device import resolve_device
+    from ..engine.precision import check_precision
     from ..methods import method_class
     from ..models import build_model, check_model
 
@@ -32,10 +33,7 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     cfg.check()
     check_model(cfg.model)
     device = resolve_device(cfg.device)
-    if method_cls.cpu_only and device.type != "cpu":
-        if cfg.device != "auto":
-            raise UserError(f"method {cfg.method} runs on the CPU only for now; pass --device cpu (or auto)")
-        device = resolve_device("cpu")
+    check_precision(cfg.precision, device)
     data = load_config_data(cfg, store, download=cfg.download, progress=progress)
     teacher = None
     inputs = {}

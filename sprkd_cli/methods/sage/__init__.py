@@ -7,6 +7,10 @@ vectors). Every `sage_every` epochs, up to `sage_rounds` times, a round finds th
 examples of highest student loss (anchors), maps real vectors to 2-D with a seeded UMAP, makes
 synthetic vectors between each anchor and one of its map neighbours, and has the teacher's body
 label them; synthetic vectors then join the pool with the KD term only.
+
+Devices: the vectors, the teacher's targets, the pool and its recipes live on the model's device (the
+teacher's, which the run puts there); UMAP, its inverse transform and the neighbour search run on the
+CPU, reached through pool.to_host and pool.to_device.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ def width(shape: tuple[int, ...], tokens: bool) -> int:
 
 class SAGE(Method):
     name = "sage"
-    cpu_only = True
     needs_teacher = True
     needs_matched_student = True
 
@@ -49,14 +52,15 @@ class SAGE(Method):
             p.requires_grad_(False)
         self.x_sample = data.x_train[:1]
         self.real = RealVectors(teacher, data.x_train)
-        self.labels = data.y_train.to(self.real.device)
+        self.device = self.real.device
+        self.labels = data.y_train.to(self.device)
         self.p_teacher, self.neg_entropy = soft_targets(body_logits(teacher, self.real.chunks()), self.temperature)
         self.pool = SyntheticPool(self.real, self.p_teacher.shape[1])
         self.budget = min(int(BUDGET_FRACTION * len(self.labels)), options["sage_max_synth"])
         self.rounds_done = 0
         self.seed = 0
         self.emit: EventSink = lambda *args, **kwargs: None
-        self._order = torch.zeros(0, dtype=torch.long)
+        self._order = torch.zeros(0, dtype=torch.long, device=self.device)
         self._real_seen = 0
         self._syn_used = 0
 
@@ -65,7 +69,7 @@ class SAGE(Method):
         """Check the student's body takes the teacher's vectors, and give it the teacher's input layer, frozen."""
         self.seed, self.emit = seed, emit
         with torch.no_grad():
-            student_vectors, _ = model.vectorise(self.x_sample)
+            student_vectors, _ = model.vectorise(self.x_sample.to(next(model.parameters()).device))
         tokens = self.real.tokens
         theirs, ours = self.real.shape, tuple(student_vectors.shape[1:])
         if width(theirs, tokens) != width(ours, tokens):
@@ -109,11 +113,12 @@ class SAGE(Method):
         if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:
             self.run_round(model, epoch, step)
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-        self._order = torch.randperm(len(self.pool), generator=generator)
+        self._order = torch.randperm(len(self.pool), generator=generator).to(self.device)
         self._real_seen = 0
         self._syn_used = 0
 
     def loss(self, model, x, y, index):
+        index = index.to(self.device)
         vectors, mask = self.real.get(index)
         real = kd_loss(model.from_vectors(vectors, mask), y, self.p_teacher[index],
                        self.neg_entropy[index], self.temperature, self.ce_weight, self.kd_weight)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...models.modes import train_mode
-from .pool import CHUNK, RealVectors, interpolate
+from .pool import CHUNK, RealVectors, interpolate, to_device, to_host
 
 UMAP_PARAMS = {"n_components": 2, "n_neighbors": 15, "min_dist": 0.1}
 BUDGET_FRACTION = 0.1  # a round adds at most min(10% of the training set, --sage-max-synth)
@@ -42,9 +42,9 @@ def umap_rows(n: int, anchors: np.ndarray, umap_max: int, rng: np.random.Generat
 def pooled(vectors: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
     """One flat float32 vector per example: the attention-masked mean over tokens, or the flattened vector."""
     if mask is None:
-        return vectors.reshape(len(vectors), -1).cpu().numpy().astype(np.float32, copy=False)
+        return to_host(vectors.reshape(len(vectors), -1)).astype(np.float32, copy=False)
     weights = mask.to(vectors.dtype).unsqueeze(-1)
-    return ((vectors * weights).sum(1) / weights.sum(1).clamp_min(1.0)).cpu().numpy().astype(np.float32, copy=False)
+    return to_host((vectors * weights).sum(1) / weights.sum(1).clamp_min(1.0)).astype(np.float32, copy=False)
 
 
 def pooled_rows(real: RealVectors, rows: np.ndarray) -> np.ndarray:
@@ -128,7 +128,7 @@ def fit_umap(points: np.ndarray, seed: int):
 
 
 def nearest_neighbours(embedding: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """The `k` nearest other points of the map to each of `rows` (positions in `embedding`)."""
+    """The `k` nearest other points of the map to each of `rows` (positions in `embedding`), on the CPU."""
     points = torch.from_numpy(np.ascontiguousarray(embedding, dtype=np.float64))
     k = min(k, len(points) - 1)
     out = []
@@ -189,7 +189,7 @@ def synthesise(reducer, rows: np.ndarray, anchors: np.ndarray, losses: np.ndarra
     if mode == "inverse":
         z = reducer.embedding_[anchor_pos] + u[:, None] * (reducer.embedding_[pick] - reducer.embedding_[anchor_pos])
         flat = inverse_transform(reducer, z.astype(np.float32))
-        new = torch.from_numpy(np.asarray(flat, dtype=np.float32)).reshape(count, *real.shape).to(real.device)
+        new = to_device(np.asarray(flat, dtype=np.float32), real.device).reshape(count, *real.shape)
         return Synthesis(new, anchor_real, neighbour_real, u)
     new, _ = interpolate(real, anchor_real, neighbour_real, u)
     return Synthesis(new, anchor_real, neighbour_real, u)
@@ -219,7 +219,7 @@ def per_example_loss(model, real: RealVectors, labels, p_teacher, neg_entropy, t
     logits = body_logits(model, real.chunks())
     ce = F.cross_entropy(logits, labels, reduction="none")
     kl = neg_entropy - (p_teacher * F.log_softmax(logits / temperature, dim=1)).sum(dim=1)
-    return (ce_weight * ce + kd_weight * temperature**2 * kl).cpu().numpy().astype(np.float64)
+    return to_host(ce_weight * ce + kd_weight * temperature**2 * kl).astype(np.float64)
 
 
 def timed(fn, *args, **kwargs):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from ...hessian import ProbeSet
-from ...hessian.hvp import seeded_rng
+from ...hessian.hvp import full_precision, seeded_rng
 from ...models.modes import train_mode
 
 
@@ -14,11 +14,11 @@ from ...models.modes import train_mode
 def probe_loss(model: torch.nn.Module, probe: ProbeSet, mode: str = "eval") -> float:
     """Size-weighted mean cross-entropy over the probe batches in `mode`, each batch under the seed the
     Hessian operator gives it (the same dropout masks); every module's mode and every buffer are
-    restored after, and the global RNG is untouched."""
+    restored after, and the global RNG is untouched. Full precision (autocast off), whatever --precision."""
     buffers = [(b, b.clone()) for b in model.buffers()]
+    device = next(model.parameters()).device
     try:
-        with train_mode(model, mode == "train"):
-            device = next(model.parameters()).device
+        with train_mode(model, mode == "train"), full_precision(device):
             total = 0.0
             for seed, (x, y), w in zip(probe.batch_seeds(), probe.batches, probe.weights):
                 with seeded_rng(seed, device):
