@@ -25,7 +25,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import sprkd
+from common import claims_and_mcnemar, sprkd
 
 from sprkd_cli.errors import UserError
 from sprkd_cli.models.hf import first_layers
@@ -109,13 +109,8 @@ def main() -> None:
     metrics = ["test_acc", f"epochs_to:{args.converged_at:g}", "auc_val_acc"]
     if args.epochs >= 2:
         metrics.append(f"val_loss_sd:{args.epochs}")
-    for metric in metrics:
-        sprkd(args.db, "stats", "--dataset", f"sst2:max_len={args.max_len}", "--arms", "sgd,kd,sage", "--student",
-              student, "--metric", metric)
-    runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in result["methods"]}
-    shared = sorted(set(runs["sage"]) & set(runs["kd"]))
-    if shared:
-        sprkd(args.db, "stats", "--mcnemar", runs["sage"][shared[0]], runs["kd"][shared[0]])
+    claims_and_mcnemar(args.db, f"sst2:max_len={args.max_len}", ["sgd", "kd", "sage"], student, metrics, result,
+                       "sage", "kd")
 
 
 if __name__ == "__main__":

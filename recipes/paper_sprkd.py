@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from common import sprkd
+from common import claims_and_mcnemar, sprkd
 
 
 def main() -> None:
@@ -58,13 +58,7 @@ def main() -> None:
     metrics = ["test_acc", f"epochs_to:{args.converged_at:g}", "auc_val_acc", f"val_loss_sd:{args.last_epochs}",
                "hessian.top1", "hessian.trace", "hessian.min",
                *(f"noise_acc:{s.strip()}" for s in args.eval_noise.split(",") if s.strip())]
-    for metric in metrics:
-        sprkd(args.db, "stats", "--dataset", "malaria", "--arms", "sgd,rkd,sprkd", "--student", "malaria-student",
-              "--metric", metric)
-    runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in result["methods"]}
-    shared = sorted(set(runs["sprkd"]) & set(runs["rkd"]))
-    if shared:
-        sprkd(args.db, "stats", "--mcnemar", runs["sprkd"][shared[0]], runs["rkd"][shared[0]])
+    claims_and_mcnemar(args.db, "malaria", ["sgd", "rkd", "sprkd"], "malaria-student", metrics, result, "sprkd", "rkd")
 
 
 if __name__ == "__main__":
