@@ -117,18 +117,21 @@ def _check_sqlite_path(path: Path) -> None:
                         f"journal ({path.name}-wal) beside the file")
 
 
-def _json_reader(url: str):
-    """The engine's JSON decoder: a stored value that is not JSON is a UserError naming the store."""
+class _json_reader:
+    """The engine's JSON decoder: a stored value that is not JSON is a UserError naming the store. A callable
+    object, not a closure: psycopg caches its loaders by the function's code and logs a warning (on every
+    PostgreSQL command) for a closure."""
 
-    def loads(text):
+    def __init__(self, url: str):
+        self.url = url
+
+    def __call__(self, text):
         try:
             return json.loads(text)
         except ValueError as exc:
             shown = text if len(text) <= 40 else text[:37] + "..."
-            raise UserError(f"the store {display_url(url)} holds a value that is not JSON ({shown!r}: {exc}); "
+            raise UserError(f"the store {display_url(self.url)} holds a value that is not JSON ({shown!r}: {exc}); "
                             "the row was written by something other than sprkd, or the file is damaged") from None
-
-    return loads
 
 
 def store_error(url: str, exc: DBAPIError) -> UserError:
