@@ -184,3 +184,20 @@ def test_an_unreachable_bucket_is_refused_before_training(db, bucket, monkeypatc
 
     monkeypatch.setenv("SPRKD_ARTIFACTS", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x")
     assert_user_error(sprkd(db, *TEACHER_ARGS), "cannot write run artifacts under the artifact root s3://no-such-bucket")
+
+
+def test_weights_and_their_header_round_trip_through_the_bucket(bucket):
+    from sprkd_cli.engine.safetensors_io import read_metadata, write_tensors
+    from sprkd_cli.errors import UserError
+
+    url = f"s3://{bucket}/sweep/r/model.safetensors"
+    write_tensors(url, {"w": torch.arange(6.0).view(2, 3)}, {"embed_config": "{}"})
+    tensors, meta = read_tensors(url, "checkpoint")
+    assert torch.equal(tensors["w"], torch.arange(6.0).view(2, 3)) and meta == {"embed_config": "{}"}
+    assert read_metadata(url) == {"embed_config": "{}"}
+    assert read_metadata(f"s3://{bucket}/sweep/r/missing.safetensors") == {}
+    with pytest.raises(UserError, match="is missing"):
+        read_tensors(f"s3://{bucket}/sweep/r/missing.safetensors", "checkpoint")
+    artifacts.write_bytes(url, b"\x80\x04not safetensors")
+    with pytest.raises(UserError, match="not a safetensors file"):
+        read_tensors(url, "checkpoint")

@@ -54,10 +54,12 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The header strings of the file at `path` (empty when none, or it is missing or not safetensors)."""
-    if artifacts.is_remote(path):
+    if artifacts.is_remote(path):  # the header only: two ranged reads, not the whole file
         try:
-            return _read_remote(path, "file")[1]
-        except UserError:
+            (size,) = struct.unpack("<Q", artifacts.read_bytes(path, 0, 8))
+            header = json.loads(artifacts.read_bytes(path, 8, 8 + size)) if size < 100_000_000 else {}
+            return {str(k): str(v) for k, v in (header.get("__metadata__") or {}).items()}
+        except (OSError, struct.error, ValueError, AttributeError):
             return {}
     try:
         with safe_open(str(path), framework="pt") as f:

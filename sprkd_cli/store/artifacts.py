@@ -89,12 +89,13 @@ def write_bytes(loc: Location, data: bytes) -> None:
         raise
 
 
-def read_bytes(loc: Location) -> bytes:
-    """The content at `loc`; FileNotFoundError when there is none."""
+def read_bytes(loc: Location, start: int | None = None, end: int | None = None) -> bytes:
+    """The content at `loc` (bytes start to end when given); FileNotFoundError when there is none."""
     if is_remote(loc):
         fs, path = _fs(loc)
-        return fs.cat_file(path)
-    return loc.read_bytes()
+        return fs.cat_file(path, start=start, end=end)
+    data = loc.read_bytes()
+    return data if start is None and end is None else data[start:end]
 
 
 def exists(loc: Location) -> bool:
