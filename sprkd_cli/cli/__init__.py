@@ -26,7 +26,16 @@ def _global(
     ctx: typer.Context,
     db: Annotated[Optional[str], typer.Option(
         "--db", envvar="SPRKD_DB", help="Result store: a SQLAlchemy URL or a SQLite file path \\[default: ./runs.db].")] = None,
+    artifacts: Annotated[Optional[str], typer.Option(
+        "--artifacts", envvar="SPRKD_ARTIFACTS", show_envvar=False,
+        help="Artifact root (checkpoints, training states, saddle snapshots, plots): a folder or an fsspec URL "
+             "such as s3://bucket/prefix (pip install 'sprkd[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
+             "a SQLite store, else ./runs].")] = None,
 ) -> None:
+    if artifacts:
+        import os
+
+        os.environ["SPRKD_ARTIFACTS"] = artifacts  # read by the store, and passed on to subprocesses and Ray tasks
     ctx.obj = {"db": db}
 
 

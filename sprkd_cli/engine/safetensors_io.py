@@ -4,7 +4,9 @@ file cannot run code."""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -12,12 +14,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..errors import UserError
+from ..store import artifacts
 
 
 def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
                   atomic: bool = False) -> None:
     """Write `tensors` (contiguous CPU copies) with `metadata` strings in the header; `atomic`: through a
-    temporary name, so a reader sees the previous file or this one, never half."""
+    temporary name, so a reader sees the previous file or this one, never half. `path` may be a remote
+    location (store.artifacts): the file goes up in one piece, which is atomic there anyway."""
+    if artifacts.is_remote(path):
+        from safetensors.torch import save
+
+        artifacts.write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+                                         metadata=metadata))
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     target = path.with_name(path.name + ".partial") if atomic else path
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(target), metadata=metadata)
@@ -28,6 +38,8 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
 def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """(tensors, metadata) of the file at `path`. `what` names it in the error a user sees when it is
     missing or not a safetensors file (a pickle is refused without being run)."""
+    if artifacts.is_remote(path):
+        return _read_remote(path, what)
     if not path.exists():
         raise UserError(f"{what} {path} is missing; the run's artifacts were moved or deleted")
     if not path.is_file():
@@ -42,8 +54,32 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
 
 def read_metadata(path: Path) -> dict[str, str]:
     """The header strings of the file at `path` (empty when none, or it is missing or not safetensors)."""
+    if artifacts.is_remote(path):  # the header only: two ranged reads, not the whole file
+        try:
+            (size,) = struct.unpack("<Q", artifacts.read_bytes(path, 0, 8))
+            header = json.loads(artifacts.read_bytes(path, 8, 8 + size)) if size < 100_000_000 else {}
+            return {str(k): str(v) for k, v in (header.get("__metadata__") or {}).items()}
+        except (OSError, struct.error, ValueError, AttributeError):
+            return {}
     try:
         with safe_open(str(path), framework="pt") as f:
             return dict(f.metadata() or {})
     except (OSError, SafetensorError):
         return {}
+
+
+def _read_remote(url: str, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """read_tensors of a remote location: the whole file fetched, then parsed from memory."""
+    from safetensors.torch import load
+
+    try:
+        data = artifacts.read_bytes(url)
+    except FileNotFoundError:
+        raise UserError(f"{what} {url} is missing; the run's artifacts were moved or deleted") from None
+    try:
+        (size,) = struct.unpack("<Q", data[:8])
+        header = json.loads(data[8:8 + size])
+        return load(data), dict(header.get("__metadata__") or {})
+    except (SafetensorError, struct.error, ValueError, AttributeError) as exc:
+        raise UserError(f"{what} {url} is not a safetensors file ({exc}); sprkd does not load pickled "
+                        "files, which can run code") from None

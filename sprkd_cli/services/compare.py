@@ -343,7 +343,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
             "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
 
 
-def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> Path | None:
+def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> "Path | str | None":
     """Validation accuracy per epoch, mean ± sd over seeds, one line per arm, as a PNG."""
     import matplotlib
 
@@ -372,9 +372,11 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     ax.legend()
     ax.grid(alpha=0.3)
     out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    from ..store.artifacts import local_file_for
+
+    with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded
+        fig.savefig(local, dpi=120, format="png")
     plt.close(fig)
     return out
 

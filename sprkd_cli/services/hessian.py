@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..store import Store
+from ..store.artifacts import join, local_file_for, location
 
 DTYPES = ("float32", "float64")
 MODES = ("eval", "train")
@@ -99,7 +100,7 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     report_id = store.add_hessian_report(run.id, asdict(request), result)
     plot = None
     if request.density:
-        plot = density_plot({f"{run.id} ({run.method})": result}, Path(run.artifact_dir) / f"hessian-{report_id}.png",
+        plot = density_plot({f"{run.id} ({run.method})": result}, join(location(run.artifact_dir), f"hessian-{report_id}.png"),
                             title=f"Hessian eigenvalue density, run {run.id}")
     return {"report_id": report_id, "run_id": run.id, "request": asdict(request), **result,
             "plot": str(plot) if plot else None}
@@ -138,7 +139,7 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
     return {"runs": rows, "plot": str(plot) if plot else None}
 
 
-def density_plot(results: dict[str, dict], out: Path, title: str) -> Path:
+def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Path | str":
     """The Gaussian-smoothed SLQ density of each result, log-scale y, on one axis."""
     import matplotlib
 
@@ -159,8 +160,8 @@ def density_plot(results: dict[str, dict], out: Path, title: str) -> Path:
     ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded
+        fig.savefig(local, dpi=120, format="png")
     plt.close(fig)
     return out

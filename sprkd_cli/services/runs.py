@@ -146,7 +146,9 @@ def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
     cfg = TrainConfig.from_dict(run.config)
     split = run.config["data"]
     model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
-    path = Path(run.artifact_dir) / checkpoint
+    from ..store.artifacts import join, location
+
+    path = join(location(run.artifact_dir), checkpoint)
     embed = checkpoint_metadata(path).get("embed_config")
     if embed:
         from ..models.hf import embed_from_config

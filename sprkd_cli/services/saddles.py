@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from ..config import TrainConfig
 from ..errors import UserError
-from ..store import Run, Store
+from ..store import Run, Store, artifacts as store_artifacts
 
 SADDLE_DIR = "saddles"
 
@@ -65,7 +65,7 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
             store.add_event(run_id, "saddle_dropped", facts | {"reason": _not_kept(cfg.max_saddles)},
                             step=step, epoch=epoch)
             return
-        path = artifacts / SADDLE_DIR / f"step-{step:07d}.safetensors"
+        path = store_artifacts.join(artifacts, SADDLE_DIR, f"step-{step:07d}.safetensors")
         save_snapshot(model, path)
         saddle_id = store.add_saddle_point(run_id, step=step, epoch=epoch, probe_loss=loss, eigenvalues=s.eigenvalues,
                                            s_neg=s.s_neg, s_pos=s.s_pos, artifact=str(path))
@@ -74,7 +74,7 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
         for old in kept:
             if id(old) not in keep:
                 store.delete_saddle_point(old.id)
-                Path(old.artifact).unlink(missing_ok=True)
+                store_artifacts.remove(store_artifacts.location(old.artifact))
                 store.add_event(run_id, "saddle_dropped", {"saddle_id": old.id, "step": old.step,
                                                            "probe_loss": old.probe_loss, "s_neg": old.s_neg,
                                                            "s_pos": old.s_pos, "reason": _not_kept(cfg.max_saddles)},
@@ -156,7 +156,7 @@ def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:
             if chosen is None:
                 raise UserError(no_strong_message(run, points, options))
             saddles.append(TeacherSaddle(run.id, run.model, chosen.id, chosen.step, chosen.probe_loss,
-                                         load_snapshot(Path(chosen.artifact)), fell_back))
+                                         load_snapshot(store_artifacts.location(chosen.artifact)), fell_back))
     teachers = [load_run_model(r) for r in runs] if options.get("kd_weight", 0) > 0 else []
     return {"saddles": saddles, "teachers": teachers}
 
@@ -176,7 +176,7 @@ def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: 
         if wanted is None:  # the split's shapes as stored with the run: no need to load the data
             split = run.config["data"]
             wanted = [p.dim() for p in build_model(student, tuple(split["input_shape"]), split["n_classes"]).parameters()]
-        if [t.dim() for _, t in load_snapshot(Path(points[0].artifact))] == wanted:
+        if [t.dim() for _, t in load_snapshot(store_artifacts.location(points[0].artifact))] == wanted:
             return run
     raise UserError(
         f"no finished teacher of {dataset} (split seed {split_seed}) with tracked saddles that fits student {student} "

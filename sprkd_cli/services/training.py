@@ -11,7 +11,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError, one_line
-from ..store import Store, utcnow
+from ..store import Store, artifacts as store_artifacts, utcnow
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 from .saddles import EventSink, event_counts, injection_mapping, saddle_inputs, saddle_tracker
@@ -79,7 +79,7 @@ def load_config_data(cfg: TrainConfig, store: Store, *, download: bool = False, 
 
     return load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model, image_size=cfg.image_size,
                         download=download, progress=progress,
-                        cache_dir=str(cache_root(cfg.cache_dir, store.artifact_root)))
+                        cache_dir=str(cache_root(cfg.cache_dir, _local_or_none(store.artifact_root))))
 
 
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
@@ -147,8 +147,8 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
     check_resumable(run, kind)
     store.check_artifact_root()
     cfg = TrainConfig.from_dict(run.config)
-    path = Path(run.artifact_dir) / STATE_FILE
-    state = load_state(path) if path.exists() else None
+    path = store_artifacts.join(store_artifacts.location(run.artifact_dir), STATE_FILE)
+    state = load_state(path) if store_artifacts.exists(path) else None
     epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
     if cfg.track_saddles:
         _check_saddles_kept(store, run, step)
@@ -168,7 +168,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
             raise UserError(f"run {run.id} cannot be resumed: {exc}") from None
     with Interruptible(defer=True) as stop:
         for artifact in store.reopen_run(run, epoch, step, this_process()):
-            Path(artifact).unlink(missing_ok=True)
+            store_artifacts.remove(store_artifacts.location(artifact))
         store.add_event(run.id, "resumed", {"from_epoch": epoch, "from_step": step, "was": run.status,
                                             "state": str(path) if state else None}, step=step, epoch=epoch)
         return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method,
@@ -224,7 +224,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     from ..models import count_parameters
     from .claims import end_of_run_claims
 
-    artifacts = Path(run.artifact_dir)
+    artifacts = store_artifacts.location(run.artifact_dir)
     events.attach(store, run.id)
     n_params = count_parameters(model)
     store.update_run(run.id, n_params=n_params)
@@ -235,7 +235,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
         if on_epoch is not None:
             on_epoch(epoch_record)
 
-    state_path = artifacts / STATE_FILE
+    state_path = store_artifacts.join(artifacts, STATE_FILE)
     saved_at = [time.monotonic()]
 
     def checkpoint(epoch: int, capture: Callable[[], dict]) -> None:
@@ -255,17 +255,23 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume)
     metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
-    save_weights(model.state_dict(), artifacts / FINAL_CHECKPOINT, metadata)
-    save_weights(result.best_state, artifacts / BEST_CHECKPOINT, metadata)
+    save_weights(model.state_dict(), store_artifacts.join(artifacts, FINAL_CHECKPOINT), metadata)
+    save_weights(result.best_state, store_artifacts.join(artifacts, BEST_CHECKPOINT), metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | method.summary() | end_of_run_claims(cfg, result, model, data) | \
         {"wall_seconds": time.perf_counter() - started}
     store.finish_run(run.id, summary, n_params)
-    state_path.unlink(missing_ok=True)  # a finished run is not resumed
+    store_artifacts.remove(state_path)  # a finished run is not resumed
     outcome = finished_outcome(read_run(store, run.id))
     if store.events(run.id):
         outcome |= {"events": event_counts(store, run.id), "injection": injection_mapping(store, run.id)}
     return outcome
+
+
+def _local_or_none(root):
+    """`root` when it is a local folder; None (the default ./runs/cache) when it is remote: decoded data
+    is cached on the machine that uses it."""
+    return None if store_artifacts.is_remote(root) else root
 
 
 def _each(hooks: list[Callable[[int, int], None]]) -> Callable[[int, int], None] | None:

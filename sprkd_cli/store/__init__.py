@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
+from .artifacts import join as artifact_join
 from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
@@ -64,18 +65,33 @@ class Store:
         return self._sessions()
 
     @property
-    def artifact_root(self) -> Path:
-        """$SPRKD_ARTIFACTS, else `runs/` beside a SQLite file, else ./runs."""
+    def artifact_root(self) -> "Path | str":
+        """$SPRKD_ARTIFACTS (a folder, or any fsspec URL such as s3://bucket/prefix: see store.artifacts),
+        else `runs/` beside a SQLite file, else ./runs. A Path when local, the URL otherwise."""
+        from .artifacts import is_remote, location
+
         if os.environ.get("SPRKD_ARTIFACTS"):
-            return Path(os.environ["SPRKD_ARTIFACTS"]).resolve()
+            root = location(os.environ["SPRKD_ARTIFACTS"])
+            return root if is_remote(root) else root.expanduser().resolve()
         path = sqlite_path(self.url)
         return (path.parent if path else Path.cwd()) / "runs"
 
     def check_artifact_root(self) -> None:
         """UserError unless files can be written under the artifact root (created if missing): checked
         before a run starts, so that a run does not train only to fail at saving its weights."""
+        from .artifacts import check_writable, is_remote
+
         root = self.artifact_root
         where = f"the artifact root {root}" + (" ($SPRKD_ARTIFACTS)" if os.environ.get("SPRKD_ARTIFACTS") else "")
+        if is_remote(root):
+            try:
+                check_writable(root)
+            except UserError:
+                raise
+            except Exception as exc:  # fsspec backends raise their own errors (botocore's, aiohttp's)
+                raise UserError(f"cannot write run artifacts under {where}: {type(exc).__name__}: {exc}; "
+                                "check the URL, the credentials and the endpoint (AWS_ENDPOINT_URL)") from None
+            return
         if root.exists() and not root.is_dir():
             raise UserError(f"{where} is a file, not a folder; set SPRKD_ARTIFACTS to a folder you can write")
         try:
@@ -90,10 +106,15 @@ class Store:
             raise UserError(f"cannot write run artifacts under {where}: {reason}; "
                             "set SPRKD_ARTIFACTS to a folder you can write") from None
 
-    def artifact_path(self, *names: str) -> Path:
-        """A path under the artifact root made of `names`, each one turned into a safe file name, so a
+    def artifact_path(self, *names: str) -> "Path | str":
+        """A location under the artifact root made of `names`, each one turned into a safe file name, so a
         user-given string (a dataset spec, a method name) cannot lead outside the root."""
-        root = self.artifact_root.resolve()
+        from .artifacts import is_remote, join
+
+        root = self.artifact_root
+        if is_remote(root):
+            return join(root, *(safe_name(n) for n in names))  # a safe name has no '/' and is not '..'
+        root = root.resolve()
         path = root.joinpath(*(safe_name(n) for n in names))
         if not path.resolve().is_relative_to(root):
             raise UserError(f"'{'/'.join(names)}' would lead outside the artifact root {root}")
@@ -114,7 +135,7 @@ class Store:
             git_commit=provenance.get("git_commit"), git_dirty=provenance.get("git_dirty"),
             versions=provenance.get("versions", {}), device=device, **process, created_at=now, started_at=now,
             heartbeat_at=now, summary={},
-            artifact_dir=str(self.artifact_root / run_id),
+            artifact_dir=str(artifact_join(self.artifact_root, run_id)),
         )
         with self.session() as s, s.begin():
             s.add(run)
