@@ -120,6 +120,7 @@ HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a 
 TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
 TuneSeeds = Annotated[Optional[str], typer.Option(help="Seeds of the --tune grid runs \\[default: the first of --seeds].")]
 GpusPerRun = Annotated[float, typer.Option(metavar="G", help="With --executor ray: the GPUs each run's task asks Ray for, e.g. 1, or 0.5 to put two runs on each GPU (above 1: whole GPUs); the runs then train on their GPU (--device auto). 0: the tasks hold no GPU and train on the CPU. A request no node of the cluster can meet is refused before any run starts.")]
+RayVerbose = Annotated[bool, typer.Option("--verbose", help="With --executor ray: let Ray's own log lines (connection retries, warnings) through to stderr; by default sprkd reports only its own errors and the runs' failures.")]
 RayAddress = Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")]
 
 
@@ -146,7 +147,7 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
 
 def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
             teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None,
-            gpus_per_run: float, hessian: bool,
+            gpus_per_run: float, verbose: bool, hessian: bool,
             tune: list[str] | None, tune_seeds: str | None, as_json: bool, **values) -> None:
     from ..arms import parse_arms
     from ..services.compare import check_executor, check_jobs, compare as run_compare
@@ -176,7 +177,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
                              executor=executor, ray_address=ray_address, gpus_per_run=gpus_per_run,
-                             hessian=hessian, tune=tune_keys,
+                             ray_verbose=verbose, hessian=hessian, tune=tune_keys,
                              tune_seeds=tune_seed_list)
     if as_json:
         print_json(result)
@@ -206,7 +207,7 @@ COMMANDS = {
                 [_param("methods", Methods, None), _param("arm", ArmOption, None), *STUDENT,
                  _param("seeds", Seeds, "0-4"), _param("jobs", Jobs, 1), _param("executor", Executor, "local"),
                  _param("ray_address", RayAddress, None), _param("gpus_per_run", GpusPerRun, 0.0),
-                 _param("hessian", HessianFlag, False),
+                 _param("verbose", RayVerbose, False), _param("hessian", HessianFlag, False),
                  _param("tune", TuneOption, None), _param("tune_seeds", TuneSeeds, None),
                  *training_params("student"), *method_params(), *OUTPUT],
                 """Run every missing (arm, seed) (finished runs with the same config and seed are reused;

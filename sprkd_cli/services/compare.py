@@ -160,7 +160,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
             method_overrides: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
             ray_address: str | None = None, gpus_per_run: float = 0.0, hessian: bool = False,
-            tune: list | None = None, tune_seeds: list[int] | None = None) -> dict:
+            ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise.
 
@@ -169,7 +169,8 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid."""
     run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
                                                 lambda total, todo: on_planned(phase, total, todo), on_done,
-                                                diverged_done=phase == "tuning", gpus_per_run=gpus_per_run)
+                                                diverged_done=phase == "tuning", gpus_per_run=gpus_per_run,
+                                                ray_verbose=ray_verbose)
     store.check_artifact_root()
     tuning: dict[str, dict] = {}
     outcomes: list[dict] = []
@@ -191,7 +192,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
 
 def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor: str, ray_address: str | None,
                    on_planned: Callable[[int, int], None], on_done: Callable[[dict], None], *,
-                   diverged_done: bool = False, gpus_per_run: float = 0.0) -> list[dict]:
+                   diverged_done: bool = False, gpus_per_run: float = 0.0, ray_verbose: bool = False) -> list[dict]:
     """Train the configs that have no finished run of their hash and seed (once each, however many arms
     ask for it), resuming an interrupted or crashed one from its state; every run found or trained
     belongs to the arms that asked for it. With `diverged_done` (a --tune grid) a run that diverged counts
@@ -216,7 +217,8 @@ def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor
     if executor == "ray" and work:
         from .ray_executor import execute_ray
 
-        outcomes = execute_ray(store, work, jobs, on_done, address=ray_address, gpus=gpus_per_run)
+        outcomes = execute_ray(store, work, jobs, on_done, address=ray_address, gpus=gpus_per_run,
+                               verbose=ray_verbose)
     else:
         outcomes = execute(store, work, jobs, on_done)
     for cfg in configs:  # a config asked for by two arms was trained once, for the first

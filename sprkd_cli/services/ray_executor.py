@@ -11,9 +11,13 @@ e.g. 0.5: two runs on each); Ray points the task's CUDA_VISIBLE_DEVICES at the G
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 from ..config import TrainConfig
 from ..errors import Interrupted, UserError
@@ -22,6 +26,10 @@ from ..store import Store
 INSTALL = "pip install 'sprkd[ray]'"
 WAIT_SECONDS = 0.5
 LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # a local cluster holds only small outcomes; Ray's default is 30% of RAM
+REACH_SECONDS = 10.0  # a cluster's GCS port that does not accept a TCP connection in this long is unreachable
+TOKEN_HELP = ("put the head's token (`ray get-auth-token` on the head: its ~/.ray/auth_token) in the "
+              "RAY_AUTH_TOKEN environment variable, in ~/.ray/auth_token, or in a file named by RAY_AUTH_TOKEN_PATH")
+RAY_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve")
 
 
 def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None = None, gpus: float = 0.0) -> dict:
@@ -61,6 +69,96 @@ def import_ray():
     return ray
 
 
+def ray_token_available() -> bool:
+    """Whether this process has a Ray authentication token where Ray looks for one: the RAY_AUTH_TOKEN
+    environment variable, the file named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    return Path(path).expanduser().is_file() if path else (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def use_token_if_available() -> bool:
+    """Ray (2.5x+) connects to an explicit address without a token unless RAY_AUTH_MODE=token, even when
+    its token file is there; `ray start --head` turns token authentication on when it finds a token. With
+    RAY_AUTH_MODE unset and a token available, set it to token (a cluster without authentication ignores
+    the token). An explicit RAY_AUTH_MODE is left as it is. Returns whether token mode is on."""
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None:
+        return mode.lower() == "token"
+    if not ray_token_available():
+        return False
+    os.environ["RAY_AUTH_MODE"] = "token"
+    from ray._raylet import Config
+
+    Config.initialize("")  # Ray's own way to make this process see the mode (authentication_token_setup)
+    return True
+
+
+@contextlib.contextmanager
+def quiet_stderr(verbose: bool):
+    """Ray's C++ core writes its warnings (a failed GCS connection: one a second) to file descriptor 2,
+    past Python's logging: unless `verbose`, send fd 2 to a scratch file while Ray connects, and quieten
+    Ray's Python loggers. sprkd's own errors are raised, and printed, after."""
+    if verbose:
+        yield
+        return
+    for name in RAY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import sys
+
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (an embedded interpreter): nothing to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def split_address(address: str) -> tuple[str, int] | None:
+    """HOST:PORT of a GCS address (None for auto, ray://, or anything else Ray resolves itself)."""
+    if address == "auto" or "://" in address or ":" not in address:
+        return None
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return (host, int(port)) if port.isdigit() and host else None
+
+
+def check_cluster(address: str) -> None:
+    """Before ray.init (whose failures take 20 s or more, with a warning a second): the GCS port at
+    `address` accepts a connection within REACH_SECONDS, and accepts this process's token (one GCS call,
+    under a second). Either failing is a one-line UserError; the token one says where the token goes."""
+    hostport = split_address(address)
+    if hostport is None:
+        return
+    try:
+        socket.create_connection(hostport, timeout=REACH_SECONDS).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach Ray at {address}: nothing answers on {hostport[0]}:{hostport[1]} "
+                        f"within {REACH_SECONDS:g} s ({exc.strerror or exc}); is `ray start --head "
+                        f"--port={hostport[1]}` running there, and the port open to this machine?") from None
+    from ray._raylet import GcsClient
+
+    try:
+        GcsClient(address=address).cluster_id  # noqa: B018  one call; raises at once on a bad token
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if "InvalidAuthToken" in text or "AuthenticationError" in type(exc).__name__ \
+                or "no authentication token" in text:
+            found = "a token that the cluster refused" if ray_token_available() else "no token"
+            raise UserError(f"Ray at {address} needs its authentication token and this machine has {found}: "
+                            f"{TOKEN_HELP}") from None
+        # anything else: left to ray.init, which says what it is
+
+
 def check_gpus_per_run(gpus: float) -> float:
     """--gpus-per-run: 0 (no GPU), a share of one GPU (0 < G <= 1), or whole GPUs (as Ray schedules them)."""
     if not gpus >= 0:  # NaN too
@@ -82,11 +180,14 @@ def check_cluster_has_gpus(ray, gpus: float) -> None:
 
 
 def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: int,
-                on_done: Callable[[dict], None], *, address: str | None, gpus: float = 0.0) -> list[dict]:
+                on_done: Callable[[dict], None], *, address: str | None, gpus: float = 0.0,
+                verbose: bool = False) -> list[dict]:
     """Train (or resume) the runs of `work` as Ray tasks of one CPU (and `gpus` of a GPU) each, on the
     cluster at `address` (None: a local one of `jobs` CPUs and the machine's GPUs, started here and shut
     down after). A GPU request no node can meet is a UserError before any task is submitted. SIGINT or
-    SIGTERM cancels the tasks (running ones end their runs as interrupted) and raises Interrupted."""
+    SIGTERM cancels the tasks (running ones end their runs as interrupted) and raises Interrupted.
+    Ray's own log lines stay off stderr unless `verbose`; a cluster that is unreachable or refuses the
+    token is a one-line UserError within check_cluster's bound."""
     from .lifecycle import Interruptible
 
     ray = import_ray()
@@ -96,11 +197,16 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
     started_here = not ray.is_initialized()
     if started_here:
         try:
-            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # stdout stays --json's
-            if address:
-                ray.init(address=address, **quiet)
-            else:
-                ray.init(num_cpus=jobs, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+            # workers' output never comes here (stdout stays --json's); --verbose lets Ray's own lines through
+            quiet = {"log_to_driver": False, "logging_level": logging.INFO if verbose else logging.ERROR}
+            with quiet_stderr(verbose):
+                if address:
+                    use_token_if_available()
+                    check_cluster(address)
+                    ray.init(address=address, **quiet)
+                else:
+                    ray.init(num_cpus=jobs, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+                             **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                             + " ".join(str(exc).split())[:300]) from None
@@ -132,7 +238,8 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
                 raise
     finally:
         if started_here:
-            ray.shutdown()
+            with quiet_stderr(verbose):
+                ray.shutdown()
     return outcomes
 
 
