@@ -166,3 +166,47 @@ def open_test_store(db):
 
 def metric_rows(store, run_id: str) -> list[tuple]:
     return [(m.step, m.epoch, m.split, m.name, m.value) for m in store.metrics([run_id])]
+
+
+# -- S3 (artifacts in object storage) ------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on a free localhost port (moto[server] is in the dev extra)."""
+    moto_server = pytest.importorskip("moto.server")
+    pytest.importorskip("s3fs")
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint, monkeypatch, tmp_path):
+    """A fresh bucket; SPRKD_ARTIFACTS points into it. The endpoint is given the way a user points
+    botocore (and so s3fs) at an S3-compatible server: AWS_ENDPOINT_URL."""
+    import uuid
+
+    import boto3
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    name = f"sprkd-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    monkeypatch.setenv("SPRKD_ARTIFACTS", f"s3://{name}/sweep")
+    yield name
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "runs").exists(), \
+        "an artifact was written to the local disk"
+
+
+def bucket_keys(bucket: str) -> set[str]:
+    import boto3
+
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}

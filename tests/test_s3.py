@@ -7,55 +7,19 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 
 import pytest
 import torch
-from conftest import DATA, STUDENT_ARGS, TEACHER_ARGS, open_test_store, sprkd_json
+from conftest import STUDENT_ARGS, TEACHER_ARGS, bucket_keys as keys, open_test_store, sprkd_json
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
 
 from sprkd_cli.engine.safetensors_io import read_tensors  # noqa: E402
 from sprkd_cli.store import artifacts  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def bucket(s3_endpoint, monkeypatch, tmp_path):
-    """A fresh bucket; SPRKD_ARTIFACTS points into it. The endpoint is given the way a user points
-    botocore (and so s3fs) at an S3-compatible server: AWS_ENDPOINT_URL."""
-    import boto3
-
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    name = f"sprkd-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
-    monkeypatch.setenv("SPRKD_ARTIFACTS", f"s3://{name}/sweep")
-    yield name
-    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "runs").exists(), \
-        "an artifact was written to the local disk"
-
-
-def keys(bucket: str) -> set[str]:
-    import boto3
-
-    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {o["Key"] for page in pages for o in page.get("Contents", [])}
 
 
 def test_teacher_student_hessian_and_compare_through_the_bucket(db, bucket):

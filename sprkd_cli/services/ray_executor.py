@@ -55,7 +55,8 @@ def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None
     if outcome.get("run_id"):
         run = store.get_run(outcome["run_id"])
         store.add_event(run.id, "ray_task", {
-            "node_ip": ray.util.get_node_ip_address(), "gpus_per_run": gpus,
+            "node_ip": ray.util.get_node_ip_address(), "node_id": ray.get_runtime_context().get_node_id(),
+            "gpus_per_run": gpus,
             "gpu_ids": [str(i) for i in ray.get_gpu_ids()],
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "device": run.device})
     return outcome
