@@ -172,9 +172,13 @@ def metric_rows(store, run_id: str) -> list[tuple]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint():
-    """A moto S3 server on a free localhost port (moto[server] is in the dev extra)."""
-    moto_server = pytest.importorskip("moto.server")
+    """An S3-compatible server: $SPRKD_TEST_S3 (.ci/run starts moto's standalone server), else moto's server
+    started here on a free localhost port (moto[server] is in the dev extra)."""
     pytest.importorskip("s3fs")
+    if os.environ.get("SPRKD_TEST_S3"):
+        yield os.environ["SPRKD_TEST_S3"]
+        return
+    moto_server = pytest.importorskip("moto.server")
     import socket
 
     with socket.socket() as s:
