@@ -181,16 +181,21 @@ def wait_for_epochs(db: Path, run_epochs: int, child: subprocess.Popen, timeout:
     raise AssertionError(f"no {run_epochs} epochs within {timeout} s")
 
 
-@pytest.mark.slow
-def test_kill_9_mid_epoch_then_crashed_then_resumed_to_the_uninterrupted_numbers(db):
-    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), *SLOW, "--checkpoint-every", "0"]
+def kill_9_after(db, args: list[str], epochs: int = 3) -> None:
+    """`sprkd --db DB ARGS` in a child process, killed with SIGKILL once `epochs` epochs are stored."""
+    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), *args]
     child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     try:
-        wait_for_epochs(db, 3, child)
+        wait_for_epochs(db, epochs, child)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         child.kill()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_epoch_then_crashed_then_resumed_to_the_uninterrupted_numbers(db):
+    kill_9_after(db, [*SLOW, "--checkpoint-every", "0"])
     store = open_test_store(db)  # readable after the kill
     [run] = read_runs(store)
     assert run.status == "running"  # its heartbeat is fresh: not crashed yet, but its process is gone

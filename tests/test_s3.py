@@ -6,9 +6,6 @@ from the state in the bucket to the numbers of one never stopped; a failed uploa
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import uuid
 
 import pytest
@@ -58,19 +55,12 @@ SLOW = ["train-teacher", "--dataset", "synthetic:n=1000,features=16,classes=3", 
 
 @pytest.mark.slow
 def test_kill_9_then_resume_from_the_state_in_the_bucket(db, bucket):
-    from test_resume import wait_for_epochs
+    from test_resume import kill_9_after
 
     from sprkd_cli.services.lifecycle import CRASH_AFTER, read_runs
     from sprkd_cli.store import utcnow
 
-    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), *SLOW, "--checkpoint-every", "0"]
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
-    try:
-        wait_for_epochs(db, 3, child)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        child.kill()
+    kill_9_after(db, [*SLOW, "--checkpoint-every", "0"])
     store = open_test_store(db)
     [run] = read_runs(store)
     assert f"sweep/{run.id}/resume.safetensors" in keys(bucket)
