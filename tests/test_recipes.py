@@ -45,7 +45,7 @@ def test_paper_sage_recipe_tunes_every_arm_and_prints_every_table(tmp_path):
         [sys.executable, str(REPO / "recipes" / "paper_sage.py"), "--data-dir", str(data), "--db",
          str(tmp_path / "runs.db"), "--teacher", f"hf:{teacher}", "--work", str(tmp_path / "work"),
          "--train-sentences", "200", "--max-len", "16", "--student-layers", "1", "--seeds", "0-1",
-         "--teacher-epochs", "2", "--teacher-lr", "1e-3", "--epochs", "2", "--tune-lr", "1e-3,3e-3",
+         "--teacher-epochs", "1", "--teacher-lr", "1e-3", "--epochs", "2", "--tune-lr", "3e-3",
          "--batch-size", "16", "--converged-at", "0.6"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
