@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from conftest import DATA, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 from sprkd_cli import selection

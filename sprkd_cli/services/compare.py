@@ -176,9 +176,9 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     outcomes: list[dict] = []
     if tune:
         tune_seeds = tune_seeds or seeds[:1]
-        outcomes += run("tuning", tuning_configs(store, template, arms, tune, tune_seeds, teacher_ref,
-                                                 method_overrides, grid := {}))
-        tuning = choose_points(store, arms, grid, tune, tune_seeds)
+        grid = tuning_grid(store, template, arms, tune, tune_seeds, teacher_ref, method_overrides)
+        outcomes += run("tuning", [cfg for points in grid.values() for _, configs in points for cfg in configs])
+        tuning = choose_points(store, arms, grid, tune_seeds)
     chosen = {name: t["chosen"] for name, t in tuning.items()}
     configs = plan(store, template, arms, seeds, teacher_ref, method_overrides, chosen)
     final = run("runs", configs)
@@ -228,23 +228,22 @@ def _train_missing(store: Store, configs: list[TrainConfig], jobs: int, executor
     return outcomes
 
 
-def tuning_configs(store: Store, template: TrainConfig, arms: list[Arm], keys: list, tune_seeds: list[int],
-                   teacher_ref: str | None, method_overrides: dict, grid: dict) -> list[TrainConfig]:
-    """Every arm's grid on the tuning seeds; fills grid[arm name] = [(point, configs)]."""
+def tuning_grid(store: Store, template: TrainConfig, arms: list[Arm], keys: list, tune_seeds: list[int],
+                teacher_ref: str | None, method_overrides: dict) -> dict[str, list[tuple[dict, list[TrainConfig]]]]:
+    """{arm name: [(grid point, its configs on the tuning seeds)]} for every arm some tuned key applies to."""
     from ..tuning import arm_grid, tuning_arm
 
-    configs = []
+    grid = {}
     for arm in arms:
         points = arm_grid(keys, arm.method, arm.options)
         if points == [{}]:
             continue  # no tuned key applies to this arm: it runs with the flags' values
         grid[arm.name] = [(point, arm_configs(store, template, arm, tune_seeds, teacher_ref, method_overrides, point,
                                               recorded_as=tuning_arm(arm.name))) for point in points]
-        configs += [cfg for _, mine in grid[arm.name] for cfg in mine]
-    return configs
+    return grid
 
 
-def choose_points(store: Store, arms: list[Arm], grid: dict, keys: list, tune_seeds: list[int]) -> dict[str, dict]:
+def choose_points(store: Store, arms: list[Arm], grid: dict, tune_seeds: list[int]) -> dict[str, dict]:
     """Per tuned arm: {"chosen": point, "grid": {key: values}, "seeds", "scores": [...]} from the grid runs'
     validation numbers at their selected epochs. A grid point with a failed run (diverged) is not chosen;
     an arm whose every point failed is a UserError."""

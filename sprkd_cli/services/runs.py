@@ -3,7 +3,6 @@ the choice of a student's teachers (found, and checked against the student's dat
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import TrainConfig

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
