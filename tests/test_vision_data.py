@@ -434,7 +434,6 @@ def test_an_image_whose_header_claims_a_huge_size_is_one_line(tmp_path):
     import struct
     import zlib
 
-    from sprkd_cli.data.malaria import decode_image
     from sprkd_cli.errors import UserError
 
     def chunk(kind: bytes, data: bytes) -> bytes:
