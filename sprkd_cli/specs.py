@@ -29,10 +29,17 @@ def typed_options(spec: str, options: dict[str, str], defaults: dict) -> dict:
     for key, raw in options.items():
         kind = type(defaults[key])
         try:
-            out[key] = kind(raw)
+            out[key] = _boolean(raw) if kind is bool else kind(raw)
         except ValueError:
             raise UserError(f"option {key}={raw} in '{spec}' must be a {kind.__name__}") from None
     return out
+
+
+def _boolean(raw: str) -> bool:
+    words = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+    if raw.lower() not in words:
+        raise ValueError(raw)
+    return words[raw.lower()]
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -3,6 +3,7 @@ Hessian eigensteps and Gaussian perturbations with their gates, the event log, a
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -226,6 +227,34 @@ def test_approach_weights_follow_the_decaying_transformation():
     assert not approach.active and approach.stopped_by_limit and approach.steps == 2
 
 
+def test_revive_gives_dead_units_their_own_initial_weights_and_a_zero_bias():
+    from sprkd_cli.hessian import ProbeSet
+    from sprkd_cli.methods.sprkd.revive import dead_units, revive
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 4), torch.nn.ReLU(),
+                                torch.nn.Linear(4, 2))
+    x = torch.randn(64, 3)
+    probe = ProbeSet.from_indices(x, torch.zeros(64, dtype=torch.long), [torch.arange(64)], seed=0)
+    targets = [p.detach().clone() + 0.5 for p in model.parameters()]  # an "ASR" unlike the student's init
+    targets[1][2] = -100.0  # unit 2 of the first layer never fires
+    targets[3][0] = -100.0  # nor unit 0 of the second
+    before = [t.clone() for t in targets]
+    found = revive(model, targets, probe)
+    assert found == [{"layer": "0", "units": 4, "dead": 1, "revived": 1},
+                     {"layer": "2", "units": 4, "dead": 1, "revived": 1}]
+    assert torch.equal(targets[0][2], model[0].weight[2]) and targets[1][2] == 0
+    assert torch.equal(targets[2][0], model[2].weight[0]) and targets[3][0] == 0
+    untouched = [(0, [0, 1, 3]), (1, [0, 1, 3]), (2, [1, 2, 3]), (3, [1, 2, 3]), (4, [0, 1]), (5, [0, 1])]
+    for i, rows in untouched:
+        assert torch.equal(targets[i][rows], before[i][rows])
+    at = copy.deepcopy(model)
+    with torch.no_grad():
+        for p, t in zip(at.parameters(), targets):
+            p.copy_(t)
+    assert all(not dead.any() for _, dead in dead_units(at, probe))
+
+
 # --- phase 3: NHE and PGD -----------------------------------------------------------------------
 
 
@@ -304,50 +333,164 @@ def test_a_step_that_raises_the_probe_loss_is_undone_bit_for_bit():
     assert reverted > 0
 
 
-def test_gates_cooldown_limits_and_ablations_in_the_event_log(db):
+class DiagonalModel(torch.nn.Module):
+    """Logits (0, Σ d_i w_i²) for class 0 labels: at w = 0 the probe Hessian is diag(d_i) (σ(0) = 1/2)."""
+
+    def __init__(self, d: list[float]):
+        super().__init__()
+        self.d = torch.tensor(d)
+        self.w = torch.nn.Parameter(torch.zeros(len(d)))
+
+    def forward(self, x):
+        z = (self.d * self.w ** 2).sum() * torch.ones(len(x))
+        return torch.stack([torch.zeros_like(z), z], dim=1)
+
+
+def test_leading_pair_is_the_smaller_of_the_two_largest_in_magnitude():
+    from sprkd_cli.methods.sprkd.nhe import leading_pair
+
+    pair = leading_pair(DiagonalModel([3.0, -2.5, 1.0]), _probe())
+    assert pair.value == pytest.approx(-2.5, rel=1e-4) and pair.converged  # {3, -2.5}: the smaller is negative
+    assert torch.allclose(pair.vector[0].abs(), torch.tensor([0.0, 1.0, 0.0]), atol=1e-4)
+    # λmin = -1 exists but is not among the two of largest magnitude {3, 2}: no negative λ, no step
+    assert leading_pair(DiagonalModel([3.0, 2.0, -1.0]), _probe()).value == pytest.approx(2.0, rel=1e-4)
+
+
+def test_elementwise_eigenstep_moves_each_coordinate_by_its_gradient_times_v_squared():
+    from sprkd_cli.methods.sprkd.nhe import elementwise_step, leading_pair
+
+    model, probe = SaddleModel(0.2, 0.01), _probe()
+    pair = leading_pair(model, probe)
+    grads = _minibatch_grad(model, probe)
+    before = model.w.detach().clone()
+    weight = elementwise_step(list(model.parameters()), grads, pair)
+    assert weight == pytest.approx(1 / abs(pair.value)) and pair.value < 0
+    expected = before - grads[0] * pair.vector[0] ** 2 / abs(pair.value)  # θ − (g ⊙ v ⊙ v)/|λ|
+    assert torch.allclose(model.w.detach(), expected, atol=1e-7)
+    assert model.w[1] > before[1] > 0  # away from the saddle along the negative direction
+
+
+def test_the_gate_needs_a_small_gradient_distance_from_the_start_a_loss_drop_cooldown_and_epochs():
+    from sprkd_cli.methods.sprkd.gate import Gate
+
+    options = {"nhe_gate": "tensor", "nhe_grad_threshold": 0.01, "gate_distance": 1.0, "gate_loss_drop": 0.1,
+               "cooldown": 2, "gate_epochs": 3}
+    params = [torch.full((4,), 1.0), torch.full((4,), 1.0)]
+    gate = Gate(options, ["a", "b"], params, [torch.zeros(4), torch.zeros(4)])  # start norms 0, now 2 and 2
+    assert gate.distance() == pytest.approx(2.0)
+    opened = gate.check([0.5, 0.001], loss=1.0, step=1, epoch=1)
+    assert opened["tensor"] == "b" and opened["tensor_index"] == 1 and opened["distance"] == pytest.approx(2.0)
+    assert gate.check([0.5, 0.02], 1.0, 1, 1) is None  # no tensor's gradient under j
+    assert gate.check([0.5, 0.001], 1.0, 1, 4) is None  # past --gate-epochs
+    gate.fired(1, loss=1.0)
+    assert gate.check([0.5, 0.001], 0.5, 3, 1) is None  # cooldown: two steps must pass
+    assert gate.check([0.5, 0.001], 0.95, 4, 1) is None  # the loss fell by 0.05 < 0.1 since the event
+    assert gate.check([0.5, 0.001], 0.85, 4, 1) is not None
+    near = Gate(options, ["a", "b"], params, [torch.full((4,), 0.9), torch.full((4,), 0.9)])
+    assert near.check([0.5, 0.001], 1.0, 1, 1) is None  # moved 0.2 < δ from its start
+    stats = gate.epoch_statistics()
+    assert stats == {"gate_tensor_norm": 0.001, "gate_grad_norm": pytest.approx(math.hypot(0.5, 0.001)),
+                     "gate_distance": pytest.approx(2.0)}
+    assert gate.epoch_statistics() == {}  # a new epoch starts afresh
+    wide = Gate(options | {"nhe_gate": "global", "nhe_grad_threshold": 1.0}, ["a", "b"], params,
+                [torch.zeros(4), torch.zeros(4)])
+    assert wide.check([0.5, 0.6], 1.0, 1, 1)["gate"] == "global" and wide.check([0.9, 0.6], 1.0, 1, 1) is None
+
+
+OPEN_GATE = ["--nhe-grad-threshold", "1e9", "--gate-distance", "0", "--gate-loss-drop", "0", "--epochs", "6",
+             "--lr", "1e-2"]  # every base step opens the gate
+
+
+def test_events_follow_the_gate_the_budget_and_the_ablations(db):
     teacher = tracked_teacher(db)["run_id"]
     store = open_test_store(db)
-    always = ["--nhe-grad-threshold", "1e9", "--epochs", "6", "--lr", "1e-2"]  # every step passes the gradient gate
     args = ["distill", "--method", "sprkd", "--teacher", teacher, "--dataset", DATA, "--student", "mlp:width=8,depth=1"]
-    run = sprkd_json(db, *args, *always, "--cooldown", "2", "--nhe-max", "2", "--pgd-epochs", "6")["run_id"]
+    run = sprkd_json(db, *args, *OPEN_GATE, "--cooldown", "2", "--nhe-max", "2", "--gate-epochs", "5")["run_id"]
     events = [e for e in store.events(run) if e.kind != "asr_fallback"]
-    kinds = [e.kind for e in events]
-    assert kinds[:2] == ["asr_built", "injection"]
+    assert [e.kind for e in events][:2] == ["asr_built", "injection"]
     approach = events_of(store, run, "approach_finished")[0]
     nhe = [e for e in events if e.kind in ("nhe_kept", "nhe_reverted", "nhe_skipped")]
     pgd = [e for e in events if e.kind.startswith("pgd_")]
-    eigensteps = [e for e in nhe if e.kind != "nhe_skipped"]
-    assert len(eigensteps) == 2 and all(e.step > approach.step for e in nhe)  # --nhe-max eigensteps, after the approach
-    assert nhe[-1] is eigensteps[-1]  # no attempt after the last allowed eigenstep
-    assert [e.step for e in pgd] == [e.step for e in nhe]  # one PGD after each NHE attempt
-    assert nhe[1].step - nhe[0].step == 3  # the cooldown: two steps pass, the third may act
+    assert len(nhe) == 2 and all(e.step > approach.step for e in nhe + pgd)  # --nhe-max counts every attempt
+    assert [e.payload["attempt"] for e in nhe] == [1, 2]
+    assert {e.step for e in nhe} <= {e.step for e in pgd}  # PGD follows every opening, NHE budget or not
+    assert all(e.kind == "pgd_kept" for e in pgd) and len(pgd) > len(nhe)  # --accept always: nothing undone
+    steps = [e.step for e in pgd]
+    assert min(b - a for a, b in zip(steps, steps[1:])) == 3  # the cooldown: two steps pass, the third may act
+    assert max(e.epoch for e in pgd) == 5  # --gate-epochs
     from sprkd_cli.services.runs import load_run_model
 
     names = [n for n, p in load_run_model(store.get_run(run)).named_parameters()]
-    for e in nhe + pgd:  # the tensor gate (the default) names the tensor and the norm that opened it
+    for e in nhe + pgd:  # the tensor gate names the tensor and the norm that opened it
         assert e.payload["gate"] == "tensor" and e.payload["tensor"] in names
         assert e.payload["tensor_norm"] < 1e9 and e.payload["tensor_norm"] <= e.payload["grad_norm"]
+    for e in pgd:
+        assert e.payload["noise"] == "tensor" and e.payload["sigma"] == pytest.approx(0.316)
     for e in nhe:
-        if e.kind != "nhe_skipped":
-            assert {"lambda_min", "alpha", "halvings", "loss_before", "loss_after"} <= set(e.payload)
+        assert e.payload["hessian"] == "batch" and e.payload["step_kind"] == "elementwise"
+        if e.kind == "nhe_kept":
+            assert e.payload["weight"] == pytest.approx(1 / abs(e.payload["lambda"]))
 
-    no_nhe = sprkd_json(db, *args, *always, "--cooldown", "2", "--pgd-epochs", "4", "--no-nhe")["run_id"]
-    pgd = events_of(store, no_nhe, "pgd_kept") + events_of(store, no_nhe, "pgd_reverted")
+    no_nhe = sprkd_json(db, *args, *OPEN_GATE, "--cooldown", "2", "--gate-epochs", "4", "--no-nhe")["run_id"]
     assert not [e for e in store.events(no_nhe) if e.kind.startswith("nhe_")]
-    assert pgd and all(e.epoch <= 4 for e in pgd)  # --pgd-epochs
-    assert sorted(b.step - a.step for a, b in zip(pgd, pgd[1:]))[0] >= 3
+    assert events_of(store, no_nhe, "pgd_kept") and all(e.epoch <= 4 for e in events_of(store, no_nhe, "pgd_kept"))
 
-    bare = sprkd_json(db, *args, *always, "--no-asr", "--no-pgd")
+    bare = sprkd_json(db, *args, *OPEN_GATE, "--no-asr", "--no-pgd")
     bare_events = store.events(bare["run_id"])
     assert {"asr_built", "injection", "approach_finished"}.isdisjoint(e.kind for e in bare_events)
     assert not [e for e in bare_events if e.kind.startswith("pgd_")] and bare["events"]["approach_steps"] == 0
     assert len({store.get_run(r).config_hash for r in (run, no_nhe, bare["run_id"])}) == 3
 
 
+def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
+    teacher = tracked_teacher(db)["run_id"]
+    store = open_test_store(db)
+    run = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, "--dataset", DATA, "--student",
+                     "mlp:width=8,depth=1", *OPEN_GATE, "--cooldown", "2", "--nhe-step", "eigenvector",
+                     "--nhe-hessian", "probe", "--pgd-noise", "relative", "--pgd-sigma", "0.1",
+                     "--accept", "probe-loss")["run_id"]
+    nhe = events_of(store, run, "nhe_kept") + events_of(store, run, "nhe_reverted")
+    pgd = events_of(store, run, "pgd_kept") + events_of(store, run, "pgd_reverted")
+    assert nhe and pgd
+    for e in nhe:
+        p = e.payload
+        assert p["step_kind"] == "eigenvector" and p["alpha"] == pytest.approx(0.5 * abs(p["lambda"]) / 2 ** p["halvings"])
+        assert (p["loss_after"] < p["loss_before"]) if e.kind == "nhe_kept" else (p["loss_after"] == p["loss_before"])
+    for e in pgd:
+        p = e.payload
+        assert p["noise"] == "relative" and (p["loss_tried"] <= p["loss_before"]) == (e.kind == "pgd_kept")
+
+
+def test_an_attempt_without_negative_curvature_backs_off():
+    """A miss doubles the wait before the next NHE attempt; PGD does not wait."""
+    from sprkd_cli.data import load_dataset
+    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods.sprkd import SPRKD
+    from sprkd_cli.models import build_model
+
+    data = load_dataset(DATA)
+    options = method_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9})  # every λ is a miss
+    method = SPRKD(options, None, data, saddles=[])
+    model = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
+    events = []
+    method.setup(model, seed=0, emit=lambda kind, payload=None, step=None, epoch=None: events.append((kind, step)))
+    index = torch.arange(32)
+    for step in range(1, 12):
+        model.zero_grad()
+        method.loss(model, data.x_train[index], data.y_train[index], index).backward()
+        method.after_step(model, step, 1)
+    misses = [step for kind, step in events if kind == "nhe_skipped"]
+    assert misses == [1, 3, 7]  # waits of 2, 4, 8 steps after each miss
+    assert [step for kind, step in events if kind == "pgd_kept"] == list(range(1, 12))
+    assert method.nhe_attempts == 3
+
+
 def test_a_teacher_without_strong_saddles_falls_back_to_its_best_candidate(db):
     teacher = tracked_teacher(db)["run_id"]
     store = open_test_store(db)
-    args = ["distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-alpha", "1000"]
+    args = ["distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-rule", "ratio",
+            "--saddle-alpha", "1000", "--saddle-fallback", "best"]
     outcome = sprkd_json(db, *args)
     run = store.get_run(outcome["run_id"])
     assert run.summary["asr_fallback"] == [teacher] and outcome["events"]["asr_fallback"] == 1
@@ -363,11 +506,19 @@ def test_a_teacher_without_strong_saddles_falls_back_to_its_best_candidate(db):
     # a rule some candidate passes: no fallback, and the strong one of lowest loss
     alpha = min(p.s_neg / p.s_pos for p in store.saddle_points(teacher))
     strong = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS,
-                        "--saddle-alpha", str(alpha * 0.999))
+                        "--saddle-rule", "ratio", "--saddle-alpha", str(alpha * 0.999), "--asr-pick", "lowest-loss")
     assert "warnings" not in strong and "asr_fallback" not in store.get_run(strong["run_id"]).summary
     (built,) = events_of(store, strong["run_id"], "asr_built")
     lowest = min(store.saddle_points(teacher), key=lambda p: (p.probe_loss, p.step))
     assert built.payload["teachers"][0]["saddle_id"] == lowest.id
+    # the defaults: the magnitude rule, and the latest strong candidate or, failing that, the latest candidate
+    latest = max(store.saddle_points(teacher), key=lambda p: p.step)
+    default = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-beta",
+                         "1e9")
+    assert default["warnings"] == [f"no saddle candidate of teacher {teacher} passes the rule; its latest candidate "
+                                   "went into the ASR (--saddle-fallback last)"]
+    (built,) = events_of(store, default["run_id"], "asr_built")
+    assert built.payload["teachers"][0]["saddle_id"] == latest.id and built.payload["saddle_rule"] == "magnitude"
 
 
 def test_nhe_gate_statistic_is_stored_every_epoch(db):
@@ -395,8 +546,9 @@ def test_sprkd_user_errors_are_one_line(db):
     assert f"--model {TEACHER_MODEL}" in line
     assert_user_error(sprkd(db, *base, "--teacher", never), never, "no saddle candidate", "saw negative curvature",
                       "--saddle-top-n")
-    assert_user_error(sprkd(db, *base, "--teacher", narrow, "--saddle-alpha", "1000", "--saddle-fallback", "none"),
-                      narrow, "passes the ratio rule", "alpha 1000", "--saddle-fallback best")
+    assert_user_error(sprkd(db, *base, "--teacher", narrow, "--saddle-rule", "ratio", "--saddle-alpha", "1000",
+                            "--saddle-fallback", "none"), narrow, "passes the ratio rule", "alpha 1000",
+                      "--saddle-fallback best")
     assert_user_error(sprkd(db, *base, "--teacher", f"{narrow},{wide}"), "different architectures", narrow, wide,
                       "tensor 0: embed.1.weight 16x8 vs embed.1.weight 24x8")
     assert_user_error(sprkd(db, "distill", "--method", "sprkd", "--teacher", narrow, "--dataset", DATA,

@@ -93,13 +93,14 @@ def training_values(given: dict) -> dict:
 
 
 def method_values(given: dict) -> dict:
-    """The method options given on the command line (None: not given; --no-X sets X to False)."""
+    """The method options given on the command line (None: not given; a switch flips its option's default,
+    e.g. --no-nhe sets nhe to False and --asr-revive sets asr_revive to True)."""
     out = {}
     for name, rows in _method_option_table().items():
         declared = rows[0][2]
         if rows[0][3] is bool:
             switch = flag_name(name, declared).lstrip("-").replace("-", "_")
-            out[name] = False if given.get(switch) else None
+            out[name] = (not rows[0][1]) if given.get(switch) else None
         elif name in given:
             out[name] = given[name]
     return out

@@ -256,8 +256,8 @@ def _print_compare(result: dict) -> None:
     for row in result["methods"]:
         if row["asr_fallback"]:
             out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "
-                      "candidate of a teacher passed the rule, and its best candidate went into the ASR "
-                      "(--saddle-fallback best; see --saddle-rule, --saddle-alpha)")
+                      "candidate of a teacher passed the rule, and a fallback candidate went into the ASR "
+                      "(see --saddle-fallback, --saddle-rule, --saddle-beta, --saddle-alpha)")
     for row in result["methods"]:
         for point in (row["tuning"] or {}).get("failed", []):
             values = ", ".join(f"{k}={v}" for k, v in point.items())

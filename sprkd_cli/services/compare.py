@@ -326,6 +326,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
                      "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
                      "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else [],
+                     "best_val_accs": [r.summary["best_val_acc"] for r in runs],
                      "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback")),
                      "epochs_run": [r.summary["epochs"] for r in runs],
                      "stopped_early": sum(1 for r in runs if r.summary.get("stopped_early")),

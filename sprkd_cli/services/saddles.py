@@ -133,7 +133,7 @@ def no_strong_message(run: Run, points: list, options: dict) -> str:
     return (f"teacher {run.id}: none of its {len(points)} saddle candidates passes the {options['saddle_rule']} rule "
             f"(alpha {options['saddle_alpha']:g}, beta {options['saddle_beta']:g}; largest S-/S+ {max(ratios):.3g}, "
             f"largest S- {max(p.s_neg for p in points):.3g}); lower --saddle-alpha or --saddle-beta, or use "
-            "--saddle-fallback best (see `sprkd runs show " + run.id + "`)")
+            "--saddle-fallback last or best (see `sprkd runs show " + run.id + "`)")
 
 
 def saddle_inputs(store: Store, runs: list[Run], options: dict) -> dict:

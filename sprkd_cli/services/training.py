@@ -308,8 +308,10 @@ def finished_outcome(run) -> dict:
     outcome = {"run_id": run.id, "status": run.status, **run.summary, "n_params": run.n_params,
                "artifact_dir": run.artifact_dir, "config_hash": run.config_hash}
     if run.summary.get("asr_fallback"):
-        outcome["warnings"] = [f"no saddle candidate of teacher {t} passes the rule; its best candidate went into "
-                               "the ASR (--saddle-fallback best)" for t in run.summary["asr_fallback"]]
+        fallback = run.config.get("method_options", {}).get("saddle_fallback", "best")
+        which = {"last": "latest", "best": "best"}.get(fallback, fallback)
+        outcome["warnings"] = [f"no saddle candidate of teacher {t} passes the rule; its {which} candidate went into "
+                               f"the ASR (--saddle-fallback {fallback})" for t in run.summary["asr_fallback"]]
     return outcome
 
 
@@ -317,4 +319,7 @@ def set_threads(jobs: int) -> None:
     """Share the machine's cores between `jobs` processes training at once."""
     import os
 
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        return
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, jobs)))

@@ -1,8 +1,8 @@
 """sprkd: Saddle Point Recruitment for Knowledge Distillation (METHODS.md, "sprkd").
 
 The student starts from its own seeded initialisation, approaches the teachers' Approximated
-Saddle Region injected into its shapes, then trains with the base optimiser, with negative
-Hessian eigensteps and Gaussian perturbations at small-gradient steps, each gated on the probe loss.
+Saddle Region injected into its shapes, then trains with the base optimiser; where the gate opens
+(gate.py) it takes a negative Hessian eigenstep (nhe.py) and a Gaussian perturbation (pgd.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from ..targets import ensemble_targets
 from .approach import Approach
 from .asr import TeacherSaddle, build_asr
 from .inject import inject
-from .nhe import eigenstep, most_negative
-from .pgd import perturbation_step
-from .probe import probe_loss
+from .gate import Gate
+from .nhe import eigenstep, elementwise_step, leading_pair, most_negative
+from .pgd import perturb, perturbation_step
+from .probe import probe_loss, restore, save
+from .revive import revive
 
-NHE_HVP = "double"  # one first-order graph kept for the fixed probe set: the cheaper kind on small students
 PGD_SEED_OFFSET = 7_919  # the perturbations' private generator: seed + offset (the data order uses the seed)
 
 
@@ -47,9 +48,12 @@ class SPRKD(Method):
         self.emit: EventSink = lambda *args, **kwargs: None
         self.approach: Approach | None = None
         self.approach_step = False
-        self.last_event_step: int | None = None
+        self.gate: Gate | None = None
         self.nhe_attempts = 0
-        self.gate_seen: dict[str, float] = {}
+        self.nhe_misses = 0  # consecutive attempts that found no negative curvature
+        self.nhe_resume_step = 0  # after a miss, no NHE attempt before this step
+        self.last_loss = self.last_batch = None
+        self.nhe_hvp = "func"
 
     def _cache_teacher_targets(self, teachers: list[torch.nn.Module]) -> None:
         """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
@@ -71,7 +75,8 @@ class SPRKD(Method):
             self.p_teacher, self.neg_entropy = self.p_teacher.to(device), self.neg_entropy.to(device)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed + PGD_SEED_OFFSET)
-        if not self.o["asr"]:
+        if not self.o["asr"]:  # the gate's distance is measured from the student's own start
+            self.gate = Gate(self.o, self.names, self.params, [p.detach().clone() for p in self.params])
             return
         asr = build_asr(self.saddles)
         rule = {k: self.o[k] for k in ("saddle_rule", "saddle_alpha", "saddle_beta")}
@@ -84,6 +89,9 @@ class SPRKD(Method):
         student = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         targets, mapping = inject(asr, student)
         emit("injection", {"mapping": mapping})
+        if self.o["asr_revive"]:
+            emit("asr_revived", {"layers": revive(model, targets, self.probe)})
+        self.gate = Gate(self.o, self.names, self.params, targets)
         self.approach = Approach([p for _, p in student], targets, self.o["approach_eps"], self.o["approach_max_steps"])
         if not self.approach.active:
             self._approach_finished(0, 0)
@@ -92,7 +100,8 @@ class SPRKD(Method):
         approach = None if self.approach is None else {
             "targeting": list(self.approach.targeting), "steps": self.approach.steps,
             "stopped_by_limit": self.approach.stopped_by_limit}
-        return {"approach": approach, "last_event_step": self.last_event_step, "nhe_attempts": self.nhe_attempts,
+        return {"approach": approach, "gate": self.gate.state_dict(), "nhe_attempts": self.nhe_attempts,
+                "nhe_misses": self.nhe_misses, "nhe_resume_step": self.nhe_resume_step,
                 "generator": self.generator.get_state()}
 
     def summary(self) -> dict:
@@ -100,21 +109,32 @@ class SPRKD(Method):
         return {"asr_fallback": fallback} if fallback else {}
 
     def epoch_metrics(self) -> dict:
-        """The gate's statistic over the epoch's base steps: the smallest per-tensor and the smallest whole
-        mini-batch gradient 2-norm; then a new epoch starts."""
-        seen, self.gate_seen = self.gate_seen, {}
-        return seen
+        """The gate's statistics over the epoch's base steps: the smallest per-tensor and whole mini-batch
+        gradient 2-norm and the largest distance from the start; then a new epoch starts."""
+        return self.gate.epoch_statistics()
+
+    def check_state(self, state):
+        if "gate" not in state:
+            raise UserError("this run's saved state is from an earlier sprkd whose gate kept other state; it cannot "
+                            "be resumed: start the run again")
 
     def load_state_dict(self, state):
         if state["approach"] is not None:
             self.approach.targeting = list(state["approach"]["targeting"])
             self.approach.steps = state["approach"]["steps"]
             self.approach.stopped_by_limit = state["approach"]["stopped_by_limit"]
-        self.last_event_step = state["last_event_step"]
+        self.gate.load_state_dict(state["gate"])
         self.nhe_attempts = state["nhe_attempts"]
+        self.nhe_misses = state["nhe_misses"]
+        self.nhe_resume_step = state["nhe_resume_step"]
         self.generator.set_state(state["generator"])
 
     def loss(self, model, x, y, index):
+        self.last_batch = (x, y, index)
+        self.last_loss = self._loss(model, x, y, index)
+        return self.last_loss
+
+    def _loss(self, model, x, y, index):
         logits = model(x)
         if self.p_teacher is None:
             return F.cross_entropy(logits, y)
@@ -140,59 +160,97 @@ class SPRKD(Method):
         o = self.o
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).tolist()
-        grad_norm = math.sqrt(sum(n * n for n in norms))
-        smallest = min(range(len(norms)), key=norms.__getitem__)
-        self.gate_seen["gate_tensor_norm"] = min(self.gate_seen.get("gate_tensor_norm", math.inf), norms[smallest])
-        self.gate_seen["gate_grad_norm"] = min(self.gate_seen.get("gate_grad_norm", math.inf), grad_norm)
-        if self.last_event_step is not None and step - self.last_event_step <= o["cooldown"]:
+        loss = float(self.last_loss.detach())
+        gate = self.gate.check(norms, loss, step, epoch)
+        if gate is None:
             return
-        nhe_now = o["nhe"] and self.nhe_attempts < o["nhe_max"]
-        pgd_now = o["pgd"] and epoch <= o["pgd_epochs"] and (nhe_now or not o["nhe"])
-        if not (nhe_now or pgd_now):
+        nhe_now = o["nhe"] and self.nhe_attempts < o["nhe_max"] and step >= self.nhe_resume_step
+        if not (nhe_now or o["pgd"]):
             return
-        if o["nhe_gate"] == "tensor":  # some tensor's gradient is small (the reference implementation's gate)
-            if not norms[smallest] < o["nhe_grad_threshold"]:
-                return
-            gate = {"gate": "tensor", "tensor": self.names[smallest], "tensor_norm": norms[smallest]}
-        else:
-            if grad_norm > o["nhe_grad_threshold"]:
-                return
-            gate = {"gate": "global"}
-        gate["grad_norm"] = grad_norm
-        loss = None
+        probe_loss_now = None
         if nhe_now:
-            loss = self._eigenstep(model, grads, gate, step, epoch)
-        if pgd_now:
-            outcome = perturbation_step(model, self.params, self.probe, o["pgd_sigma"], self.generator,
-                                        o["probe_mode"], loss_before=loss)
-            self.emit("pgd_kept" if outcome.kept else "pgd_reverted",
-                      gate | {"sigma": o["pgd_sigma"], "loss_before": outcome.loss_before,
-                              "loss_tried": outcome.tried_loss}, step=step, epoch=epoch)
-        self.last_event_step = step
+            probe_loss_now = self._nhe(model, grads, gate, step, epoch)
+        if o["pgd"]:
+            self._pgd(model, gate, probe_loss_now, step, epoch)
+        self.gate.fired(step, loss)
 
-    def _eigenstep(self, model, grads, gate: dict, step: int, epoch: int) -> float:
-        """One NHE attempt; returns the probe loss after it."""
+    def _nhe_probe(self) -> ProbeSet:
+        """The data NHE's Hessian is taken on: the current mini-batch, or the run's probe set."""
+        if self.o["nhe_hessian"] == "probe":
+            return self.probe
+        x, y, index = self.last_batch
+        return ProbeSet([index.cpu()], [(x.detach(), y.detach())], None)
+
+    def _nhe(self, model, grads, gate: dict, step: int, epoch: int) -> float | None:
+        """One NHE attempt (it counts against --nhe-max whatever it finds); returns the probe loss after it
+        when it measured one."""
         o = self.o
-        pair = most_negative(model, self.probe, o["probe_mode"], NHE_HVP, seed=derive_seed(self.seed, step))
-        info = gate | {"lambda_min": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
-                       "eigensteps_before": self.nhe_attempts}
-        if not pair.value < -o["nhe_tol"]:  # no negative curvature: no eigenstep, none counted against --nhe-max
-            loss = probe_loss(model, self.probe, o["probe_mode"])
-            self.emit("nhe_skipped", info | {"probe_loss": loss, "tol": o["nhe_tol"]}, step=step, epoch=epoch)
-            return loss
         self.nhe_attempts += 1
+        probe = self._nhe_probe()
+        seed = derive_seed(self.seed, step)
+        find = leading_pair if o["nhe_step"] == "elementwise" else most_negative
+        try:  # forward-over-reverse HVPs: several times faster than double backward through convolutions
+            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed)
+        except Exception:  # an op without a forward-mode rule: double backward for the rest of the run
+            if self.nhe_hvp != "func":
+                raise
+            self.nhe_hvp = "double"
+            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed)
+        info = gate | {"lambda": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
+                       "attempt": self.nhe_attempts, "hessian": o["nhe_hessian"], "step_kind": o["nhe_step"]}
+        if not pair.value < -o["nhe_tol"]:  # no negative curvature: no step, and the next attempt waits longer
+            self.nhe_misses += 1
+            wait = max(1, o["cooldown"]) * 2 ** self.nhe_misses
+            self.nhe_resume_step = step + wait
+            self.emit("nhe_skipped", info | {"tol": o["nhe_tol"], "next_attempt_after": wait}, step=step, epoch=epoch)
+            return None
+        self.nhe_misses = 0
+        if o["nhe_step"] == "elementwise":
+            return self._elementwise(model, grads, pair, info, step, epoch)
+        return self._eigenvector(model, grads, pair, info, step, epoch)
 
+    def _elementwise(self, model, grads, pair, info: dict, step: int, epoch: int) -> float | None:
+        checked = self.o["accept"] == "probe-loss"
+        before = probe_loss(model, self.probe, self.o["probe_mode"]) if checked else None
+        saved = save(self.params) if checked else None
+        weight = elementwise_step(self.params, grads, pair)
+        after = probe_loss(model, self.probe, self.o["probe_mode"]) if checked else None
+        kept = not checked or after < before
+        if not kept:
+            restore(self.params, saved)
+            after = before
+        self.emit("nhe_kept" if kept else "nhe_reverted",
+                  info | {"weight": weight, "loss_before": before, "loss_after": after}, step=step, epoch=epoch)
+        return after
+
+    def _eigenvector(self, model, grads, pair, info: dict, step: int, epoch: int) -> float:
         def halved(alpha, loss_tried, next_alpha):
             self.emit("nhe_halved", info | {"alpha": alpha, "loss_tried": loss_tried, "next_alpha": next_alpha},
                       step=step, epoch=epoch)
 
-        outcome = eigenstep(model, self.params, grads, pair, self.probe, o["nhe_scale"], o["probe_mode"],
-                            on_halve=halved)
+        checked = self.o["accept"] == "probe-loss"
+        outcome = eigenstep(model, self.params, grads, pair, self.probe, self.o["nhe_scale"], self.o["probe_mode"],
+                            max_halvings=3 if checked else 0, on_halve=halved, always=not checked)
         self.emit("nhe_kept" if outcome.kept else "nhe_reverted",
                   info | {"alpha": outcome.alpha, "halvings": outcome.halvings, "sign": outcome.sign,
                           "loss_before": outcome.loss_before, "loss_after": outcome.loss_after},
                   step=step, epoch=epoch)
         return outcome.loss_after
+
+    def _pgd(self, model, gate: dict, loss_before: float | None, step: int, epoch: int) -> None:
+        o = self.o
+        relative = o["pgd_noise"] == "relative"
+        params = self.params if relative else [self.params[gate["tensor_index"]]]
+        facts = gate | {"noise": o["pgd_noise"], "sigma": o["pgd_sigma"]}
+        if o["accept"] == "always":
+            perturb(params, o["pgd_sigma"], self.generator, relative)
+            self.emit("pgd_kept", facts, step=step, epoch=epoch)
+            return
+        outcome = perturbation_step(model, params, self.probe, o["pgd_sigma"], self.generator, o["probe_mode"],
+                                    loss_before=loss_before, relative=relative)
+        self.emit("pgd_kept" if outcome.kept else "pgd_reverted",
+                  facts | {"loss_before": outcome.loss_before, "loss_tried": outcome.tried_loss},
+                  step=step, epoch=epoch)
 
 
 __all__ = ["SPRKD", "TeacherSaddle"]

@@ -70,7 +70,8 @@ def rule_score(s: SaddleScore, rule: str) -> float:
 def choose_saddle(points: list, rule: str, alpha: float, beta: float, pick: str, fallback: str):
     """The saddle a teacher gives the ASR, from its stored candidates (objects with step, probe_loss,
     eigenvalues, s_neg, s_pos): among those `rule` makes strong, the lowest-loss (`pick` lowest-loss) or the
-    latest (last). None strong: with `fallback` best, its highest-scoring candidate; with none, None.
+    latest (last). None strong: with `fallback` last, its latest candidate; best, its highest-scoring one; none,
+    None.
     Returns (point or None, fell_back)."""
     def scored(p):
         return SaddleScore(list(p.eigenvalues), p.s_neg, p.s_pos)
@@ -82,4 +83,6 @@ def choose_saddle(points: list, rule: str, alpha: float, beta: float, pick: str,
         return chosen, False
     if fallback == "best" and points:
         return max(points, key=lambda p: (rule_score(scored(p), rule), -p.step)), True
+    if fallback == "last" and points:
+        return max(points, key=lambda p: p.step), True
     return None, False
