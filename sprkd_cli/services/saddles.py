@@ -265,4 +265,11 @@ def teacher_ids_for(store: Store, method: str, teacher: str | None, dataset: str
         return ids
     if cls.needs_saddles and options.get("asr", True):
         return [latest_saddle_teacher(store, dataset, split_seed, student).id]
+    if reads_no_teacher(cls, options):
+        return []
     return [latest_teacher(store, dataset, split_seed).id]
+
+
+def reads_no_teacher(cls, options: dict) -> bool:
+    """sprkd without the ASR and without a KD term reads nothing from a teacher, and needs none."""
+    return cls.needs_saddles and not options.get("asr", True) and not options.get("kd_weight", 0)

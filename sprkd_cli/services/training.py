@@ -13,7 +13,7 @@ from ..errors import Diverged, Interrupted, UserError, one_line
 from ..store import Store, artifacts as store_artifacts, utcnow
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
-from .saddles import EventSink, event_counts, injection_mapping, saddle_inputs, saddle_tracker
+from .saddles import EventSink, event_counts, injection_mapping, reads_no_teacher, saddle_inputs, saddle_tracker
 
 STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
 
@@ -36,9 +36,9 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     data = load_config_data(cfg, store, download=cfg.download, progress=progress)
     teacher = None
     inputs = {}
-    if method_cls.needs_teacher:
-        if not cfg.teacher_ids:
-            raise UserError(f"method {cfg.method} needs a teacher: pass --teacher RUN")
+    if method_cls.needs_teacher and not cfg.teacher_ids and not reads_no_teacher(method_cls, cfg.method_options):
+        raise UserError(f"method {cfg.method} needs a teacher: pass --teacher RUN")
+    if method_cls.needs_teacher and cfg.teacher_ids:
         teacher_runs = [resolve_teacher(store, ref, data) for ref in cfg.teacher_ids]
         teacher = load_run_model(teacher_runs[0])
         if method_cls.needs_saddles:
