@@ -7,8 +7,9 @@
    arm's learning rate is tuned on validation (`--tune lr=...` on the first seed), and every run trains until
    its validation accuracy has not improved for `--patience` epochs (at most `--epochs`); every finished run
    gets its Hessian report and its noise accuracies.
-3. The ablations at sprkd's tuned learning rate (`--lr` of a second comparison): sprkd without NHE, without PGD, without the ASR, and the ASR
-   alone (neither NHE nor PGD).
+3. The ablations at sprkd's tuned learning rate (`--lr` of a second comparison): sprkd without NHE, without
+   PGD, without the ASR, the ASR alone (neither NHE nor PGD), and sprkd with the ASR's dead units revived
+   (`--asr-revive`).
 4. The paper's and the reference implementation's published numbers beside ours; `stats` on each of the
    sources' claims over every arm; McNemar's exact test on one seed's pair of sprkd and response-KD runs;
    the recipe's wall time.
@@ -29,7 +30,7 @@ from common import claims_and_mcnemar, sprkd
 # and the reference implementation's own malaria script (1 seed, 10 student epochs, its defaults).
 PUBLISHED = {"sgd": ("94.47", "85.7"), "rkd": ("70.10", "50.1"), "sprkd": ("94.80", "91.3")}
 ABLATIONS = {"sprkd-no-nhe": "nhe=false", "sprkd-no-pgd": "pgd=false", "sprkd-no-asr": "asr=false",
-             "sprkd-asr-only": "nhe=false,pgd=false"}
+             "sprkd-asr-only": "nhe=false,pgd=false", "sprkd-revive": "asr_revive=true"}
 
 
 def main() -> None:
@@ -40,9 +41,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0-2")
     parser.add_argument("--teachers", type=int, default=3, help="weak teachers in sprkd's ensemble")
     parser.add_argument("--teacher-epochs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=30, help="most student epochs")
-    parser.add_argument("--patience", type=int, default=5, help="stop a student this many epochs after its best")
-    parser.add_argument("--tune", default="lr=0.001,0.003", help="the grid every arm's learning rate is chosen from")
+    parser.add_argument("--epochs", type=int, default=20, help="most student epochs")
+    parser.add_argument("--patience", type=int, default=4, help="stop a student this many epochs after its best")
+    parser.add_argument("--tune", default="lr=0.001,0.002", help="the grid the main arms' learning rates are "
+                                                                "chosen from (on the first seed)")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--saddle-every", type=int, default=50)
