@@ -461,6 +461,35 @@ def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
         assert p["noise"] == "relative" and (p["loss_tried"] <= p["loss_before"]) == (e.kind == "pgd_kept")
 
 
+def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
+    from sprkd_cli.data import load_dataset
+    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods.sprkd import SPRKD
+    from sprkd_cli.models import build_model
+
+    data = load_dataset(DATA)
+    steps_per_epoch = math.ceil(len(data.y_train) / method_options("sprkd", {})["batch_size"])
+    budget = 10.5 / steps_per_epoch  # ten products an epoch
+    options = method_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_budget": budget})
+    allowed = int(budget * steps_per_epoch)
+    assert allowed == 10
+    method = SPRKD(options, None, data, saddles=[])
+    model = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
+    events = []
+    method.setup(model, seed=0, emit=lambda kind, payload=None, step=None, epoch=None: events.append((kind, payload)))
+    index = torch.arange(32)
+    for epoch in (1, 2):
+        for step in range(1, 8):
+            model.zero_grad()
+            method.loss(model, data.x_train[index], data.y_train[index], index).backward()
+            method.after_step(model, (epoch - 1) * 7 + step, epoch)
+        assert 0 < method.products_this_epoch <= allowed
+    attempts = [p for kind, p in events if kind.startswith("nhe_")]
+    assert attempts and all(p["lanczos_iterations"] <= p["lanczos_steps_allowed"] <= allowed for p in attempts)
+    assert attempts[0]["lanczos_steps_allowed"] == min(allowed, options["nhe_lanczos_steps"])
+
+
 def test_an_attempt_without_negative_curvature_backs_off():
     """A miss doubles the wait before the next NHE attempt; PGD does not wait."""
     from sprkd_cli.data import load_dataset
@@ -470,7 +499,8 @@ def test_an_attempt_without_negative_curvature_backs_off():
 
     data = load_dataset(DATA)
     options = method_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
-                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9})  # every λ is a miss
+                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9,  # every λ is a miss
+                                       "nhe_budget": 1e3})
     method = SPRKD(options, None, data, saddles=[])
     model = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
     events = []

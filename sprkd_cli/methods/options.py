@@ -56,7 +56,7 @@ class SPRKDOptions(MethodOptions):
     paper-prose variants are choices: --nhe-step eigenvector, --pgd-noise relative, --accept probe-loss."""
     name = "sprkd"
     implementation = "sprkd:SPRKD"
-    from_training = ("probe_batches", "probe_size", "probe_mode")
+    from_training = ("probe_batches", "probe_size", "probe_mode", "batch_size")
     asr: bool = option(True, "Ablation: no ASR, injection or approach (the student starts from its own init).",
                        panel=SPRKD_PANEL, flag="--no-asr")
     asr_revive: bool = option(False, "Units that the injected ASR leaves dead on the probe set (a ReLU never "
@@ -102,6 +102,12 @@ class SPRKDOptions(MethodOptions):
                                        "probe set's (probe).", panel=SPRKD_PANEL, choices=("batch", "probe"))
     nhe_max: int = option(50, "At most this many NHE attempts (each one Lanczos run, with or without a step).",
                           panel=SPRKD_PANEL, check=at_least(0))
+    nhe_lanczos_steps: int = option(100, "At most this many Lanczos steps (Hessian-vector products) per NHE "
+                                         "attempt.", panel=SPRKD_PANEL, check=at_least(3))
+    nhe_budget: float = option(1.0, "NHE's Hessian-vector products in an epoch cost at most this many of the "
+                                    "epoch's training steps (a product on the mini-batch costs about one step; on "
+                                    "the probe set, probe size / batch size steps); past it NHE waits for the next "
+                                    "epoch.", panel=SPRKD_PANEL, check=at_least(0))
     nhe_tol: float = option(1e-4, "NHE steps only when λ < -tol.", panel=SPRKD_PANEL, check=at_least(0))
     nhe_scale: float = option(0.5, "--nhe-step eigenvector: step length α = scale·|λmin|.", panel=SPRKD_PANEL,
                               check=above(0))

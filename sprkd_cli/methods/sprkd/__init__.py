@@ -27,6 +27,7 @@ from .pgd import perturb, perturbation_step
 from .probe import probe_loss, restore, save
 from .revive import revive
 
+LANCZOS_MIN = 3  # an NHE attempt needs at least this many Lanczos steps (two eigenvalues and λmin)
 PGD_SEED_OFFSET = 7_919  # the perturbations' private generator: seed + offset (the data order uses the seed)
 
 
@@ -54,6 +55,7 @@ class SPRKD(Method):
         self.nhe_resume_step = 0  # after a miss, no NHE attempt before this step
         self.last_loss = self.last_batch = None
         self.nhe_hvp = "func"
+        self.budget_epoch, self.products_this_epoch = 0, 0  # NHE's Hessian-vector products in the current epoch
 
     def _cache_teacher_targets(self, teachers: list[torch.nn.Module]) -> None:
         """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
@@ -102,6 +104,7 @@ class SPRKD(Method):
             "stopped_by_limit": self.approach.stopped_by_limit}
         return {"approach": approach, "gate": self.gate.state_dict(), "nhe_attempts": self.nhe_attempts,
                 "nhe_misses": self.nhe_misses, "nhe_resume_step": self.nhe_resume_step,
+                "budget": [self.budget_epoch, self.products_this_epoch],
                 "generator": self.generator.get_state()}
 
     def summary(self) -> dict:
@@ -114,7 +117,7 @@ class SPRKD(Method):
         return self.gate.epoch_statistics()
 
     def check_state(self, state):
-        if "gate" not in state:
+        if "gate" not in state or "budget" not in state:
             raise UserError("this run's saved state is from an earlier sprkd whose gate kept other state; it cannot "
                             "be resumed: start the run again")
 
@@ -127,6 +130,7 @@ class SPRKD(Method):
         self.nhe_attempts = state["nhe_attempts"]
         self.nhe_misses = state["nhe_misses"]
         self.nhe_resume_step = state["nhe_resume_step"]
+        self.budget_epoch, self.products_this_epoch = state["budget"]
         self.generator.set_state(state["generator"])
 
     def loss(self, model, x, y, index):
@@ -164,7 +168,8 @@ class SPRKD(Method):
         gate = self.gate.check(norms, loss, step, epoch)
         if gate is None:
             return
-        nhe_now = o["nhe"] and self.nhe_attempts < o["nhe_max"] and step >= self.nhe_resume_step
+        nhe_now = (o["nhe"] and self.nhe_attempts < o["nhe_max"] and step >= self.nhe_resume_step
+                   and self._lanczos_steps(epoch) >= LANCZOS_MIN)
         if not (nhe_now or o["pgd"]):
             return
         probe_loss_now = None
@@ -173,6 +178,17 @@ class SPRKD(Method):
         if o["pgd"]:
             self._pgd(model, gate, probe_loss_now, step, epoch)
         self.gate.fired(step, loss)
+
+    def _lanczos_steps(self, epoch: int) -> int:
+        """The Lanczos steps the next NHE attempt may take: --nhe-lanczos-steps, within what is left of this
+        epoch's budget (--nhe-budget training steps' worth of products)."""
+        if epoch != self.budget_epoch:
+            self.budget_epoch, self.products_this_epoch = epoch, 0
+        o = self.o
+        steps_per_epoch = math.ceil(len(self.data.y_train) / o["batch_size"])
+        examples = o["batch_size"] if o["nhe_hessian"] == "batch" else sum(len(y) for _, y in self.probe.batches)
+        allowed = int(o["nhe_budget"] * steps_per_epoch * o["batch_size"] / examples)
+        return min(o["nhe_lanczos_steps"], allowed - self.products_this_epoch)
 
     def _nhe_probe(self) -> ProbeSet:
         """The data NHE's Hessian is taken on: the current mini-batch, or the run's probe set."""
@@ -189,15 +205,18 @@ class SPRKD(Method):
         probe = self._nhe_probe()
         seed = derive_seed(self.seed, step)
         find = leading_pair if o["nhe_step"] == "elementwise" else most_negative
+        steps = self._lanczos_steps(epoch)
         try:  # forward-over-reverse HVPs: several times faster than double backward through convolutions
-            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed)
+            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed, max_iter=steps)
         except Exception:  # an op without a forward-mode rule: double backward for the rest of the run
             if self.nhe_hvp != "func":
                 raise
             self.nhe_hvp = "double"
-            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed)
+            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed, max_iter=steps)
+        self.products_this_epoch += pair.iterations
         info = gate | {"lambda": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
-                       "attempt": self.nhe_attempts, "hessian": o["nhe_hessian"], "step_kind": o["nhe_step"]}
+                       "lanczos_steps_allowed": steps, "attempt": self.nhe_attempts, "hessian": o["nhe_hessian"],
+                       "step_kind": o["nhe_step"]}
         if not pair.value < -o["nhe_tol"]:  # no negative curvature: no step, and the next attempt waits longer
             self.nhe_misses += 1
             wait = max(1, o["cooldown"]) * 2 ** self.nhe_misses
