@@ -103,17 +103,62 @@ def test_auc_of_runs_stored_before_it_comes_from_the_curve(db):
     assert _values(store, "auc_val_acc")["kd"][2] == pytest.approx((0.3 + 0.5 + 0.7 + 0.8) / 4, abs=1e-15)
 
 
-def test_stats_censors_with_one_warning_line(db):
+def test_stats_keeps_censored_runs_as_time_to_event_data(db):
     _curve_store(db)
     (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "epochs_to:0.8")
-    assert (pair["n_a"], pair["n_b"]) == (2, 3)
-    assert pair["mean_a"] == pytest.approx(2.0) and pair["mean_b"] == pytest.approx(3.0)
-    assert pair["warnings"][0] == ("censored: runs that never reached 0.8 validation accuracy are left out of the "
-                                   "tests (sgd 1 of 3)")
+    # sgd: 3, censored at 4, 1; kd: 2, 3, 4: every run is in the test
+    assert (pair["n_a"], pair["reached_a"], pair["censored_a"]) == (3, 2, 1)
+    assert (pair["n_b"], pair["reached_b"], pair["censored_b"]) == (3, 3, 0)
+    assert (pair["median_a"], pair["median_b"]) == (3, 3)
+    expected = scipy_stats.logrank(scipy_stats.CensoredData(uncensored=[3, 1], right=[4]),
+                                   scipy_stats.CensoredData(uncensored=[2, 3, 4]))
+    assert pair["logrank_chi2"] == pytest.approx(expected.statistic**2, rel=1e-12)
+    assert pair["p_logrank"] == pytest.approx(expected.pvalue, rel=1e-12)
+    # paired: seed 0 3−2, seed 1 censored at 4 against 3 (slower), seed 2 1−4
+    assert pair["p_paired_rank"] == pytest.approx(
+        scipy_stats.wilcoxon([1, 4, -3], method="exact").pvalue, rel=1e-12)
+    assert pair["warnings"] == []
     table = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "epochs_to:0.8")
     assert table.exit_code == 0, table.output
-    assert table.stdout.count("censored: runs that never reached") == 1
-    assert "(whole run)" in table.stdout
+    assert table.stdout.count("censored: runs that never reached 0.8") == 1
+    assert "(whole run)" in table.stdout and "log-rank" in table.stdout
+    assert "censored at its last epoch" in table.stdout  # what happens to a run without a value
+
+
+def _first_reached(store, run_ids, threshold):
+    curves = store.metric_curves(run_ids, "val", "acc")
+    return {rid: epochs_to(curves[rid], threshold) for rid in run_ids}, {rid: len(curves[rid]) for rid in run_ids}
+
+
+@pytest.mark.slow
+def test_one_arm_reaches_and_the_other_never_does_end_to_end(db):
+    # sgd students learn; kd students at lr 1e-9 stay at their initial weights and never reach 0.7
+    sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", "mlp:width=16,depth=1", "--epochs", "3",
+               "--lr", "3e-2")
+    for seed in (0, 1, 2):
+        for method, lr in (("sgd", "3e-2"), ("kd", "1e-9")):
+            sprkd_json(db, "distill", "--method", method, "--dataset", DATA, "--student", "mlp:width=8,depth=1",
+                       "--epochs", "4", "--lr", lr, "--seed", str(seed))
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "epochs_to:0.7")
+    store = open_test_store(db)
+    runs = {m: [r.id for r in store.list_runs(kind="student", method=m)] for m in ("sgd", "kd")}
+    first = {m: _first_reached(store, ids, 0.7)[0] for m, ids in runs.items()}
+    assert all(v is not None for v in first["sgd"].values()) and all(v is None for v in first["kd"].values())
+    assert (pair["reached_a"], pair["censored_a"], pair["reached_b"], pair["censored_b"]) == (3, 0, 0, 3)
+    sgd_epochs = sorted(first["sgd"].values())
+    assert pair["median_a"] == sgd_epochs[1] and pair["median_b"] is None  # not reached
+    chi2 = scipy_stats.logrank(scipy_stats.CensoredData(uncensored=sgd_epochs),
+                               scipy_stats.CensoredData(right=[4, 4, 4])).statistic ** 2
+    assert pair["logrank_chi2"] == pytest.approx(chi2, rel=1e-12)
+    assert pair["p_logrank"] == pytest.approx(scipy_stats.chi2.sf(chi2, 1), rel=1e-9) and pair["p_logrank"] < 0.05
+    assert pair["p_paired_rank"] == pytest.approx(0.25)  # three seeds, all one way: exact 2/2^3
+    table = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "epochs_to:0.7").stdout
+    assert "not reached" in table and "sgd 0 of 3" not in table and "kd 3 of 3" in table
+    # compare's table: how many runs reached X per arm, and the median (all runs reused)
+    out = sprkd(db, "compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--epochs", "4", "--lr",
+                "3e-2", "--seeds", "0-2", "--methods", "sgd", "--converged-at", "0.7")
+    assert out.exit_code == 0, out.output
+    assert f"3/3 ({sgd_epochs[1]})" in out.stdout and "0 reused" not in out.stdout
 
 
 def test_val_loss_sd_comes_with_brown_forsythe(db):
@@ -123,7 +168,7 @@ def test_val_loss_sd_comes_with_brown_forsythe(db):
     expected = scipy_stats.levene(list(values["sgd"].values()), list(values["kd"].values()), center="median")
     assert pair["bf_statistic"] == pytest.approx(expected.statistic, rel=1e-12)
     assert pair["p_brown_forsythe"] == pytest.approx(expected.pvalue, rel=1e-12)
-    assert pair["p_holm_brown_forsythe"] == pair["p_brown_forsythe"]
+    assert pair["p_adj_brown_forsythe"] == pair["p_brown_forsythe"]
     table = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "val_loss_sd:3")
     assert "Brown–Forsythe" in table.stdout
     # on request for any metric; not otherwise

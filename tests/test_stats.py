@@ -348,3 +348,100 @@ def test_module_imports_only_numpy_scipy_stdlib() -> None:
     code = "import sys, sprkd_cli.stats; print(sorted(m for m in ('torch', 'pandas', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- epochs to a threshold as censored time-to-event data ------------------------------------
+
+from sprkd_cli.stats.survival import Censored, kaplan_meier, logrank, paired_rank_test  # noqa: E402
+
+# Freireich et al. (1963) remission times in weeks, the textbook example of Kleinbaum & Klein, Survival
+# Analysis: A Self-Learning Text (3rd ed., 2012), chapter 2: 6-MP (9 relapses, 12 censored) and placebo (21
+# relapses). Their log-rank statistic: 16.79 on 1 df; their Kaplan–Meier table for 6-MP: S = 0.8571, 0.8067,
+# 0.7529, 0.6902, 0.6275, 0.5378, 0.4482 at weeks 6, 7, 10, 13, 16, 22, 23; medians 23 (6-MP) and 8 (placebo).
+SIX_MP = [6, 6, 6, 7, 10, 13, 16, 22, 23] + [Censored(t) for t in (6, 9, 10, 11, 17, 19, 20, 25, 32, 32, 34, 35)]
+PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
+
+
+def _logrank_by_hand(a, b) -> float:
+    """Σ(O − E) over the event times, squared, over Σ V (the hypergeometric variance): Mantel–Cox."""
+    def at_risk(arm, t):
+        return sum((v.at if isinstance(v, Censored) else v) >= t for v in arm)
+
+    def events(arm, t):
+        return sum(not isinstance(v, Censored) and v == t for v in arm)
+
+    o_e = var = 0.0
+    for t in sorted({v for v in a + b if not isinstance(v, Censored)}):
+        na, nb, da, d = at_risk(a, t), at_risk(b, t), events(a, t), events(a, t) + events(b, t)
+        n = na + nb
+        o_e += da - d * na / n
+        var += d * (na / n) * (nb / n) * (n - d) / (n - 1) if n > 1 else 0.0
+    return o_e**2 / var
+
+
+def test_logrank_equals_the_textbook_example() -> None:
+    chi2, p = logrank(SIX_MP, PLACEBO)
+    assert round(chi2, 2) == 16.79
+    assert chi2 == pytest.approx(_logrank_by_hand(SIX_MP, PLACEBO), rel=1e-12)
+    assert p == pytest.approx(stats.chi2.sf(chi2, 1), rel=1e-9)
+    assert logrank(PLACEBO, SIX_MP)[0] == pytest.approx(chi2, rel=1e-12)
+
+
+def test_kaplan_meier_equals_the_textbook_table_and_medians() -> None:
+    km = kaplan_meier(SIX_MP)
+    assert (km.n, km.reached, km.censored) == (21, 9, 12)
+    table = dict(zip(km.times, km.survival))
+    assert [round(table[t], 4) for t in (6, 7, 10, 13, 16, 22, 23)] == [
+        0.8571, 0.8067, 0.7529, 0.6902, 0.6275, 0.5378, 0.4482]
+    assert km.median == 23 and kaplan_meier(PLACEBO).median == 8
+
+
+def test_kaplan_meier_median_interval_from_the_log_log_greenwood_band() -> None:
+    # by hand: S(t) and Greenwood's Σ d/(n(n−d)); band S^exp(±z·se/log S), se = sqrt(Σ)/|log S|
+    km = kaplan_meier(PLACEBO)
+    z = stats.norm.ppf(0.975)
+    s, greenwood, low, high = 1.0, 0.0, [], []
+    times = sorted(set(PLACEBO))
+    for t in times:
+        n, d = sum(v >= t for v in PLACEBO), PLACEBO.count(t)
+        s *= 1 - d / n
+        if s in (0.0, 1.0):
+            low.append(s), high.append(s)
+            continue
+        greenwood += d / (n * (n - d))
+        half = z * math.sqrt(greenwood) / abs(math.log(s))
+        low.append(s ** math.exp(half)), high.append(s ** math.exp(-half))
+    first = lambda curve: next(t for t, v in zip(times, curve) if v <= 0.5)  # noqa: E731
+    assert (km.ci_low, km.ci_high) == (first(low), first(high))
+    assert km.ci_low < km.median < km.ci_high
+
+
+def test_one_arm_reaches_and_the_other_never_does() -> None:
+    # digits-scale: five seeds reach the threshold at epochs 5, 6, 5, 7, 6; five never do in 20 epochs
+    fast = [5, 6, 5, 7, 6]
+    never = [Censored(20)] * 5
+    chi2, p = logrank(fast, never)
+    # by hand: t=5: 5 and 5 at risk, 2 events, E = 1, V = 2·(1/2)(1/2)(8/9); t=6: 3 and 5, 2 events, E = 3/4,
+    # V = 2·(3/8)(5/8)(6/7); t=7: 1 and 5, 1 event, E = 1/6, V = (1/6)(5/6); O = 5
+    o_e = 5 - (1 + 3 / 4 + 1 / 6)
+    var = 2 * 0.25 * 8 / 9 + 2 * (3 / 8) * (5 / 8) * (6 / 7) + (1 / 6) * (5 / 6)
+    assert chi2 == pytest.approx(o_e**2 / var, rel=1e-12)
+    assert p == pytest.approx(stats.chi2.sf(o_e**2 / var, 1), rel=1e-9) and p < 0.01
+    a, b = kaplan_meier(fast), kaplan_meier(never)
+    assert (a.reached, a.censored, a.median) == (5, 0, 6)
+    assert (b.reached, b.censored) == (0, 5) and math.isinf(b.median)
+    paired = paired_rank_test(list(zip(fast, never)))
+    # every seed: the censored run is slower: all five differences negative, exact p = 2/2^5
+    assert (paired.used, paired.undetermined) == (5, 0)
+    assert paired.p == pytest.approx(2 / 32, rel=1e-12)
+
+
+def test_paired_rank_test_orders_what_can_be_ordered() -> None:
+    # finished pairs give their differences; a censored run at c >= the other's epoch is the slower one (a
+    # difference above every observed one); c below the other's epoch cannot be ordered; both censored: a tie
+    pairs = [(3, 5), (4, 4.5), (2, Censored(10)), (Censored(8), 9), (Censored(10), Censored(10)), (6, 8.5)]
+    result = paired_rank_test(pairs)
+    assert (result.n_pairs, result.used, result.undetermined, result.both_censored) == (6, 4, 1, 1)
+    ref = stats.wilcoxon([3 - 5, 4 - 4.5, -(2.5 + 1), 6 - 8.5], method="exact")  # 2.5: the largest |d|
+    assert result.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert math.isnan(logrank([Censored(4)] * 3, [Censored(4)] * 3)[0])

@@ -82,7 +82,7 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
                   student: str | None = None, teacher: str | None = None) -> dict[str, dict[int, dict]]:
     """values[arm][seed] = {"value", "run_id"} from the latest finished student run of each (arm, seed); a
     method's name is the arm of its runs by `distill` (and of compare's arm named after it). A run whose
-    value is censored (epochs_to:X never reached) has value None.
+    value is censored (epochs_to:X never reached) has value None and "censored_at", its last epoch.
 
     `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final: the epoch of
     a SPLIT_NAME value, and the weights of hessian.* and noise_acc:S. The curve metrics (epochs_to,
@@ -100,8 +100,40 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
             chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
     runs = list({r.id: r for per_seed in chosen.values() for r in per_seed.values()}.values())
     found = run_values(store, runs, spec, at)
-    return {method: {seed: {"value": found[run.id], "run_id": run.id} for seed, run in sorted(per_seed.items())}
+    return {method: {seed: _entry(found[run.id], run.id) for seed, run in sorted(per_seed.items())}
             for method, per_seed in chosen.items()}
+
+
+def _entry(value, run_id: str) -> dict:
+    from ..stats.survival import Censored
+
+    if isinstance(value, Censored):
+        return {"value": None, "run_id": run_id, "censored_at": value.at}
+    return {"value": value, "run_id": run_id}
+
+
+def unfinished_seeds(store: Store, dataset: str, methods: list[str], *, student: str | None = None,
+                     teacher: str | None = None) -> dict[str, dict[str, int]]:
+    """{arm: {status: seeds}}: per arm, the seeds with no finished run, by the status of their latest run
+    (failed, diverged, interrupted; "running" is also how a crashed run is stored). These runs have no value
+    for any metric."""
+    teacher_id = store.get_run(teacher).id if teacher else None
+    out: dict[str, dict[str, int]] = {}
+    for method in methods:
+        latest: dict[int, str] = {}
+        finished: set[int] = set()
+        for run in store.list_runs(kind="student", arm=method, dataset=dataset, model=student, brief=True):
+            if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
+                continue
+            latest.setdefault(run.seed, run.status)
+            if run.status == "finished":
+                finished.add(run.seed)
+        counts: dict[str, int] = {}
+        for seed, status in latest.items():
+            if seed not in finished:
+                counts[status] = counts.get(status, 0) + 1
+        out[method] = counts
+    return out
 
 
 def selected_epochs(store: Store, runs: list) -> dict[str, int]:
@@ -124,8 +156,9 @@ def selected_epochs(store: Store, runs: list) -> dict[str, int]:
 
 
 def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, float | None]:
-    """{run id: the metric's value} for finished runs (None: censored); a UserError names the first run
-    that lacks what the metric needs, and how to make it."""
+    """{run id: the metric's value} for finished runs (epochs_to:X never reached: stats.survival.Censored at
+    the run's last epoch); a UserError names the first run that lacks what the metric needs, and how to make
+    it."""
     from .. import stats
 
     if spec.kind == "split":
@@ -166,7 +199,10 @@ def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, flo
     for run in runs:
         curve = curves.get(run.id, [])
         if spec.kind == "epochs_to":
-            out[run.id] = stats.epochs_to(curve, spec.param)
+            from ..stats.survival import Censored
+
+            reached = stats.epochs_to(curve, spec.param)
+            out[run.id] = Censored(len(curve)) if reached is None else reached
         elif spec.kind == "auc_val_acc":
             out[run.id] = run.summary["auc_val_acc"] if "auc_val_acc" in run.summary else stats.auc_val_acc(curve)
         else:
@@ -177,25 +213,38 @@ def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, flo
     return out
 
 
+TESTS = ("t", "rank")
+"""stats --test: t (Welch's and the paired t-test), rank (Mann–Whitney and Wilcoxon's signed-rank test)."""
+
+
 @dataclass(frozen=True)
 class StatsRequest:
-    """What `stats` compares. `methods` (arm names) empty: every arm with finished runs."""
+    """What `stats` compares. `methods` (arm names) empty: every arm with finished runs. Every test of the
+    call (all metrics, all pairs) is one family for `correction`."""
 
     dataset: str
-    metric: str
+    metrics: tuple[str, ...]
     at: str
     methods: tuple[str, ...] = ()
     student: str | None = None
     teacher: str | None = None
     spread: bool = False  # the Brown–Forsythe test too (always with val_loss_sd:K)
+    test: str = "t"
+    correction: str = "holm"
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
 
     @classmethod
-    def parse(cls, methods: str | None, dataset: str, metric: str, at: str, *, student: str | None = None,
-              teacher: str | None = None, spread: bool = False) -> "StatsRequest":
+    def parse(cls, methods: str | None, dataset: str, metric: str | list[str] | tuple[str, ...], at: str, *,
+              student: str | None = None, teacher: str | None = None, spread: bool = False, test: str = "t",
+              correction: str = "holm") -> "StatsRequest":
         """The request from the command line's values; the dataset and model are checked here, before a store
         is opened (arm names are checked against the store's arms, by method_stats)."""
         from ..data import check_dataset_name
         from ..specs import parse_list
+        from ..stats.multiple import CORRECTIONS
 
         chosen = tuple(parse_list(methods)) if methods else ()
         if methods is not None and not chosen:
@@ -205,60 +254,186 @@ class StatsRequest:
             from ..models import check_model
 
             check_model(student)
-        parse_metric(metric)
+        metrics = tuple(dict.fromkeys([metric] if isinstance(metric, str) else metric)) or ("test_acc",)
+        for one in metrics:
+            parse_metric(one)
         if at not in ("best-val", "final"):
             raise UserError(f"bad --at '{at}': use best-val or final")
-        return cls(dataset, metric, at, chosen, student, teacher, spread)
+        if test not in TESTS:
+            raise UserError(f"bad --test '{test}'; valid: {', '.join(TESTS)}")
+        if correction not in CORRECTIONS:
+            raise UserError(f"bad --correction '{correction}'; valid: {', '.join(CORRECTIONS)}")
+        return cls(dataset, metrics, at, chosen, student, teacher, spread, test, correction)
+
+
+def missing_policy(metric: str) -> str:
+    """What happens to a run without a value of `metric` (one line, shown under its table)."""
+    kind = parse_metric(metric).kind
+    head = ("runs that did not finish (failed, diverged, interrupted, running or crashed) have no value: left out, "
+            "counted per arm")
+    if kind == "epochs_to":
+        return (head + f"; a finished run that never reached {metric.partition(':')[2]} validation accuracy is "
+                "censored at its last epoch: kept in the Kaplan–Meier medians and the tests, not dropped")
+    if kind == "auc_val_acc":
+        return head + "; every finished run has a value"
+    return head + "; a finished run without a value stops stats with an error that names it and how to make it"
 
 
 def method_stats(store: Store, request: StatsRequest) -> dict:
-    """The pairwise tests of `request`'s arms (see pairwise). Without arms named: those with finished
-    runs; with none at all, the plain methods (sgd, kd), which show their n = 0."""
+    """The pairwise tests of `request`'s arms on each of its metrics (see metric_table), their p-values
+    adjusted by request.correction across the whole call. Without arms named: those with finished runs; with
+    none at all, the plain methods (sgd, kd), which show their n = 0."""
     from ..methods import plain_methods
 
     arms = arm_list(store, ",".join(request.methods) if request.methods else None)
-    values = method_values(store, request.dataset, arms, request.metric, request.at,
-                           student=request.student, teacher=request.teacher)
-    if not request.methods:
-        values = ({arm: per_seed for arm, per_seed in values.items() if per_seed}
-                  or {arm: values[arm] for arm in plain_methods()})
-    spread = request.spread or parse_metric(request.metric).kind == "val_loss_sd"
-    return pairwise(values, spread=spread, metric=request.metric)
+    unfinished = unfinished_seeds(store, request.dataset, arms, student=request.student, teacher=request.teacher)
+    tables = []
+    for metric in request.metrics:
+        values = method_values(store, request.dataset, arms, metric, request.at,
+                               student=request.student, teacher=request.teacher)
+        if not request.methods:
+            values = ({arm: per_seed for arm, per_seed in values.items() if per_seed or unfinished.get(arm)}
+                      or {arm: values[arm] for arm in plain_methods()})
+        spread = request.spread or parse_metric(metric).kind == "val_loss_sd"
+        tables.append(metric_table(values, metric=metric, test=request.test, spread=spread,
+                                   unfinished={arm: unfinished.get(arm, {}) for arm in values}))
+    family = adjust_family(tables, request.correction)
+    return {"tables": tables, "pairs": [p for t in tables for p in t["pairs"]], "family": family,
+            "warnings": [w for t in tables for w in t["warnings"]]}
 
 
-def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "") -> dict:
+# the unpaired and the paired p-value of each kind of table: each a family across the call
+P_KEYS = {"t": ("p_welch", "p_paired"), "rank": ("p_mann_whitney", "p_wilcoxon"),
+          "logrank": ("p_logrank", "p_paired_rank")}
+
+
+def adjust_family(tables: list[dict], correction: str) -> dict:
+    """Adjust, across every table of one call, the unpaired p-values together (p_adj), the paired ones
+    together (p_adj_paired) and the Brown–Forsythe ones together (p_adj_brown_forsythe), by `correction`.
+    Returns the family's description: correction, sizes (non-NaN p-values) and metrics."""
+    from ..stats.multiple import adjust
+
+    pairs = [p for t in tables for p in t["pairs"]]
+    sizes = {}
+    for which, out in ((0, "p_adj"), (1, "p_adj_paired")):
+        raw = [_nan(p.get(P_KEYS[p["test"]][which])) for p in pairs]
+        for pair, value in zip(pairs, adjust(raw, correction)):
+            pair[out] = _finite(value)
+        sizes[out] = sum(x == x for x in raw)
+    spread = [p for p in pairs if "p_brown_forsythe" in p]
+    if spread:
+        raw = [_nan(p["p_brown_forsythe"]) for p in spread]
+        for pair, value in zip(spread, adjust(raw, correction)):
+            pair["p_adj_brown_forsythe"] = _finite(value)
+        sizes["p_adj_brown_forsythe"] = sum(x == x for x in raw)
+    for pair in pairs:
+        pair["correction"] = correction
+    return {"correction": correction, "sizes": sizes, "metrics": [t["metric"] for t in tables],
+            "pairs": max((len(t["pairs"]) for t in tables), default=0)}
+
+
+def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str = "t", spread: bool = False,
+                 unfinished: dict[str, dict[str, int]] | None = None) -> dict:
+    """One metric's table: epochs_to:X as time-to-event data (survival_table), every other metric by pairwise
+    (the t-tests or the rank tests)."""
+    unfinished = unfinished or {}
+    if parse_metric(metric).kind == "epochs_to":
+        table = survival_table(values, metric=metric)
+    else:
+        table = pairwise(values, spread=spread, metric=metric, test=test)
+    for arm in table["arms"]:
+        arm["unfinished"] = sum(unfinished.get(arm["method"], {}).values())
+    counts = [f"{m} {', '.join(f'{n} {status}' for status, n in c.items())}" for m, c in unfinished.items() if c]
+    table["unfinished"] = unfinished
+    table["missing"] = missing_policy(metric)
+    if counts:
+        table["warnings"].insert(0, "not finished, so without a value and left out: " + "; ".join(counts))
+    for pair in table["pairs"]:
+        pair["metric"] = metric
+    return table | {"metric": metric}
+
+
+def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidence: float = 0.95) -> dict:
+    """epochs_to:X as right-censored time-to-event data: per arm the runs, how many reached X, how many are
+    censored (at their last epoch) and the Kaplan–Meier median epoch with its interval; per pair the log-rank
+    test and, on the seeds both arms have, the paired signed-rank test with censored runs ranked slower than
+    every run that reached X (stats.survival)."""
+    import itertools
+
+    from ..stats.survival import Censored, kaplan_meier, logrank, paired_rank_test
+
+    def value(v: dict):
+        return Censored(v["censored_at"]) if v["value"] is None else v["value"]
+
+    runs = {m: {seed: value(v) for seed, v in per_seed.items()} for m, per_seed in values.items()}
+    curves = {m: kaplan_meier(list(per_seed.values()), confidence) for m, per_seed in runs.items()}
+    arms = [{"method": m, "n": km.n, "reached": km.reached, "censored": km.censored, "median": km.median,
+             "ci_low": km.ci_low, "ci_high": km.ci_high, "seeds": sorted(runs[m]),
+             "run_ids": [values[m][s]["run_id"] for s in sorted(runs[m])],
+             "km_times": km.times, "km_survival": km.survival} for m, km in curves.items()]
+    threshold = metric.partition(":")[2]
+    pairs = []
+    for a, b in itertools.combinations(runs, 2):
+        chi2, p = logrank(list(runs[a].values()), list(runs[b].values()))
+        shared = sorted(set(runs[a]) & set(runs[b]))
+        paired = paired_rank_test([(runs[a][s], runs[b][s]) for s in shared])
+        ka, kb = curves[a], curves[b]
+        warnings = []
+        if ka.n and kb.n and not (ka.reached or kb.reached):
+            warnings.append(f"{a} − {b}: no run of either arm reached {threshold}; the log-rank test has nothing "
+                            "to compare")
+        if paired.undetermined:
+            warnings.append(f"{a} − {b}: {paired.undetermined} shared seed(s) left out of the paired test: the "
+                            "censored run stopped before the other reached the threshold, so they cannot be ordered")
+        pairs.append({"test": "logrank", "a": a, "b": b, "n_a": ka.n, "n_b": kb.n, "reached_a": ka.reached,
+                      "reached_b": kb.reached, "censored_a": ka.censored, "censored_b": kb.censored,
+                      "median_a": _finite(ka.median), "median_b": _finite(kb.median),
+                      "median_ci_a": [_finite(ka.ci_low), _finite(ka.ci_high)],
+                      "median_ci_b": [_finite(kb.ci_low), _finite(kb.ci_high)],
+                      "logrank_chi2": _finite(chi2), "p_logrank": _finite(p), "n_pairs": len(shared),
+                      "paired_seeds": shared, "paired_rank_used": paired.used,
+                      "paired_rank_both_censored": paired.both_censored,
+                      "paired_rank_undetermined": paired.undetermined,
+                      "paired_rank_statistic": _finite(paired.statistic), "p_paired_rank": _finite(paired.p),
+                      "warnings": warnings})
+    for arm in arms:
+        for key in ("median", "ci_low", "ci_high"):
+            arm[key] = _finite(arm[key])
+    warnings = []
+    if any(c.censored for c in curves.values()):
+        counts = ", ".join(f"{m} {c.censored} of {c.n}" for m, c in curves.items() if c.censored)
+        warnings.append(f"censored: runs that never reached {threshold} validation accuracy count as censored at "
+                        f"their last epoch ({counts})")
+    return {"kind": "logrank", "arms": arms, "pairs": pairs, "warnings": warnings}
+
+
+def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "", test: str = "t") -> dict:
     """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
-    each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe and its
-    Holm adjustment across the pairs). Censored values (None) are left out, counted per arm
-    (`censored`) and warned about in one line, added to every pair's warnings."""
+    each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe)."""
     from ..stats import brown_forsythe, compare_methods, summarize
 
-    plain = {m: {seed: v["value"] for seed, v in per_seed.items() if v["value"] is not None}
-             for m, per_seed in values.items()}
-    censored = {m: sum(v["value"] is None for v in per_seed.values()) for m, per_seed in values.items()}
+    plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
     arms = []
     for method, per_seed in plain.items():
         arm = summarize(list(per_seed.values())) if per_seed else None
         arms.append({"method": method, "n": len(per_seed), "mean": arm.mean if arm else None,
-                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed), "censored": censored[method],
+                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
-    pairs = [p.to_dict() for p in compare_methods(plain)]
-    if spread:
-        for pair, test in zip(pairs, brown_forsythe(plain)):
-            pair |= {"bf_statistic": _finite(test["statistic"]), "p_brown_forsythe": _finite(test["p"]),
-                     "p_holm_brown_forsythe": _finite(test["p_holm"])}
-    warnings = []
-    if any(censored.values()):
-        counts = ", ".join(f"{m} {n} of {len(values[m])}" for m, n in censored.items() if n)
-        warnings.append(f"censored: runs that never reached {metric.partition(':')[2]} validation accuracy are left "
-                        f"out of the tests ({counts})")
+    pairs = [p.to_dict() | {"test": test} for p in compare_methods(plain)]
     for pair in pairs:
-        pair["warnings"] = warnings + pair["warnings"]
-    return {"arms": arms, "pairs": pairs, "warnings": warnings}
+        del pair["p_holm"], pair["p_holm_paired"]  # the call's family is adjusted by adjust_family
+    if spread:
+        for pair, result in zip(pairs, brown_forsythe(plain)):
+            pair |= {"bf_statistic": _finite(result["statistic"]), "p_brown_forsythe": _finite(result["p"])}
+    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": []}
 
 
 def _finite(x: float) -> float | None:
-    return x if x == x else None  # NaN -> None, as in the pairs' JSON
+    return x if x == x and x not in (float("inf"), float("-inf")) else None  # NaN, inf -> None, as in JSON
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else x
 
 
 def mcnemar_runs(store: Store, ref_a: str, ref_b: str) -> dict:

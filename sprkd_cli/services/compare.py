@@ -160,13 +160,16 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
             method_overrides: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
             ray_address: str | None = None, gpus_per_run: float = 0.0, hessian: bool = False,
-            ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None) -> dict:
+            ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None,
+            converged_at: float | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise.
 
     With `tune` (tuning.parse_tune's keys) each arm first runs its grid on `tune_seeds` (default: the first
     seed), recorded for the arm "NAME:tune", and its seeds then run with the grid point chosen on
-    validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid."""
+    validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid. With
+    `converged_at` X each arm's row says how many runs reached validation accuracy X, and the Kaplan–Meier
+    median epoch to it."""
     run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
                                                 lambda total, todo: on_planned(phase, total, todo), on_done,
                                                 diverged_done=phase == "tuning", gpus_per_run=gpus_per_run,
@@ -186,7 +189,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     if tuning:
         record_tuning(store, configs, tuning)
     measured = measure_claims(store, template, configs, hessian)
-    return summarise(store, template, arms, configs, final, tuning) | measured | {
+    return summarise(store, template, arms, configs, final, tuning, converged_at) | measured | {
         "ran_tuning": len(outcomes) - len(final)}
 
 
@@ -309,9 +312,11 @@ def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfi
 
 
 def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],
-              outcomes: list[dict], tuning: dict[str, dict] | None = None) -> dict:
+              outcomes: list[dict], tuning: dict[str, dict] | None = None, converged_at: float | None = None) -> dict:
     """Test accuracy at the best-validation epoch per arm over its finished runs, whether they reached their
-    plateau (selection.plateau_reached), what --tune chose, and the learning curves."""
+    plateau (selection.plateau_reached), what --tune chose, and the learning curves; with `converged_at` X,
+    per arm "epochs_to": how many runs reached validation accuracy X, how many are censored (at their last
+    epoch) and the Kaplan–Meier median epoch with its 95% interval (None: not reached)."""
     from ..selection import plateau_reached, plateau_window
     from ..stats import summarize
 
@@ -334,14 +339,40 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
                          plateau_window(r.config.get("patience", 0), r.config["epochs"]))),
                      "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
+    if converged_at is not None:
+        reached = epochs_to_summary(store, curves, converged_at)
+        for row in rows:
+            row["epochs_to"] = reached[row["arm"]]
     plot = learning_curves(store, curves, template.dataset)
     ran = len(outcomes)
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
-            "at": "best-val", "methods": rows, "ran": ran, "reused": len(configs) - ran,
+            "at": "best-val", "converged_at": converged_at, "methods": rows, "ran": ran, "reused": len(configs) - ran,
             "resumed": [o["resumed"] for o in outcomes if "resumed" in o],
             "not_resumed": [o["resume_refused"] for o in outcomes if "resume_refused" in o],
             "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
+
+
+def epochs_to_summary(store: Store, runs_by_arm: dict[str, list[str]], threshold: float) -> dict[str, dict]:
+    """{arm: {"reached", "censored", "median", "ci_low", "ci_high"}}: epochs to validation accuracy `threshold`
+    of the arm's runs as censored time-to-event data (stats.survival.kaplan_meier; None: not reached)."""
+    from ..stats import epochs_to
+    from ..stats.survival import Censored, kaplan_meier
+
+    ids = [rid for ids in runs_by_arm.values() for rid in ids]
+    found = store.metric_curves(ids, "val", "acc") if ids else {}
+    out = {}
+    for arm, run_ids in runs_by_arm.items():
+        values = []
+        for rid in run_ids:
+            curve = found.get(rid, [])
+            first = epochs_to(curve, threshold)
+            values.append(Censored(len(curve)) if first is None else first)
+        km = kaplan_meier(values)
+        finite = lambda x: None if x != x or x in (float("inf"), float("-inf")) else x  # noqa: E731
+        out[arm] = {"threshold": threshold, "reached": km.reached, "censored": km.censored,
+                    "median": finite(km.median), "ci_low": finite(km.ci_low), "ci_high": finite(km.ci_high)}
+    return out
 
 
 def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> "Path | str | None":

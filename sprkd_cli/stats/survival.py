@@ -1,0 +1,162 @@
+"""Epochs to a threshold as right-censored time-to-event data: a run that never reaches the threshold is
+censored at its last epoch, not dropped. Kaplan–Meier medians, the log-rank test (both scipy.stats) and a
+paired signed-rank test on the seeds two arms share.
+
+scipy.stats is imported inside the functions: importing this module stays cheap."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._common import check_fraction, json_safe
+
+
+@dataclass(frozen=True)
+class Censored:
+    """The value of a run that never reached the threshold: censored at epoch `at` (its last)."""
+
+    at: int
+
+
+@dataclass(frozen=True)
+class KaplanMeier:
+    """One arm: runs, how many reached the threshold (events) and how many are censored; the Kaplan–Meier
+    median epoch and its confidence interval (inf: not reached, the curve or its bound stays above 1/2)."""
+
+    n: int
+    reached: int
+    censored: int
+    median: float
+    ci_low: float
+    ci_high: float
+    times: list[float]
+    survival: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(self)
+
+
+def _split(values: Sequence[float | Censored]) -> tuple[list[float], list[float]]:
+    """(epochs of the runs that reached, epochs at which the others were censored)."""
+    reached = [float(v) for v in values if not isinstance(v, Censored)]
+    censored = [float(v.at) for v in values if isinstance(v, Censored)]
+    return reached, censored
+
+
+def _censored_data(values: Sequence[float | Censored]):
+    from scipy import stats
+
+    reached, censored = _split(values)
+    return stats.CensoredData(uncensored=reached, right=censored)
+
+
+def kaplan_meier(values: Sequence[float | Censored], confidence: float = 0.95) -> KaplanMeier:
+    """Kaplan–Meier estimate of P(not yet reached at epoch t) (scipy.stats.ecdf on right-censored data), its
+    median (the first epoch where the curve is <= 1/2) and the median's interval: the first epochs where the
+    curve's pointwise log-log (Greenwood) confidence band's lower and upper limits are <= 1/2
+    (Brookmeyer & Crowley's construction). inf where that never happens; NaN without runs."""
+    check_fraction(confidence, "confidence")
+    reached, censored = _split(values)
+    n = len(reached) + len(censored)
+    if not reached:  # no event: the curve stays at 1
+        return KaplanMeier(n, 0, len(censored), math.inf if n else math.nan, math.inf if n else math.nan,
+                           math.inf if n else math.nan, [], [])
+    from scipy import stats
+
+    sf = stats.ecdf(_censored_data(values)).sf
+    times, surv = np.asarray(sf.quantiles, dtype=float), np.asarray(sf.probabilities, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "undefined at some observations": where S is 0 or 1
+        band = sf.confidence_interval(confidence, method="log-log")
+    low, high = np.asarray(band.low.probabilities), np.asarray(band.high.probabilities)
+    # where S = 0 or 1 the log-log band is undefined (NaN): there the band is the point itself
+    low = np.where(np.isnan(low), surv, low)
+    high = np.where(np.isnan(high), surv, high)
+
+    def first_at_or_below_half(curve: np.ndarray) -> float:
+        hit = np.flatnonzero(curve <= 0.5 + 1e-12)
+        return float(times[hit[0]]) if hit.size else math.inf
+
+    return KaplanMeier(n, len(reached), len(censored), first_at_or_below_half(surv), first_at_or_below_half(low),
+                       first_at_or_below_half(high), times.tolist(), surv.tolist())
+
+
+def logrank(a: Sequence[float | Censored], b: Sequence[float | Censored]) -> tuple[float, float]:
+    """The log-rank test (Mantel–Cox) of equal time-to-threshold distributions: (chi-square on 1 df, two-sided
+    p), from scipy.stats.logrank (chi-square = its z statistic squared). NaN when either arm has no run or
+    no run of either arm reached the threshold (nothing to compare)."""
+    ra, ca = _split(a)
+    rb, cb = _split(b)
+    if not (ra or ca) or not (rb or cb) or not (ra or rb):
+        return math.nan, math.nan
+    from scipy import stats
+
+    result = stats.logrank(_censored_data(a), _censored_data(b))
+    z = float(result.statistic)
+    if not math.isfinite(z):
+        return math.nan, math.nan
+    return z * z, float(result.pvalue)
+
+
+@dataclass(frozen=True)
+class PairedRank:
+    """The paired signed-rank test on epochs to the threshold (see paired_rank_test)."""
+
+    n_pairs: int
+    used: int
+    both_censored: int
+    undetermined: int
+    statistic: float
+    p: float
+
+
+def paired_rank_test(pairs: Sequence[tuple[float | Censored, float | Censored]]) -> PairedRank:
+    """Wilcoxon's signed-rank test on the per-seed differences a − b of epochs to the threshold, where a
+    censored run counts as slower than every run that reached it: a seed where one run reached at epoch t and
+    the other was censored at c >= t gets a difference larger in size than every observed one (ties among
+    such seeds share their ranks). A seed where both are censored is a tie (dropped, as Wilcoxon drops zero
+    differences); one where the censored run stopped before the other reached (c < t) cannot be ordered and
+    is dropped. p is two-sided: exact (scipy.stats.wilcoxon) without ties, else from the permutation
+    distribution of the signs (exhaustive up to 13 seeds). NaN with no usable seed."""
+    finite, sides, both, undetermined = [], [], 0, 0
+    for x, y in pairs:
+        cx, cy = isinstance(x, Censored), isinstance(y, Censored)
+        if cx and cy:
+            both += 1
+        elif cx:
+            if x.at >= y:
+                sides.append(1.0)
+            else:
+                undetermined += 1
+        elif cy:
+            if y.at >= x:
+                sides.append(-1.0)
+            else:
+                undetermined += 1
+        else:
+            finite.append(float(x) - float(y))
+    big = (max((abs(d) for d in finite), default=0.0) + 1.0)
+    d = np.asarray(finite + [s * big for s in sides], dtype=float)
+    d = d[d != 0.0]
+    if d.size == 0:
+        return PairedRank(len(pairs), 0, both, undetermined, math.nan, math.nan)
+    statistic, p = signed_rank(d)
+    return PairedRank(len(pairs), int(d.size), both, undetermined, statistic, p)
+
+
+def signed_rank(d: np.ndarray) -> tuple[float, float]:
+    """Wilcoxon's signed-rank test of nonzero differences `d`: (statistic, two-sided p); exact without ties
+    (scipy.stats.wilcoxon, method 'exact' up to 50 values), else the sign-flip permutation distribution."""
+    from scipy import stats
+
+    if np.unique(np.abs(d)).size == d.size and d.size <= 50:
+        result = stats.wilcoxon(d, method="exact")
+    else:
+        result = stats.wilcoxon(d, method=stats.PermutationMethod(n_resamples=9999, rng=np.random.default_rng(0)))
+    return float(result.statistic), float(result.pvalue)
