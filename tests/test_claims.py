@@ -280,3 +280,104 @@ def test_json_of_stats_stays_a_list_of_pairs(db):
     _curve_store(db)
     result = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc", "--json")
     assert isinstance(json.loads(result.stdout), list)
+
+
+# -- degenerate inputs are named, not tested ----------------------------------------------------------
+def _value_store(db, values: dict, *, key: str = "auc_val_acc", n_test: int = 100, epochs: int = 4):
+    """Runs whose summary holds `key` = values[(arm, seed)], with a flat val curve and test_acc stored at their
+    best epoch (1)."""
+    store = open_test_store(db)
+    for (method, seed), value in values.items():
+        run = store.create_run(kind="student", method=method, dataset=DATA, model="mlp", seed=seed,
+                               config={"data": {"n_test": n_test, "n_val": n_test}}, config_hash=f"h-{method}",
+                               teacher_ids=[], provenance={}, device="cpu", process=PROCESS)
+        rows = [(e * 10, e, "val", "acc", 0.5) for e in range(1, epochs + 1)]
+        rows += [(e * 10, e, "val", "loss", 1.0 + value * e) for e in range(1, epochs + 1)]
+        rows += [(10, 1, "test", "acc", value)]
+        store.add_metrics(run.id, rows)
+        store.finish_run(run.id, {"best_epoch": 1, "epochs": epochs, "selection": "max val_acc; ties: min val_loss, "
+                                  "then earliest", key: value}, 10)
+    return store
+
+
+def test_rounding_noise_in_paired_differences_is_no_variation(db):
+    # the per-seed differences 0.00782123 and 0.00782121 are equal up to float32 rounding
+    _value_store(db, {("sgd", 0): 0.9, ("sgd", 1): 0.85, ("kd", 0): 0.9 - 0.00782123, ("kd", 1): 0.85 - 0.00782121})
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc")
+    assert pair["no_variation_paired"] and pair["p_paired"] is None and pair["cohens_dz"] is None
+    assert not pair["no_variation"] and pair["p_welch"] > 1e-3  # the arms themselves vary across seeds
+    out = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc").stdout
+    assert out.count("no variation across seeds in the paired differences") == 1
+    assert "e-0" not in out.split("pairwise tests")[1].split("no variation:")[0]  # no tiny p-value printed
+
+
+def test_accuracy_differences_below_one_example_are_no_variation(db):
+    # test_acc on 100 examples: a spread of 1e-9 is not a difference of a single example
+    _value_store(db, {("sgd", 0): 0.96, ("sgd", 1): 0.96 + 1e-9, ("sgd", 2): 0.96,
+                      ("kd", 0): 0.95, ("kd", 1): 0.95, ("kd", 2): 0.95 - 1e-9}, key="test_acc")
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd")
+    assert pair["no_variation"] and pair["no_variation_paired"]
+    assert all(pair[k] is None for k in ("p_welch", "p_paired", "ci_low", "cohens_d", "cohens_dz"))
+    out = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd").stdout
+    assert "no variation across seeds: both arms' values are equal within 0.005" in " ".join(out.split())
+    assert "1/(2·100)" in out
+
+
+def test_brown_forsythe_is_refused_below_three_runs_per_arm(db):
+    # two seeds per arm: the median-centred deviations are equal by construction (W was 4.2e25 before)
+    _value_store(db, {("sgd", 0): 0.0029, ("sgd", 1): 0.001, ("kd", 0): 0.0028, ("kd", 1): 0.002})
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "val_loss_sd:3")
+    assert pair["bf_statistic"] is None and pair["p_brown_forsythe"] is None
+    assert "needs at least 3 runs per arm (sgd has 2, kd has 2" in pair["bf_refused"]
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "val_loss_sd:3")
+                   .stdout.split())
+    assert out.count("the Brown–Forsythe test needs at least 3 runs per arm") == 1 and "refused" in out
+
+
+def test_one_power_note_per_table_with_the_largest_and_smallest_effect(db):
+    values = {("sgd", 0): 0.90, ("sgd", 1): 0.92, ("sgd", 2): 0.91, ("kd", 0): 0.80, ("kd", 1): 0.86,
+              ("kd", 2): 0.83, ("sprkd", 0): 0.905, ("sprkd", 1): 0.925, ("sprkd", 2): 0.91}
+    _value_store(db, values)
+    pairs = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd,sprkd", "--metric", "auc_val_acc")
+    assert not any("low power" in w for p in pairs for w in p["warnings"])
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd,sprkd", "--metric", "auc_val_acc")
+                   .stdout.split())
+    assert out.count("low power") == 1
+    d = {(p["a"], p["b"]): p for p in pairs}
+    big = max(pairs, key=lambda p: abs(p["cohens_d"]))
+    small = min(pairs, key=lambda p: abs(p["cohens_d"]))
+    assert f"{big['seeds_for_80_power']} seeds per arm at |d| = {abs(big['cohens_d']):.3g} ({big['a']} − {big['b']})" in out
+    assert f"{small['seeds_for_80_power']} seeds per arm at |d| = {abs(small['cohens_d']):.3g}" in out
+    assert "fewer than 5 seeds in sgd 3, kd 3, sprkd 3" in out and len(d) == 3
+
+
+def test_holm_covers_every_metric_and_pair_of_one_call(db):
+    _curve_store(db)
+    metrics = ["auc_val_acc", "val_loss_sd:3", "test_acc"]
+    args = [a for m in metrics for a in ("--metric", m)]
+    with_values = {m: sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", m)[0]
+                   for m in metrics if m != "test_acc"}
+    pairs = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", *args[:4])
+    assert [p["metric"] for p in pairs] == metrics[:2]
+    from sprkd_cli.stats import holm
+
+    raw = [with_values[m]["p_welch"] for m in metrics[:2]]
+    assert [p["p_adj"] for p in pairs] == pytest.approx(holm(raw), rel=1e-12)
+    assert [p["p_adj_paired"] for p in pairs] == pytest.approx(holm([with_values[m]["p_paired"] for m in metrics[:2]]))
+    bonferroni = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", *args[:4], "--correction",
+                            "bonferroni")
+    assert [p["p_adj"] for p in bonferroni] == pytest.approx([min(1, 2 * p) for p in raw], rel=1e-12)
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", *args[:4]).stdout.split())
+    assert "Holm over 2 p-values of the call, 2 metrics × 1 pairs" in out
+    assert_user_error(sprkd(db, "stats", "--dataset", DATA, "--correction", "bh"), "bad --correction 'bh'")
+
+
+def test_negative_density_counts_only_nodes_below_the_relative_tolerance():
+    from sprkd_cli.services.hessian import negative_mass
+
+    # lowest eigenvalue −0.03 (weight 0.01); the near-zero bulk's nodes at ±1e-5 (weight 0.79 below zero);
+    # the top at 10: tol = 1e-4 × 10 = 1e-3
+    nodes = [[-0.03, -1e-5, 1e-5, 10.0], [-0.03, -1e-5, 2e-5, 9.0]]
+    weights = [[0.01, 0.79, 0.1, 0.1], [0.03, 0.77, 0.1, 0.1]]
+    assert negative_mass({"density_nodes": nodes, "density_weights": weights}) == pytest.approx(0.02, rel=1e-12)
+    assert negative_mass({"density_nodes": None}) is None

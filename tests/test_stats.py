@@ -18,6 +18,7 @@ from sprkd_cli.stats import (
     compare_methods,
     holm,
     mcnemar_exact,
+    power_note,
     seeds_for_power,
     summarize,
     two_sample_power,
@@ -281,10 +282,10 @@ def test_low_power_flag_and_warning_text() -> None:
     assert r.low_power is True
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d)
     assert r.seeds_for_80_power is not None
-    texts = [w for w in r.warnings if w.startswith("low power")]
-    assert len(texts) == 1
-    assert f"{r.seeds_for_80_power} seeds per arm are needed for 80% power" in texts[0]
-    assert "kd has 3 seed(s) and ce has 3" in texts[0]
+    assert not any("low power" in w for w in r.warnings)  # one note per table, not one per pair
+    note = power_note([r])
+    assert note == (f"low power: fewer than 5 seeds in kd 3, ce 3; for 80% power (two-sided t-test, alpha 0.05) a "
+                    f"t-test needs {r.seeds_for_80_power} seeds per arm at |d| = {abs(r.cohens_d):.3g} (kd − ce)")
 
 
 def test_no_low_power_warning_with_five_seeds() -> None:
@@ -297,7 +298,19 @@ def test_no_low_power_warning_with_five_seeds() -> None:
 def test_low_power_uses_requested_power_and_alpha() -> None:
     r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}}, power=0.9, alpha=0.01))
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d, power=0.9, alpha=0.01)
-    assert "90% power" in r.warnings[-1] and "alpha=0.01" in r.warnings[-1]
+    note = power_note([r], power=0.9, alpha=0.01)
+    assert "90% power" in note and "alpha 0.01" in note
+
+
+def test_power_note_names_the_largest_and_smallest_effect() -> None:
+    values = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}, "c": {0: 1.1, 1: 2.2, 2: 3.0}}
+    results = compare_methods(values)
+    note = power_note(results)
+    big = max(results, key=lambda r: abs(r.cohens_d))
+    small = min(results, key=lambda r: abs(r.cohens_d))
+    assert f"{big.seeds_for_80_power} seeds per arm at |d| = {abs(big.cohens_d):.3g} ({big.a} − {big.b}), the largest" in note
+    assert f"{small.seeds_for_80_power} seeds per arm at |d| = {abs(small.cohens_d):.3g} ({small.a} − {small.b}), the smallest" in note
+    assert power_note(compare_methods({m: dict(enumerate(range(5))) for m in "xy"})) is None
 
 
 def test_zero_variance_in_both_arms() -> None:
@@ -305,11 +318,25 @@ def test_zero_variance_in_both_arms() -> None:
     ab, ac, bc = compare_methods(values)
     assert math.isnan(ab.t_welch) and math.isnan(ab.p_welch) and math.isnan(ab.p_holm)
     assert math.isnan(ab.cohens_d) and ab.seeds_for_80_power is None
-    assert any("zero variance" in w for w in ab.warnings)
-    assert any("identical on every shared seed" in w for w in ab.warnings)
+    assert ab.no_variation and ab.no_variation_paired
+    assert any("no variation across seeds: both arms' values are equal" in w for w in ab.warnings)
+    assert any("no variation across seeds in the paired differences" in w for w in ab.warnings)
     # The NaN p-value is not counted in the Holm family: two valid p-values remain.
     assert ac.p_holm == pytest.approx(holm([ac.p_welch, bc.p_welch])[0])
-    assert not any("zero variance" in w for w in ac.warnings)  # only one arm is constant
+    assert not ac.no_variation  # only one arm is constant
+
+
+def test_spreads_within_the_tolerance_are_no_variation() -> None:
+    # float32 rounding noise: per-seed differences 0.00782123 and 0.00782121
+    a = {0: 0.9, 1: 0.85}
+    b = {0: 0.9 - 0.00782123, 1: 0.85 - 0.00782121}
+    exact = _only(compare_methods({"a": a, "b": b}))
+    assert exact.p_paired < 1e-3  # what the paired t-test makes of the noise
+    r = _only(compare_methods({"a": a, "b": b}, tol=1e-6))
+    assert r.no_variation_paired and math.isnan(r.p_paired) and math.isnan(r.cohens_dz)
+    assert not r.no_variation and r.p_welch == exact.p_welch
+    with pytest.raises(ValueError):
+        compare_methods({"a": a, "b": b}, tol=-1.0)
 
 
 def test_method_with_zero_or_one_value() -> None:

@@ -68,7 +68,7 @@ def _family(family: dict, key: str) -> str:
         return "no correction"
     metrics = len(family["metrics"])
     over = f"{family['sizes'].get(key, 0)} p-values of the call"
-    if metrics > 1:
+    if metrics > 1 and key != "p_adj_brown_forsythe":
         over += f", {metrics} metrics × {family['pairs']} pairs"
     return f"{family['correction'].capitalize()} over {over}"
 
@@ -88,6 +88,9 @@ def _print_table(out, table: dict, family: dict, dataset: str, at: str) -> None:
         _print_survival(out, table, family, title)
     else:
         _print_pairs(out, table, family, title)
+    if "tol" in table:
+        out.print(f"[dim]no variation: spreads and paired differences within {table['tol']:.3g} "
+                  f"({table['tol_rule']})[/dim]")
     out.print(f"[dim]runs without a value: {table['missing']}[/dim]")
     for warning in dict.fromkeys([*table["warnings"], *(w for p in table["pairs"] for w in p["warnings"])]):
         out.print(f"[yellow]warning:[/yellow] {warning}")
@@ -112,9 +115,11 @@ def _print_pairs(out, table: dict, family: dict, title: str) -> None:
     for column in ("a − b", "diff", "95% CI", "p Welch", "p adj", "p paired (pairs)", "p adj paired", "d", "d_z"):
         pairs.add_column(column, justify="left" if column == "a − b" else "right")
     for p in table["pairs"]:
-        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), f"[{fmt(p['ci_low'])}, {fmt(p['ci_high'])}]",
-                      fmt_p(p["p_welch"]), fmt_p(p["p_adj"]), f"{fmt_p(p['p_paired'])} ({p['n_pairs']})",
-                      fmt_p(p["p_adj_paired"]), fmt(p["cohens_d"], 2), fmt(p["cohens_dz"], 2))
+        ci = "no variation" if p["no_variation"] else f"[{fmt(p['ci_low'])}, {fmt(p['ci_high'])}]"
+        paired = "no variation" if p["no_variation_paired"] else fmt_p(p["p_paired"])
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), ci, fmt_p(p["p_welch"]), fmt_p(p["p_adj"]),
+                      f"{paired} ({p['n_pairs']})", fmt_p(p["p_adj_paired"]), fmt(p["cohens_d"], 2),
+                      fmt(p["cohens_dz"], 2))
     out.print(pairs)
     if any("p_brown_forsythe" in p for p in table["pairs"]):
         spread = Table(title="Brown–Forsythe test of equal variances (median-centred Levene; "
@@ -122,7 +127,8 @@ def _print_pairs(out, table: dict, family: dict, title: str) -> None:
         for column in ("a − b", "sd a", "sd b", "W", "p", "p adj"):
             spread.add_column(column, justify="left" if column == "a − b" else "right")
         for p in table["pairs"]:
-            spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]), fmt(p["bf_statistic"], 3),
+            spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]),
+                           "refused" if p.get("bf_refused") else fmt(p["bf_statistic"], 3),
                            fmt_p(p["p_brown_forsythe"]), fmt_p(p["p_adj_brown_forsythe"]))
         out.print(spread)
 

@@ -296,7 +296,8 @@ def method_stats(store: Store, request: StatsRequest) -> dict:
                       or {arm: values[arm] for arm in plain_methods()})
         spread = request.spread or parse_metric(metric).kind == "val_loss_sd"
         tables.append(metric_table(values, metric=metric, test=request.test, spread=spread,
-                                   unfinished={arm: unfinished.get(arm, {}) for arm in values}))
+                                   unfinished={arm: unfinished.get(arm, {}) for arm in values},
+                                   examples=examples_of(store, metric, values)))
     family = adjust_family(tables, request.correction)
     return {"tables": tables, "pairs": [p for t in tables for p in t["pairs"]], "family": family,
             "warnings": [w for t in tables for w in t["warnings"]]}
@@ -332,15 +333,45 @@ def adjust_family(tables: list[dict], correction: str) -> dict:
             "pairs": max((len(t["pairs"]) for t in tables), default=0)}
 
 
+RTOL = 1e-6
+"""Values within RTOL × the metric's largest |value| are equal: well above float32 rounding (6e-8)."""
+
+
+def examples_of(store: Store, metric: str, values: dict[str, dict[int, dict]]) -> int | None:
+    """For an accuracy on a split (test_acc, val_acc, noise_acc:S): the most examples that split has in the
+    compared runs (its step is 1/N); None for other metrics."""
+    spec = parse_metric(metric)
+    split = "test" if spec.kind == "noise_acc" else spec.split if spec.kind == "split" and spec.name == "acc" else None
+    if split is None:
+        return None
+    sizes = []
+    for per_seed in values.values():
+        for v in list(per_seed.values())[:1]:  # one run per arm: an arm's runs share their split
+            sizes.append(store.get_run(v["run_id"]).config.get("data", {}).get(f"n_{split}"))
+    return max((n for n in sizes if n), default=None)
+
+
+def tolerance(values: dict[str, dict[int, dict]], examples: int | None = None) -> tuple[float, str]:
+    """(tol, how it was set): spreads and differences within tol count as no variation. RTOL × the largest
+    |value| of the metric; for an accuracy on N examples at least half its step, 1/(2N)."""
+    scale = max((abs(v["value"]) for per in values.values() for v in per.values() if v["value"] is not None),
+                default=0.0)
+    tol, how = RTOL * scale, f"{RTOL:g} × the largest |value|"
+    if examples and 0.5 / examples > tol:
+        tol, how = 0.5 / examples, f"half the accuracy's step on {examples} examples, 1/(2·{examples})"
+    return tol, how
+
+
 def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str = "t", spread: bool = False,
-                 unfinished: dict[str, dict[str, int]] | None = None) -> dict:
+                 unfinished: dict[str, dict[str, int]] | None = None, examples: int | None = None) -> dict:
     """One metric's table: epochs_to:X as time-to-event data (survival_table), every other metric by pairwise
-    (the t-tests or the rank tests)."""
+    (the t-tests or the rank tests), where spreads and differences within `tolerance` are no variation."""
     unfinished = unfinished or {}
     if parse_metric(metric).kind == "epochs_to":
         table = survival_table(values, metric=metric)
     else:
-        table = pairwise(values, spread=spread, metric=metric, test=test)
+        tol, how = tolerance(values, examples)
+        table = pairwise(values, spread=spread, metric=metric, test=test, tol=tol) | {"tol": tol, "tol_rule": how}
     for arm in table["arms"]:
         arm["unfinished"] = sum(unfinished.get(arm["method"], {}).values())
     counts = [f"{m} {', '.join(f'{n} {status}' for status, n in c.items())}" for m, c in unfinished.items() if c]
@@ -407,10 +438,12 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
     return {"kind": "logrank", "arms": arms, "pairs": pairs, "warnings": warnings}
 
 
-def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "", test: str = "t") -> dict:
+def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "", test: str = "t",
+             tol: float = 0.0) -> dict:
     """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
-    each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe)."""
-    from ..stats import brown_forsythe, compare_methods, summarize
+    each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe); one note on
+    power for the table (stats.power_note). Spreads within `tol` are no variation."""
+    from ..stats import brown_forsythe, compare_methods, power_note, summarize
 
     plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
     arms = []
@@ -419,13 +452,18 @@ def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric
         arms.append({"method": method, "n": len(per_seed), "mean": arm.mean if arm else None,
                      "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
-    pairs = [p.to_dict() | {"test": test} for p in compare_methods(plain)]
+    results = compare_methods(plain, tol=tol)
+    pairs = [p.to_dict() | {"test": test} for p in results]
     for pair in pairs:
         del pair["p_holm"], pair["p_holm_paired"]  # the call's family is adjusted by adjust_family
     if spread:
-        for pair, result in zip(pairs, brown_forsythe(plain)):
+        for pair, result in zip(pairs, brown_forsythe(plain, tol)):
             pair |= {"bf_statistic": _finite(result["statistic"]), "p_brown_forsythe": _finite(result["p"])}
-    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": []}
+            if result["refused"]:
+                pair["bf_refused"] = result["refused"]
+                pair["warnings"].append(result["refused"])
+    note = power_note(results)
+    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": [note] if note else []}
 
 
 def _finite(x: float) -> float | None:

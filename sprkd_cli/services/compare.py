@@ -395,12 +395,13 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     for method, per_epoch in series.items():
         epochs = sorted(per_epoch)
         mean = np.array([np.mean(per_epoch[e]) for e in epochs])
-        sd = np.array([np.std(per_epoch[e]) for e in epochs])
+        # the sample sd (n − 1), as every table; no band where fewer than 2 runs have the epoch
+        sd = np.array([np.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else np.nan for e in epochs])
         ax.plot(epochs, mean, label=f"{method} (n={len(runs_by_method[method])})")
         ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{dataset}: validation accuracy, mean ± sd over seeds")
+    ax.set_title(f"{dataset}: validation accuracy, mean ± sample sd over seeds")
     ax.legend()
     ax.grid(alpha=0.3)
     out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")
