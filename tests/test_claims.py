@@ -159,6 +159,11 @@ def test_one_arm_reaches_and_the_other_never_does_end_to_end(db):
                 "3e-2", "--seeds", "0-2", "--methods", "sgd", "--converged-at", "0.7")
     assert out.exit_code == 0, out.output
     assert f"3/3 ({sgd_epochs[1]})" in out.stdout and "0 reused" not in out.stdout
+    compared = sprkd_json(db, "compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--epochs", "4",
+                          "--lr", "3e-2", "--seeds", "0-2", "--methods", "sgd", "--converged-at", "0.7")
+    (row,) = compared["methods"]
+    assert row["epochs_to"]["reached"] == 3 and 0.0 <= row["ci_low"] <= row["ci_high"] <= 1.0
+    assert row["ci_method"] == "t interval, cut to the metric's range [0, 1]"
 
 
 def test_val_loss_sd_comes_with_brown_forsythe(db):
@@ -381,3 +386,12 @@ def test_negative_density_counts_only_nodes_below_the_relative_tolerance():
     weights = [[0.01, 0.79, 0.1, 0.1], [0.03, 0.77, 0.1, 0.1]]
     assert negative_mass({"density_nodes": nodes, "density_weights": weights}) == pytest.approx(0.02, rel=1e-12)
     assert negative_mass({"density_nodes": None}) is None
+
+
+def test_stats_intervals_stay_inside_an_accuracy_range(db):
+    _value_store(db, {("sgd", 0): 0.6, ("sgd", 1): 0.95, ("kd", 0): 0.99, ("kd", 1): 0.999}, key="test_acc")
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd")
+    assert -1.0 <= pair["ci_low"] <= pair["ci_high"] <= 1.0
+    assert pair["ci_method"] == "t interval, cut to the metric's range [0, 1]"
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd").stdout.split())
+    assert "95% CI: t interval, cut to the metric's range [0, 1]" in out

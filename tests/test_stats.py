@@ -472,3 +472,18 @@ def test_paired_rank_test_orders_what_can_be_ordered() -> None:
     ref = stats.wilcoxon([3 - 5, 4 - 4.5, -(2.5 + 1), 6 - 8.5], method="exact")  # 2.5: the largest |d|
     assert result.p == pytest.approx(ref.pvalue, rel=1e-12)
     assert math.isnan(logrank([Censored(4)] * 3, [Censored(4)] * 3)[0])
+
+
+def test_intervals_are_cut_to_the_metric_range() -> None:
+    # two seeds of an accuracy: the t interval of the mean runs far past 1 (compare printed [0.2789, 1.2699])
+    x = [0.6, 0.95]
+    plain = summarize(x)
+    assert plain.ci_high > 1.0
+    cut = summarize(x, bounds=(0.0, 1.0))
+    assert plain.ci_low < 0.0 and (cut.ci_low, cut.ci_high) == (0.0, 1.0) and (cut.mean, cut.sd) == (plain.mean, plain.sd)
+    r = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}, bounds=(0.0, 1.0)))
+    free = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}))
+    assert free.ci_high > 1.0 and free.ci_low < -1.0 and (r.ci_low, r.ci_high) == (-1.0, 1.0) and r.p_welch == free.p_welch
+    from sprkd_cli.stats.summary import ci_method
+
+    assert ci_method((0.0, 1.0)) == "t interval, cut to the metric's range [0, 1]"

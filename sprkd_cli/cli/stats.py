@@ -111,7 +111,7 @@ def _print_pairs(out, table: dict, family: dict, title: str) -> None:
         arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])),
                      *(_not_finished(arm) if unfinished else ()))
     out.print(arms)
-    pairs = Table(title=f"pairwise tests (diff = a − b; {_family(family, 'p_adj')})")
+    pairs = Table(title=f"pairwise tests (diff = a − b; 95% CI: {table['ci_method']}; {_family(family, 'p_adj')})")
     for column in ("a − b", "diff", "95% CI", "p Welch", "p adj", "p paired (pairs)", "p adj paired", "d", "d_z"):
         pairs.add_column(column, justify="left" if column == "a − b" else "right")
     for p in table["pairs"]:

@@ -251,14 +251,16 @@ def _print_compare(result: dict) -> None:
         choice = [", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["tuned"].items())
                   or "–"] if tuned else []
         table.add_row(label, ",".join(row.get("teacher_ids", [])) or "–", *choice, str(row["n"]), fmt(row["mean"]),
-                      fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", span,
+                      fmt(row["sd"]), "no variation" if row.get("no_variation") else
+                      f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", span,
                       f"{row['plateau']}/{row['n']}", *((_reached(row),) if reached else ()),
                       ",".join(map(str, row["seeds"])))
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
     grid = f" (+ {result['ran_tuning']} --tune grid run(s))" if result.get("ran_tuning") else ""
     out.print(f"{result['ran']} run(s) trained{grid}{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
-    out.print("epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
+    out.print("95% CI: the t interval of the mean, cut to [0, 1] (no variation: the runs' accuracies are equal to "
+              "within half a test example); epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
               "without it, a quarter of the epochs) before their last")
     if converged is not None:
         out.print(f"reached {converged:g}: runs whose validation accuracy reached {converged:g}, and the Kaplan–Meier "

@@ -351,6 +351,17 @@ def examples_of(store: Store, metric: str, values: dict[str, dict[int, dict]]) -
     return max((n for n in sizes if n), default=None)
 
 
+def metric_range(metric: str) -> tuple[float, float]:
+    """The values a metric can take: [0, 1] for accuracies, [0, ∞) for losses and sds, else unbounded."""
+    spec = parse_metric(metric)
+    inf = float("inf")
+    if spec.kind in ("auc_val_acc", "noise_acc") or (spec.kind == "split" and spec.name == "acc"):
+        return 0.0, 1.0
+    if spec.kind == "val_loss_sd" or (spec.kind == "split" and spec.name == "loss"):
+        return 0.0, inf
+    return -inf, inf
+
+
 def tolerance(values: dict[str, dict[int, dict]], examples: int | None = None) -> tuple[float, str]:
     """(tol, how it was set): spreads and differences within tol count as no variation. RTOL × the largest
     |value| of the metric; for an accuracy on N examples at least half its step, 1/(2N)."""
@@ -371,7 +382,8 @@ def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str =
         table = survival_table(values, metric=metric)
     else:
         tol, how = tolerance(values, examples)
-        table = pairwise(values, spread=spread, metric=metric, test=test, tol=tol) | {"tol": tol, "tol_rule": how}
+        table = pairwise(values, spread=spread, metric=metric, test=test, tol=tol, bounds=metric_range(metric))
+        table |= {"tol": tol, "tol_rule": how}
     for arm in table["arms"]:
         arm["unfinished"] = sum(unfinished.get(arm["method"], {}).values())
     counts = [f"{m} {', '.join(f'{n} {status}' for status, n in c.items())}" for m, c in unfinished.items() if c]
@@ -439,21 +451,25 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
 
 
 def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "", test: str = "t",
-             tol: float = 0.0) -> dict:
+             tol: float = 0.0, bounds: tuple[float, float] = (float("-inf"), float("inf"))) -> dict:
     """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
     each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe); one note on
-    power for the table (stats.power_note). Spreads within `tol` are no variation."""
+    power for the table (stats.power_note). Spreads within `tol` are no variation; intervals are cut to
+    `bounds`, the metric's range (ci_method says how they were made)."""
     from ..stats import brown_forsythe, compare_methods, power_note, summarize
+    from ..stats.summary import ci_method
 
     plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
     arms = []
     for method, per_seed in plain.items():
-        arm = summarize(list(per_seed.values())) if per_seed else None
+        arm = summarize(list(per_seed.values()), bounds=bounds) if per_seed else None
         arms.append({"method": method, "n": len(per_seed), "mean": arm.mean if arm else None,
-                     "sd": arm.sd if arm else None, "seeds": sorted(per_seed),
+                     "sd": arm.sd if arm else None, "ci_low": _finite(arm.ci_low) if arm else None,
+                     "ci_high": _finite(arm.ci_high) if arm else None, "seeds": sorted(per_seed),
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
-    results = compare_methods(plain, tol=tol)
-    pairs = [p.to_dict() | {"test": test} for p in results]
+    results = compare_methods(plain, tol=tol, bounds=bounds)
+    how = ci_method(bounds)
+    pairs = [p.to_dict() | {"test": test, "ci_method": how} for p in results]
     for pair in pairs:
         del pair["p_holm"], pair["p_holm_paired"]  # the call's family is adjusted by adjust_family
     if spread:
@@ -463,7 +479,7 @@ def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric
                 pair["bf_refused"] = result["refused"]
                 pair["warnings"].append(result["refused"])
     note = power_note(results)
-    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": [note] if note else []}
+    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": [note] if note else [], "ci_method": how}
 
 
 def _finite(x: float) -> float | None:

@@ -311,14 +311,19 @@ def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfi
     return out
 
 
+ACC_RANGE = (0.0, 1.0)
+
+
 def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],
               outcomes: list[dict], tuning: dict[str, dict] | None = None, converged_at: float | None = None) -> dict:
-    """Test accuracy at the best-validation epoch per arm over its finished runs, whether they reached their
+    """Test accuracy at the best-validation epoch per arm over its finished runs (its 95% CI the t interval
+    cut to [0, 1]; no_variation: an sd below half a test example's step, 1/(2·n_test)), whether they reached their
     plateau (selection.plateau_reached), what --tune chose, and the learning curves; with `converged_at` X,
     per arm "epochs_to": how many runs reached validation accuracy X, how many are censored (at their last
     epoch) and the Kaplan–Meier median epoch with its 95% interval (None: not reached)."""
     from ..selection import plateau_reached, plateau_window
     from ..stats import summarize
+    from ..stats.summary import ci_method
 
     tuning = tuning or {}
 
@@ -327,9 +332,12 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
     for arm in arms:
         mine = [c for c in configs if c.arm == arm.name]
         runs = [r for r in (store.find_finished(c.config_hash(), c.seed) for c in mine) if r is not None]
-        stats = summarize([r.summary["test_acc"] for r in runs])
+        stats = summarize([r.summary["test_acc"] for r in runs], bounds=ACC_RANGE)
+        n_test = max((r.config.get("data", {}).get("n_test") or 0 for r in runs), default=0)
+        flat = stats.n >= 2 and stats.sd <= (0.5 / n_test if n_test else 0.0)
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
-                     "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
+                     "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "no_variation": flat,
+                     "ci_method": ci_method(ACC_RANGE), "seeds": [r.seed for r in runs],
                      "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else [],
                      "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback")),
                      "epochs_run": [r.summary["epochs"] for r in runs],

@@ -12,7 +12,7 @@ from ._common import check_fraction, json_safe
 from .effect_size import cohens_d, cohens_dz
 from .multiple import holm
 from .power import MAX_SEEDS, seeds_for_power
-from .summary import ArmSummary, summarize
+from .summary import UNBOUNDED, ArmSummary, clip, summarize
 from .ttests import WelchTTest, paired_ttest, welch_ttest
 
 MIN_SEEDS = 5
@@ -25,7 +25,7 @@ _NO_WELCH = WelchTTest(math.nan, math.nan, math.nan, math.nan, math.nan)
 class PairResult:
     """Comparison of method ``a`` against method ``b``; ``diff`` and all effects are a - b.
 
-    ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence.
+    ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence, cut to the metric's range.
     p_holm / p_holm_paired: Holm adjustment of p_welch / p_paired across all pairs of one call.
     seeds_for_80_power: per-arm seeds a two-sided two-sample t-test needs for the requested
     power (80% by default) at |cohens_d|; None when d is 0, nan or more than 10,000 are needed.
@@ -127,6 +127,7 @@ def _compare_pair(
     power: float,
     alpha: float,
     tol: float = 0.0,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> PairResult:
     """One pair, before the Holm adjustment (p_holm fields are NaN here)."""
     warnings: list[str] = []
@@ -178,8 +179,8 @@ def _compare_pair(
         sd_a=sum_a.sd,
         sd_b=sum_b.sd,
         diff=sum_a.mean - sum_b.mean,
-        ci_low=welch.ci_low,
-        ci_high=welch.ci_high,
+        ci_low=clip(welch.ci_low, welch.ci_high, (bounds[0] - bounds[1], bounds[1] - bounds[0]))[0],
+        ci_high=clip(welch.ci_low, welch.ci_high, (bounds[0] - bounds[1], bounds[1] - bounds[0]))[1],
         t_welch=welch.t,
         df_welch=welch.df,
         p_welch=welch.p,
@@ -206,6 +207,7 @@ def compare_methods(
     power: float = 0.8,
     alpha: float = 0.05,
     tol: float = 0.0,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[PairResult]:
     """Compare every pair of methods; ``values[method][seed]`` is one metric value per run.
 
@@ -213,6 +215,7 @@ def compare_methods(
     Each pair gets Welch's t-test and CI of the mean difference, the paired t-test on the
     shared seeds, Cohen's d and d_z, and the seeds needed for ``power`` at ``alpha``;
     p_welch and p_paired are then Holm-adjusted across all pairs of this call.
+    ``bounds`` is the metric's range: each CI of a difference is cut to [lo − hi, hi − lo].
     Undefined tests (n < 2; no variation: sds, or paired differences' sd, <= ``tol``) are NaN with a
     warning; NaN/inf inputs raise ValueError. The low-power note is one per table: power_note.
     """
@@ -222,9 +225,9 @@ def compare_methods(
     check_fraction(power, "power")
     check_fraction(alpha, "alpha")
     arms = _checked(values)
-    summaries = {m: summarize(list(arm.values()), confidence) for m, arm in arms.items()}
+    summaries = {m: summarize(list(arm.values()), confidence, bounds) for m, arm in arms.items()}
     raw = [
-        _compare_pair(a, b, arms[a], arms[b], summaries[a], summaries[b], confidence, power, alpha, tol)
+        _compare_pair(a, b, arms[a], arms[b], summaries[a], summaries[b], confidence, power, alpha, tol, bounds)
         for a, b in itertools.combinations(arms, 2)
     ]
     p_holm = holm([r.p_welch for r in raw])
