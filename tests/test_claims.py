@@ -395,3 +395,27 @@ def test_stats_intervals_stay_inside_an_accuracy_range(db):
     assert pair["ci_method"] == "t interval, cut to the metric's range [0, 1]"
     out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd").stdout.split())
     assert "95% CI: t interval, cut to the metric's range [0, 1]" in out
+
+
+def test_stats_test_rank_and_aso_through_the_cli(db):
+    store = _curve_store(db)
+    values = _values(store, "auc_val_acc")
+    sgd, kd = values["sgd"], values["kd"]
+    (rank,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc",
+                         "--test", "rank")
+    ref = scipy_stats.mannwhitneyu(list(sgd.values()), list(kd.values()), method="exact")
+    assert rank["p_mann_whitney"] == pytest.approx(ref.pvalue, rel=1e-12) and rank["p_adj"] == rank["p_mann_whitney"]
+    diffs = [sgd[s] - kd[s] for s in (0, 1, 2)]
+    assert rank["p_wilcoxon"] == pytest.approx(scipy_stats.wilcoxon(diffs, method="exact").pvalue, rel=1e-12)
+    pairs = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc",
+                       "--metric", "val_loss_sd:3", "--test", "aso")
+    from sprkd_cli.stats.aso import aso
+
+    for pair in pairs:
+        assert pair["aso_comparisons"] == 2 and pair["aso_confidence"] == pytest.approx(0.975)
+    expected = aso(list(sgd.values()), list(kd.values()), comparisons=2)
+    assert pairs[0]["eps_min_ab"] == expected.eps_min
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc", "--test",
+                         "aso").stdout.split())
+    assert "Almost Stochastic Order (ε_min at confidence 0.9500)" in out and "Below 0.5" in out
+    assert_user_error(sprkd(db, "stats", "--dataset", DATA, "--test", "z"), "bad --test 'z'")

@@ -487,3 +487,84 @@ def test_intervals_are_cut_to_the_metric_range() -> None:
     from sprkd_cli.stats.summary import ci_method
 
     assert ci_method((0.0, 1.0)) == "t interval, cut to the metric's range [0, 1]"
+
+
+# --- rank tests and Almost Stochastic Order ------------------------------------------------------
+
+from sprkd_cli.stats.aso import aso, violation_ratio  # noqa: E402
+from sprkd_cli.stats.ranks import mann_whitney, wilcoxon_paired  # noqa: E402
+
+
+def test_rank_tests_equal_scipy_exact() -> None:
+    a, b = [0.71, 0.73, 0.70, 0.745, 0.72], [0.69, 0.705, 0.68, 0.715, 0.675]
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided", method="exact")
+    got = mann_whitney(a, b)
+    assert (got.statistic, got.n) == (ref.statistic, 10) and got.p == pytest.approx(ref.pvalue, rel=1e-12)
+    d = [x - y for x, y in zip(a, b)]
+    assert wilcoxon_paired(d).p == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+    # within the tolerance: a tie, and a zero difference dropped
+    assert wilcoxon_paired([1e-9, 0.02, 0.03, -0.01], tol=1e-6).n == 3
+    assert math.isnan(mann_whitney([0.5, 0.5], [0.5 + 1e-12, 0.5], tol=1e-6).p)
+
+
+def test_rank_test_with_ties_uses_the_exact_permutation_distribution() -> None:
+    a, b = [1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 4.0, 4.0]
+    # by hand: every split of the 8 values into 4 and 4 (70), U of each, two-sided as scipy counts it
+    import itertools
+
+    pooled = a + b
+
+    def u(x, y):
+        return sum((xi > yi) + 0.5 * (xi == yi) for xi in x for yi in y)
+
+    observed = u(a, b)
+    us = []
+    for idx in itertools.combinations(range(8), 4):
+        x = [pooled[i] for i in idx]
+        y = [pooled[i] for i in range(8) if i not in idx]
+        us.append(u(x, y))
+    mean = 8.0
+    extreme = sum(abs(v - mean) >= abs(observed - mean) - 1e-12 for v in us) / len(us)
+    assert mann_whitney(a, b).p == pytest.approx(extreme, rel=1e-12)
+
+
+# deepsig 1.2.8 (pip install deepsig, in a scratch venv), aso(a, b, seed=s, show_progress=False) for
+# s = 0, 2000, ..., 18000 with its defaults (confidence 0.95, 1000 bootstrap iterations, dt 0.005), and
+# deepsig.aso.compute_violation_ratio(a, b, dt=0.005):
+DEEPSIG = {
+    "overlap": {"a": [0.1, 0.5, 0.3, 0.8, 0.6], "b": [0.2, 0.4, 0.7, 0.35, 0.55],
+                "violation_ratio": 0.3525179856115107, "eps_mean": 0.9816, "eps_sd": 0.006},
+    "normal10": {"a": [0.689053, -0.022748, 0.086936, -1.941467, 2.299707, 1.644166, 0.174577, 1.273807, 0.781211,
+                       -0.053823],
+                 "b": [0.345584, 0.821618, 0.330437, -1.303157, 0.905356, 0.446375, -0.536953, 0.581118, 0.364572,
+                       0.294132],
+                 "violation_ratio": 0.14156227895548254, "eps_mean": 0.6219, "eps_sd": 0.0118},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEPSIG))
+def test_aso_equals_deepsig(case) -> None:
+    ref = DEEPSIG[case]
+    a, b = np.array(ref["a"]), np.array(ref["b"])
+    assert violation_ratio(a, b, deepsig_grid=True) == pytest.approx(ref["violation_ratio"], rel=1e-12)
+    eps = [aso(a, b, seed=s, deepsig_grid=True).eps_min for s in range(10)]
+    # two means of 10 bootstrap runs each: within 4 standard errors of their difference
+    se = math.sqrt(ref["eps_sd"] ** 2 / 10 + np.var(eps, ddof=1) / 10)
+    assert abs(np.mean(eps) - ref["eps_mean"]) < 4 * se + 1e-4
+
+
+def test_aso_against_deepsig_live_when_installed() -> None:
+    deepsig = pytest.importorskip("deepsig")
+    for ref in DEEPSIG.values():
+        assert violation_ratio(np.array(ref["a"]), np.array(ref["b"]), deepsig_grid=True) == pytest.approx(
+            deepsig.aso.compute_violation_ratio(np.array(ref["a"]), np.array(ref["b"]), dt=0.005), rel=1e-12)
+
+
+def test_aso_limits_symmetry_and_bonferroni() -> None:
+    low, high = [0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]
+    assert aso(high, low).eps_min == 0.0 and aso(low, high).eps_min == 1.0  # stochastic order, both ways
+    a, b = np.array(DEEPSIG["normal10"]["a"]), np.array(DEEPSIG["normal10"]["b"])
+    assert violation_ratio(a, b) + violation_ratio(b, a) == pytest.approx(1.0, abs=1e-12)
+    one, three = aso(a, b, seed=1), aso(a, b, seed=1, comparisons=3)
+    assert three.confidence == pytest.approx(1 - 0.05 / 3) and three.eps_min > one.eps_min
+    assert one.sigma == three.sigma  # the same bootstrap; only the quantile changes

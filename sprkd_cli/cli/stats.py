@@ -31,7 +31,7 @@ def stats(
     dataset: o.Dataset = "digits",
     metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP + " Repeat --metric to test several in one call: one table each, and every test of the call one family for --correction. Default: test_acc.")] = None,
     at: Annotated[str, typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
-    test: Annotated[str, typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p where scipy has it. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
+    test: Annotated[str, typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
     correction: Annotated[str, typer.Option(help="Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired p-values each a family): holm, bonferroni or none.")] = "holm",
     spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted with the call's --correction; always on with val_loss_sd:K.")] = False,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
@@ -111,6 +111,19 @@ def _print_pairs(out, table: dict, family: dict, title: str) -> None:
         arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])),
                      *(_not_finished(arm) if unfinished else ()))
     out.print(arms)
+    if table["kind"] == "rank":
+        _print_rank(out, table, family)
+    elif table["kind"] == "aso":
+        _print_aso(out, table, family)
+    else:
+        _print_t(out, table, family)
+    if any("p_brown_forsythe" in p for p in table["pairs"]):
+        _print_spread(out, table, family)
+
+
+def _print_t(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
     pairs = Table(title=f"pairwise tests (diff = a − b; 95% CI: {table['ci_method']}; {_family(family, 'p_adj')})")
     for column in ("a − b", "diff", "95% CI", "p Welch", "p adj", "p paired (pairs)", "p adj paired", "d", "d_z"):
         pairs.add_column(column, justify="left" if column == "a − b" else "right")
@@ -121,16 +134,65 @@ def _print_pairs(out, table: dict, family: dict, title: str) -> None:
                       f"{paired} ({p['n_pairs']})", fmt_p(p["p_adj_paired"]), fmt(p["cohens_d"], 2),
                       fmt(p["cohens_dz"], 2))
     out.print(pairs)
-    if any("p_brown_forsythe" in p for p in table["pairs"]):
-        spread = Table(title="Brown–Forsythe test of equal variances (median-centred Levene; "
-                             f"{_family(family, 'p_adj_brown_forsythe')})")
-        for column in ("a − b", "sd a", "sd b", "W", "p", "p adj"):
-            spread.add_column(column, justify="left" if column == "a − b" else "right")
-        for p in table["pairs"]:
-            spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]),
-                           "refused" if p.get("bf_refused") else fmt(p["bf_statistic"], 3),
-                           fmt_p(p["p_brown_forsythe"]), fmt_p(p["p_adj_brown_forsythe"]))
-        out.print(spread)
+
+
+def _print_rank(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    pairs = Table(title=f"pairwise tests (Mann–Whitney U; paired: Wilcoxon signed-rank; diff = a − b; "
+                        f"{_family(family, 'p_adj')})")
+    for column in ("a − b", "diff", "U", "p Mann–Whitney", "p adj", "p Wilcoxon (pairs)", "p adj paired"):
+        pairs.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), fmt(p["u_mann_whitney"], 1), fmt_p(p["p_mann_whitney"]),
+                      fmt_p(p["p_adj"]), f"{fmt_p(p['p_wilcoxon'])} ({p['n_wilcoxon']})", fmt_p(p["p_adj_paired"]))
+    out.print(pairs)
+    out.print("[dim]exact p without ties; with ties, the permutation distribution (values within the tolerance below "
+              "are ties; Wilcoxon drops zero differences)[/dim]")
+
+
+def _print_aso(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    level = table.get("aso_confidence")
+    adjusted = (f", Bonferroni over {table['aso_comparisons']} pairs of the call"
+                if table.get("aso_comparisons", 1) > 1 else "")
+    pairs = Table(title=f"Almost Stochastic Order (ε_min at confidence {fmt(level, 4)}{adjusted})")
+    for column in ("a − b", "diff", "ε_min(a > b)", "ε_min(b > a)", "reading"):
+        pairs.add_column(column, justify="left" if column in ("a − b", "reading") else "right")
+    for p in table["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), fmt(p["eps_min_ab"], 3), fmt(p["eps_min_ba"], 3),
+                      _aso_reading(p))
+    out.print(pairs)
+    out.print("[dim]ε_min(a > b): an upper confidence bound on how far a's values are from being stochastically larger "
+              "than b's (0: larger at every quantile; 1: smaller at every quantile). Below 0.5, a's values are almost "
+              "stochastically larger (Dror et al. 2019); the stricter 0.2 is often recommended. Larger values: "
+              "better for accuracies, worse for losses.[/dim]")
+
+
+def _aso_reading(p: dict) -> str:
+    ab, ba = p.get("eps_min_ab"), p.get("eps_min_ba")
+    if ab is None or ba is None:
+        return "–"
+    if ab < 0.5:
+        return f"{p['a']} almost stochastically larger" + (" (ε < 0.2)" if ab < 0.2 else "")
+    if ba < 0.5:
+        return f"{p['b']} almost stochastically larger" + (" (ε < 0.2)" if ba < 0.2 else "")
+    return "neither"
+
+
+def _print_spread(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    spread = Table(title="Brown–Forsythe test of equal variances (median-centred Levene; "
+                         f"{_family(family, 'p_adj_brown_forsythe')})")
+    for column in ("a − b", "sd a", "sd b", "W", "p", "p adj"):
+        spread.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]),
+                       "refused" if p.get("bf_refused") else fmt(p["bf_statistic"], 3),
+                       fmt_p(p["p_brown_forsythe"]), fmt_p(p["p_adj_brown_forsythe"]))
+    out.print(spread)
 
 
 def _epochs(value) -> str:

@@ -213,8 +213,9 @@ def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, flo
     return out
 
 
-TESTS = ("t", "rank")
-"""stats --test: t (Welch's and the paired t-test), rank (Mann–Whitney and Wilcoxon's signed-rank test)."""
+TESTS = ("t", "rank", "aso")
+"""stats --test: t (Welch's and the paired t-test), rank (Mann–Whitney and Wilcoxon's signed-rank test), aso
+(Almost Stochastic Order: ε_min both ways)."""
 
 
 @dataclass(frozen=True)
@@ -298,6 +299,10 @@ def method_stats(store: Store, request: StatsRequest) -> dict:
         tables.append(metric_table(values, metric=metric, test=request.test, spread=spread,
                                    unfinished={arm: unfinished.get(arm, {}) for arm in values},
                                    examples=examples_of(store, metric, values)))
+    if request.test == "aso":
+        add_aso(tables, request.correction)
+    for table in tables:
+        table.pop("values", None)
     family = adjust_family(tables, request.correction)
     return {"tables": tables, "pairs": [p for t in tables for p in t["pairs"]], "family": family,
             "warnings": [w for t in tables for w in t["warnings"]]}
@@ -305,7 +310,31 @@ def method_stats(store: Store, request: StatsRequest) -> dict:
 
 # the unpaired and the paired p-value of each kind of table: each a family across the call
 P_KEYS = {"t": ("p_welch", "p_paired"), "rank": ("p_mann_whitney", "p_wilcoxon"),
-          "logrank": ("p_logrank", "p_paired_rank")}
+          "logrank": ("p_logrank", "p_paired_rank"), "aso": ("", "")}  # aso: no p-values (see add_aso)
+
+
+def add_aso(tables: list[dict], correction: str, confidence: float = 0.95) -> None:
+    """ε_min of each pair both ways (stats.aso: eps_min_ab, a's values almost stochastically larger than b's;
+    eps_min_ba the reverse), at `confidence` Bonferroni-adjusted over every ASO pair of the call (unless
+    `correction` is none): pairs get aso_confidence, aso_comparisons and the violation ratios."""
+    from ..stats.aso import BOOTSTRAP, aso
+
+    tested = [t for t in tables if t["kind"] == "aso"]
+    comparisons = max(1, sum(len(t["pairs"]) for t in tested)) if correction != "none" else 1
+    for table in tested:
+        plain = table["values"]
+        for pair in table["pairs"]:
+            a, b = list(plain[pair["a"]].values()), list(plain[pair["b"]].values())
+            if not a or not b:
+                pair |= {"eps_min_ab": None, "eps_min_ba": None, "aso_confidence": None}
+                continue
+            ab = aso(a, b, confidence, comparisons)
+            ba = aso(b, a, confidence, comparisons)
+            pair |= {"eps_min_ab": ab.eps_min, "eps_min_ba": ba.eps_min, "violation_ratio_ab": ab.violation_ratio,
+                     "violation_ratio_ba": ba.violation_ratio, "aso_confidence": ab.confidence,
+                     "aso_comparisons": comparisons, "aso_bootstrap": BOOTSTRAP}
+        table["aso_confidence"] = 1.0 - (1.0 - confidence) / comparisons
+        table["aso_comparisons"] = comparisons
 
 
 def adjust_family(tables: list[dict], correction: str) -> dict:
@@ -470,6 +499,16 @@ def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric
     results = compare_methods(plain, tol=tol, bounds=bounds)
     how = ci_method(bounds)
     pairs = [p.to_dict() | {"test": test, "ci_method": how} for p in results]
+    if test == "rank":
+        from ..stats.ranks import mann_whitney, wilcoxon_paired
+
+        for pair in pairs:
+            xa, xb = plain[pair["a"]], plain[pair["b"]]
+            unpaired = mann_whitney(list(xa.values()), list(xb.values()), tol)
+            paired = wilcoxon_paired([xa[s] - xb[s] for s in pair["paired_seeds"]], tol)
+            pair |= {"u_mann_whitney": _finite(unpaired.statistic), "p_mann_whitney": _finite(unpaired.p),
+                     "w_wilcoxon": _finite(paired.statistic), "p_wilcoxon": _finite(paired.p),
+                     "n_wilcoxon": paired.n}
     for pair in pairs:
         del pair["p_holm"], pair["p_holm_paired"]  # the call's family is adjusted by adjust_family
     if spread:
@@ -479,7 +518,8 @@ def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric
                 pair["bf_refused"] = result["refused"]
                 pair["warnings"].append(result["refused"])
     note = power_note(results)
-    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": [note] if note else [], "ci_method": how}
+    return {"kind": test, "arms": arms, "pairs": pairs, "warnings": [note] if note else [], "ci_method": how,
+            "values": plain}
 
 
 def _finite(x: float) -> float | None:
