@@ -568,3 +568,21 @@ def test_aso_limits_symmetry_and_bonferroni() -> None:
     one, three = aso(a, b, seed=1), aso(a, b, seed=1, comparisons=3)
     assert three.confidence == pytest.approx(1 - 0.05 / 3) and three.eps_min > one.eps_min
     assert one.sigma == three.sigma  # the same bootstrap; only the quantile changes
+
+
+def test_signed_rank_is_exact_with_and_without_ties() -> None:
+    from sprkd_cli.stats.survival import signed_rank
+
+    d = np.array([0.3, -0.1, 0.25, 0.6, 0.45, -0.05, 0.2])
+    ref = stats.wilcoxon(d, method="exact")
+    t, p = signed_rank(d)
+    assert t == pytest.approx(float(np.sum(stats.rankdata(np.abs(d))[d > 0]))) and p == pytest.approx(ref.pvalue)
+    # ties: |d| = 1, 1, 2, 2, 3 -> ranks 1.5, 1.5, 3.5, 3.5, 5; all 32 sign patterns by hand
+    tied = np.array([1.0, -1.0, 2.0, 2.0, 3.0])
+    ranks = [1.5, 1.5, 3.5, 3.5, 5.0]
+    import itertools
+
+    null = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=5)]
+    t_obs = 1.5 + 3.5 + 3.5 + 5.0
+    expected = min(1.0, 2 * min(np.mean([v <= t_obs for v in null]), np.mean([v >= t_obs for v in null])))
+    assert signed_rank(tied) == (t_obs, pytest.approx(expected, rel=1e-12))

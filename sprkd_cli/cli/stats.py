@@ -147,8 +147,8 @@ def _print_rank(out, table: dict, family: dict) -> None:
         pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), fmt(p["u_mann_whitney"], 1), fmt_p(p["p_mann_whitney"]),
                       fmt_p(p["p_adj"]), f"{fmt_p(p['p_wilcoxon'])} ({p['n_wilcoxon']})", fmt_p(p["p_adj_paired"]))
     out.print(pairs)
-    out.print("[dim]exact p without ties; with ties, the permutation distribution (values within the tolerance below "
-              "are ties; Wilcoxon drops zero differences)[/dim]")
+    out.print("[dim]p exact: Mann–Whitney without ties (with ties, its permutation distribution), Wilcoxon from every "
+              "sign pattern; values within the tolerance below are ties, and Wilcoxon drops zero differences[/dim]")
 
 
 def _print_aso(out, table: dict, family: dict) -> None:

@@ -1,7 +1,7 @@
 """The rank tests a reviewer asks for at small n (scipy.stats): Mann–Whitney U for two arms, Wilcoxon's signed
-rank for the seeds they share. Exact p where the data have no ties; with ties, the exact permutation
-distribution (exhaustive up to 13 values per paired test and C(n+m, n) <= 9999 splits unpaired, else 9,999
-random permutations from a fixed seed)."""
+rank for the seeds they share. Wilcoxon: exact p from all 2ⁿ sign patterns up to 16 differences, ties
+included (survival.signed_rank). Mann–Whitney: exact without ties; with ties, the permutation distribution
+(every split when C(n+m, n) <= 9,999, else 9,999 random ones from a fixed seed)."""
 
 from __future__ import annotations
 
