@@ -113,7 +113,8 @@ def test_stats_keeps_censored_runs_as_time_to_event_data(db):
     expected = scipy_stats.logrank(scipy_stats.CensoredData(uncensored=[3, 1], right=[4]),
                                    scipy_stats.CensoredData(uncensored=[2, 3, 4]))
     assert pair["logrank_chi2"] == pytest.approx(expected.statistic**2, rel=1e-12)
-    assert pair["p_logrank"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert pair["p_logrank_asymptotic"] == pytest.approx(expected.pvalue, rel=1e-12)
+    assert pair["p_logrank"] == pytest.approx(18 / 20)  # of the 20 splits of the 6 runs, 18 are as extreme
     # paired: seed 0 3−2, seed 1 censored at 4 against 3 (slower), seed 2 1−4
     assert pair["p_paired_rank"] == pytest.approx(
         scipy_stats.wilcoxon([1, 4, -3], method="exact").pvalue, rel=1e-12)
@@ -150,7 +151,8 @@ def test_one_arm_reaches_and_the_other_never_does_end_to_end(db):
     chi2 = scipy_stats.logrank(scipy_stats.CensoredData(uncensored=sgd_epochs),
                                scipy_stats.CensoredData(right=[4, 4, 4])).statistic ** 2
     assert pair["logrank_chi2"] == pytest.approx(chi2, rel=1e-12)
-    assert pair["p_logrank"] == pytest.approx(scipy_stats.chi2.sf(chi2, 1), rel=1e-9) and pair["p_logrank"] < 0.05
+    assert pair["p_logrank_asymptotic"] == pytest.approx(scipy_stats.chi2.sf(chi2, 1), rel=1e-9)
+    assert pair["p_logrank"] == pytest.approx(2 / 20)  # of the 20 splits of 6 runs, this and its mirror
     assert pair["p_paired_rank"] == pytest.approx(0.25)  # three seeds, all one way: exact 2/2^3
     table = sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "epochs_to:0.7").stdout
     assert "not reached" in table and "sgd 0 of 3" not in table and "kd 3 of 3" in table
@@ -419,3 +421,18 @@ def test_stats_test_rank_and_aso_through_the_cli(db):
                          "aso").stdout.split())
     assert "Almost Stochastic Order (ε_min at confidence 0.9500)" in out and "Below 0.5" in out
     assert_user_error(sprkd(db, "stats", "--dataset", DATA, "--test", "z"), "bad --test 'z'")
+
+
+def test_runs_that_did_not_finish_are_counted_per_arm(db):
+    store = _curve_store(db)
+    for seed, end in ((7, "fail"), (8, None)):  # a failed run, and one still running (or crashed)
+        run = store.create_run(kind="student", method="kd", dataset=DATA, model="mlp", seed=seed, config={},
+                               config_hash="h-kd", teacher_ids=[], provenance={}, device="cpu", process=PROCESS)
+        if end:
+            store.fail_run(run.id, "diverged at epoch 2")
+    (pair,) = sprkd_json(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc")
+    assert (pair["n_a"], pair["n_b"]) == (3, 3)
+    out = " ".join(sprkd(db, "stats", "--dataset", DATA, "--methods", "sgd,kd", "--metric", "auc_val_acc")
+                   .stdout.split())
+    assert "not finished, so without a value and left out: kd 1 running, 1 failed" in out  # newest first
+    assert "not finished" in out.split("pairwise")[0]  # the arms table's column

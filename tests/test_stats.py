@@ -379,7 +379,8 @@ def test_module_imports_only_numpy_scipy_stdlib() -> None:
 
 # --- epochs to a threshold as censored time-to-event data ------------------------------------
 
-from sprkd_cli.stats.survival import Censored, kaplan_meier, logrank, paired_rank_test  # noqa: E402
+from sprkd_cli.stats.survival import (  # noqa: E402
+    Censored, _logrank_chi2, kaplan_meier, logrank, logrank_asymptotic, paired_rank_test)
 
 # Freireich et al. (1963) remission times in weeks, the textbook example of Kleinbaum & Klein, Survival
 # Analysis: A Self-Learning Text (3rd ed., 2012), chapter 2: 6-MP (9 relapses, 12 censored) and placebo (21
@@ -407,11 +408,33 @@ def _logrank_by_hand(a, b) -> float:
 
 
 def test_logrank_equals_the_textbook_example() -> None:
-    chi2, p = logrank(SIX_MP, PLACEBO)
+    chi2, p = logrank_asymptotic(SIX_MP, PLACEBO)
     assert round(chi2, 2) == 16.79
     assert chi2 == pytest.approx(_logrank_by_hand(SIX_MP, PLACEBO), rel=1e-12)
     assert p == pytest.approx(stats.chi2.sf(chi2, 1), rel=1e-9)
     assert logrank(PLACEBO, SIX_MP)[0] == pytest.approx(chi2, rel=1e-12)
+    # the vectorised statistic the permutation p uses is the same Mantel–Cox sum
+    times = np.array([float(v.at) if isinstance(v, Censored) else v for v in SIX_MP + PLACEBO])
+    events = np.array([not isinstance(v, Censored) for v in SIX_MP + PLACEBO])
+    labels = np.r_[np.ones(len(SIX_MP)), np.zeros(len(PLACEBO))][None, :]
+    assert _logrank_chi2(times, events, labels)[0] == pytest.approx(chi2, rel=1e-12)
+    # 42 runs: 9,999 random relabellings, none as extreme: p = 1/10,000
+    assert logrank(SIX_MP, PLACEBO)[1] == pytest.approx(1 / 10_000)
+
+
+def test_logrank_permutation_p_enumerates_every_split() -> None:
+    # 3 + 3 runs: all 20 splits by hand, each split's chi-square from scipy
+    a, b = [3, Censored(4), 1], [2, 3, 4]
+    import itertools
+
+    pooled = a + b
+    observed = logrank_asymptotic(a, b)[0]
+    null = []
+    for chosen in itertools.combinations(range(6), 3):
+        x = [pooled[i] for i in chosen]
+        y = [pooled[i] for i in range(6) if i not in chosen]
+        null.append(logrank_asymptotic(x, y)[0])
+    assert logrank(a, b) == (pytest.approx(observed), pytest.approx(np.mean([c >= observed - 1e-9 for c in null])))
 
 
 def test_kaplan_meier_equals_the_textbook_table_and_medians() -> None:
@@ -453,7 +476,9 @@ def test_one_arm_reaches_and_the_other_never_does() -> None:
     o_e = 5 - (1 + 3 / 4 + 1 / 6)
     var = 2 * 0.25 * 8 / 9 + 2 * (3 / 8) * (5 / 8) * (6 / 7) + (1 / 6) * (5 / 6)
     assert chi2 == pytest.approx(o_e**2 / var, rel=1e-12)
-    assert p == pytest.approx(stats.chi2.sf(o_e**2 / var, 1), rel=1e-9) and p < 0.01
+    assert logrank_asymptotic(fast, never)[1] == pytest.approx(stats.chi2.sf(o_e**2 / var, 1), rel=1e-9)
+    # of the 252 ways to split the 10 runs into two arms of 5, only this one and its mirror are as extreme
+    assert p == pytest.approx(2 / 252, rel=1e-12)
     a, b = kaplan_meier(fast), kaplan_meier(never)
     assert (a.reached, a.censored, a.median) == (5, 0, 6)
     assert (b.reached, b.censored) == (0, 5) and math.isinf(b.median)

@@ -213,8 +213,8 @@ def _print_survival(out, table: dict, family: dict, title: str) -> None:
         arms.add_row(arm["method"], str(arm["n"]), str(arm["reached"]), str(arm["censored"]), _epochs(arm["median"]),
                      ci, ",".join(map(str, arm["seeds"])), *(_not_finished(arm) if unfinished else ()))
     out.print(arms)
-    pairs = Table(title=f"pairwise tests (log-rank; paired: Wilcoxon signed-rank, censored ranked slowest; "
-                        f"{_family(family, 'p_adj')})")
+    pairs = Table(title=f"pairwise tests (log-rank, p by permuting the arm labels; paired: Wilcoxon signed-rank, "
+                        f"censored ranked slowest; {_family(family, 'p_adj')})")
     for column in ("a − b", "reached a/b", "log-rank χ²", "p", "p adj", "p paired (pairs)", "p adj paired"):
         pairs.add_column(column, justify="left" if column == "a − b" else "right")
     for p in table["pairs"]:

@@ -87,17 +87,40 @@ def method_values(store: Store, dataset: str, methods: list[str], metric: str, a
     `at` is best-val (the epoch of best validation accuracy; never chosen on test) or final: the epoch of
     a SPLIT_NAME value, and the weights of hessian.* and noise_acc:S. The curve metrics (epochs_to,
     auc_val_acc, val_loss_sd) are of the whole run."""
+    chosen, _ = collect_runs(store, dataset, methods, student=student, teacher=teacher)
+    return values_of(store, chosen, metric, at)
+
+
+def collect_runs(store: Store, dataset: str, methods: list[str], *, student: str | None = None,
+                 teacher: str | None = None) -> tuple[dict[str, dict[int, object]], dict[str, dict[str, int]]]:
+    """(chosen, unfinished): chosen[arm][seed], the latest finished student run of each (arm, seed); and
+    unfinished[arm] = {status: seeds}, the seeds with no finished run by the status of their latest run
+    (failed, diverged, interrupted; "running" is also how a crashed run is stored): runs without a value
+    for any metric. One listing of each arm's runs."""
+    teacher_id = store.get_run(teacher).id if teacher else None
+    chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
+    unfinished: dict[str, dict[str, int]] = {}
+    for method in methods:
+        latest: dict[int, str] = {}
+        for run in store.list_runs(kind="student", arm=method, dataset=dataset, model=student, brief=True):
+            if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
+                continue
+            latest.setdefault(run.seed, run.status)
+            if run.status == "finished":
+                chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
+        counts: dict[str, int] = {}
+        for seed, status in latest.items():
+            if seed not in chosen[method]:
+                counts[status] = counts.get(status, 0) + 1
+        unfinished[method] = counts
+    return chosen, unfinished
+
+
+def values_of(store: Store, chosen: dict[str, dict[int, object]], metric: str, at: str) -> dict[str, dict[int, dict]]:
+    """method_values from collect_runs' chosen runs."""
     if at not in ("best-val", "final"):
         raise UserError(f"bad --at '{at}': use best-val or final")
     spec = parse_metric(metric)
-    teacher_id = store.get_run(teacher).id if teacher else None
-    chosen: dict[str, dict[int, object]] = {m: {} for m in methods}
-    for method in methods:
-        for run in store.list_runs(kind="student", arm=method, dataset=dataset, status="finished", model=student,
-                                   brief=True):
-            if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
-                continue
-            chosen[method].setdefault(run.seed, run)  # newest first: the latest run per seed wins
     runs = list({r.id: r for per_seed in chosen.values() for r in per_seed.values()}.values())
     found = run_values(store, runs, spec, at)
     return {method: {seed: _entry(found[run.id], run.id) for seed, run in sorted(per_seed.items())}
@@ -110,30 +133,6 @@ def _entry(value, run_id: str) -> dict:
     if isinstance(value, Censored):
         return {"value": None, "run_id": run_id, "censored_at": value.at}
     return {"value": value, "run_id": run_id}
-
-
-def unfinished_seeds(store: Store, dataset: str, methods: list[str], *, student: str | None = None,
-                     teacher: str | None = None) -> dict[str, dict[str, int]]:
-    """{arm: {status: seeds}}: per arm, the seeds with no finished run, by the status of their latest run
-    (failed, diverged, interrupted; "running" is also how a crashed run is stored). These runs have no value
-    for any metric."""
-    teacher_id = store.get_run(teacher).id if teacher else None
-    out: dict[str, dict[str, int]] = {}
-    for method in methods:
-        latest: dict[int, str] = {}
-        finished: set[int] = set()
-        for run in store.list_runs(kind="student", arm=method, dataset=dataset, model=student, brief=True):
-            if teacher_id and run.teacher_ids and teacher_id not in run.teacher_ids:
-                continue
-            latest.setdefault(run.seed, run.status)
-            if run.status == "finished":
-                finished.add(run.seed)
-        counts: dict[str, int] = {}
-        for seed, status in latest.items():
-            if seed not in finished:
-                counts[status] = counts.get(status, 0) + 1
-        out[method] = counts
-    return out
 
 
 def selected_epochs(store: Store, runs: list) -> dict[str, int]:
@@ -287,11 +286,10 @@ def method_stats(store: Store, request: StatsRequest) -> dict:
     from ..methods import plain_methods
 
     arms = arm_list(store, ",".join(request.methods) if request.methods else None)
-    unfinished = unfinished_seeds(store, request.dataset, arms, student=request.student, teacher=request.teacher)
+    chosen, unfinished = collect_runs(store, request.dataset, arms, student=request.student, teacher=request.teacher)
     tables = []
     for metric in request.metrics:
-        values = method_values(store, request.dataset, arms, metric, request.at,
-                               student=request.student, teacher=request.teacher)
+        values = values_of(store, chosen, metric, request.at)
         if not request.methods:
             values = ({arm: per_seed for arm, per_seed in values.items() if per_seed or unfinished.get(arm)}
                       or {arm: values[arm] for arm in plain_methods()})
@@ -428,11 +426,12 @@ def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str =
 def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidence: float = 0.95) -> dict:
     """epochs_to:X as right-censored time-to-event data: per arm the runs, how many reached X, how many are
     censored (at their last epoch) and the Kaplan–Meier median epoch with its interval; per pair the log-rank
-    test and, on the seeds both arms have, the paired signed-rank test with censored runs ranked slower than
+    test (p from the permutation distribution of the arm labels; the asymptotic χ² p too) and, on the seeds
+    both arms have, the paired signed-rank test with censored runs ranked slower than
     every run that reached X (stats.survival)."""
     import itertools
 
-    from ..stats.survival import Censored, kaplan_meier, logrank, paired_rank_test
+    from ..stats.survival import Censored, kaplan_meier, logrank, logrank_asymptotic, paired_rank_test
 
     def value(v: dict):
         return Censored(v["censored_at"]) if v["value"] is None else v["value"]
@@ -447,6 +446,7 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
     pairs = []
     for a, b in itertools.combinations(runs, 2):
         chi2, p = logrank(list(runs[a].values()), list(runs[b].values()))
+        p_asymptotic = logrank_asymptotic(list(runs[a].values()), list(runs[b].values()))[1]
         shared = sorted(set(runs[a]) & set(runs[b]))
         paired = paired_rank_test([(runs[a][s], runs[b][s]) for s in shared])
         ka, kb = curves[a], curves[b]
@@ -462,7 +462,8 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
                       "median_a": _finite(ka.median), "median_b": _finite(kb.median),
                       "median_ci_a": [_finite(ka.ci_low), _finite(ka.ci_high)],
                       "median_ci_b": [_finite(kb.ci_low), _finite(kb.ci_high)],
-                      "logrank_chi2": _finite(chi2), "p_logrank": _finite(p), "n_pairs": len(shared),
+                      "logrank_chi2": _finite(chi2), "p_logrank": _finite(p),
+                      "p_logrank_asymptotic": _finite(p_asymptotic), "n_pairs": len(shared),
                       "paired_seeds": shared, "paired_rank_used": paired.used,
                       "paired_rank_both_censored": paired.both_censored,
                       "paired_rank_undetermined": paired.undetermined,

@@ -8,6 +8,7 @@ every point counts in both, so ε_W2(A, B) + ε_W2(B, A) = 1 exactly."""
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class AsoResult:
         return json_safe(self)
 
 
+@functools.lru_cache(maxsize=64)
 def _segments(n: int, m: int, dt: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The grid t = dt, 2dt, ... < 1 grouped into runs where both empirical quantile functions are constant:
     (index into sorted a, index into sorted b, points in the run). F⁻¹(t) = x_(⌈n·t⌉) as deepsig's quantile

@@ -87,10 +87,62 @@ def kaplan_meier(values: Sequence[float | Censored], confidence: float = 0.95) -
                        first_at_or_below_half(high), times.tolist(), surv.tolist())
 
 
-def logrank(a: Sequence[float | Censored], b: Sequence[float | Censored]) -> tuple[float, float]:
+PERMUTATIONS = 9999
+"""Random relabellings for the log-rank permutation p when there are more splits than PERMUTATIONS + 1."""
+
+
+def _logrank_chi2(times: np.ndarray, events: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Mantel–Cox chi-square for each row of `labels` (1: arm a) over the pooled runs: Σ(O − E)² / ΣV over the
+    distinct event times, V the hypergeometric variance. NaN where ΣV = 0."""
+    at = np.unique(times[events])
+    risk = (times[:, None] >= at[None, :]).astype(float)
+    died = (events[:, None] & (times[:, None] == at[None, :])).astype(float)
+    n, d = risk.sum(0), died.sum(0)
+    n_a, d_a = labels @ risk, labels @ died
+    share = n_a / n
+    o_e = (d_a - d * share).sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (d * share * (1 - share) * np.where(n > 1, (n - d) / np.maximum(n - 1, 1), 0.0)).sum(-1)
+        return np.where(var > 0, o_e**2 / np.where(var > 0, var, 1.0), np.nan)
+
+
+def logrank(a: Sequence[float | Censored], b: Sequence[float | Censored],
+            permutations: int = PERMUTATIONS) -> tuple[float, float]:
     """The log-rank test (Mantel–Cox) of equal time-to-threshold distributions: (chi-square on 1 df, two-sided
-    p), from scipy.stats.logrank (chi-square = its z statistic squared). NaN when either arm has no run or
-    no run of either arm reached the threshold (nothing to compare)."""
+    p). The chi-square is scipy.stats.logrank's z squared; p is from the permutation distribution of the arm
+    labels (runs exchangeable under the null): every split of the pooled runs when there are at most
+    PERMUTATIONS + 1, else PERMUTATIONS random ones (fixed seed) and p = (1 + #{χ² ≥ observed})/(1 +
+    PERMUTATIONS). The asymptotic χ² p is liberal at a handful of runs per arm (bench/stats_calibration.py);
+    logrank_asymptotic gives it. NaN when either arm has no run or no run of either arm reached the threshold."""
+    chi2 = logrank_asymptotic(a, b)[0]
+    if not math.isfinite(chi2):
+        return math.nan, math.nan
+    times = np.array([float(v.at) if isinstance(v, Censored) else float(v) for v in [*a, *b]])
+    events = np.array([not isinstance(v, Censored) for v in [*a, *b]])
+    n, k = times.size, len(a)
+    observed = _logrank_chi2(times, events, np.r_[np.ones(k), np.zeros(n - k)][None, :])[0]
+    tol = 1e-9 * max(1.0, observed)
+    if math.comb(n, k) <= permutations + 1:
+        import itertools
+
+        labels = np.zeros((math.comb(n, k), n))
+        for row, chosen in enumerate(itertools.combinations(range(n), k)):
+            labels[row, list(chosen)] = 1.0
+        null = _logrank_chi2(times, events, labels)
+        p = float(np.mean(np.nan_to_num(null, nan=0.0) >= observed - tol))
+    else:
+        rng = np.random.default_rng(0)
+        labels = np.zeros((permutations, n))
+        picks = np.argsort(rng.random((permutations, n)), axis=1)[:, :k]
+        np.put_along_axis(labels, picks, 1.0, axis=1)
+        null = _logrank_chi2(times, events, labels)
+        p = float((1 + np.sum(np.nan_to_num(null, nan=0.0) >= observed - tol)) / (1 + permutations))
+    return chi2, p
+
+
+def logrank_asymptotic(a: Sequence[float | Censored], b: Sequence[float | Censored]) -> tuple[float, float]:
+    """scipy.stats.logrank: (its z statistic squared, the chi-square on 1 df; its two-sided asymptotic p). NaN
+    when either arm has no run or no run of either arm reached the threshold (nothing to compare)."""
     ra, ca = _split(a)
     rb, cb = _split(b)
     if not (ra or ca) or not (rb or cb) or not (ra or rb):
