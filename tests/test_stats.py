@@ -410,6 +410,10 @@ def _logrank_by_hand(a, b) -> float:
 def test_logrank_equals_the_textbook_example() -> None:
     chi2, p = logrank_asymptotic(SIX_MP, PLACEBO)
     assert round(chi2, 2) == 16.79
+    ref = stats.logrank(stats.CensoredData(uncensored=[6, 6, 6, 7, 10, 13, 16, 22, 23],
+                                           right=[6, 9, 10, 11, 17, 19, 20, 25, 32, 32, 34, 35]),
+                        stats.CensoredData(uncensored=PLACEBO))
+    assert chi2 == pytest.approx(ref.statistic**2, rel=1e-12) and p == pytest.approx(ref.pvalue, rel=1e-9)
     assert chi2 == pytest.approx(_logrank_by_hand(SIX_MP, PLACEBO), rel=1e-12)
     assert p == pytest.approx(stats.chi2.sf(chi2, 1), rel=1e-9)
     assert logrank(PLACEBO, SIX_MP)[0] == pytest.approx(chi2, rel=1e-12)
@@ -428,12 +432,20 @@ def test_logrank_permutation_p_enumerates_every_split() -> None:
     import itertools
 
     pooled = a + b
-    observed = logrank_asymptotic(a, b)[0]
+
+    def scipy_chi2(x, y):
+        def data(arm):
+            return stats.CensoredData(uncensored=[v for v in arm if not isinstance(v, Censored)],
+                                      right=[v.at for v in arm if isinstance(v, Censored)])
+
+        return stats.logrank(data(x), data(y)).statistic ** 2
+
+    observed = scipy_chi2(a, b)
     null = []
     for chosen in itertools.combinations(range(6), 3):
         x = [pooled[i] for i in chosen]
         y = [pooled[i] for i in range(6) if i not in chosen]
-        null.append(logrank_asymptotic(x, y)[0])
+        null.append(scipy_chi2(x, y))
     assert logrank(a, b) == (pytest.approx(observed), pytest.approx(np.mean([c >= observed - 1e-9 for c in null])))
 
 

@@ -106,21 +106,32 @@ def _logrank_chi2(times: np.ndarray, events: np.ndarray, labels: np.ndarray) -> 
         return np.where(var > 0, o_e**2 / np.where(var > 0, var, 1.0), np.nan)
 
 
+def _pooled(a: Sequence[float | Censored], b: Sequence[float | Censored]):
+    """(times, reached) of the runs of a then b; None when either arm is empty or no run reached."""
+    runs = [*a, *b]
+    if not a or not b or all(isinstance(v, Censored) for v in runs):
+        return None
+    return (np.array([float(v.at) if isinstance(v, Censored) else float(v) for v in runs]),
+            np.array([not isinstance(v, Censored) for v in runs]))
+
+
 def logrank(a: Sequence[float | Censored], b: Sequence[float | Censored],
             permutations: int = PERMUTATIONS) -> tuple[float, float]:
     """The log-rank test (Mantel–Cox) of equal time-to-threshold distributions: (chi-square on 1 df, two-sided
-    p). The chi-square is scipy.stats.logrank's z squared; p is from the permutation distribution of the arm
-    labels (runs exchangeable under the null): every split of the pooled runs when there are at most
-    PERMUTATIONS + 1, else PERMUTATIONS random ones (fixed seed) and p = (1 + #{χ² ≥ observed})/(1 +
-    PERMUTATIONS). The asymptotic χ² p is liberal at a handful of runs per arm (bench/stats_calibration.py);
-    logrank_asymptotic gives it. NaN when either arm has no run or no run of either arm reached the threshold."""
-    chi2 = logrank_asymptotic(a, b)[0]
-    if not math.isfinite(chi2):
+    p). The chi-square is Σ(O − E)²/ΣV over the event times (equal to scipy.stats.logrank's z squared); p is
+    from the permutation distribution of the arm labels (runs exchangeable under the null): every split of the
+    pooled runs when there are at most `permutations` + 1, else `permutations` random ones (fixed seed) and
+    p = (1 + #{χ² ≥ observed})/(1 + permutations). The asymptotic χ² p (logrank_asymptotic) is liberal at a
+    handful of runs per arm (bench/stats_calibration.py). NaN when either arm has no run or no run of either
+    arm reached the threshold."""
+    pooled = _pooled(a, b)
+    if pooled is None:
         return math.nan, math.nan
-    times = np.array([float(v.at) if isinstance(v, Censored) else float(v) for v in [*a, *b]])
-    events = np.array([not isinstance(v, Censored) for v in [*a, *b]])
+    times, events = pooled
     n, k = times.size, len(a)
-    observed = _logrank_chi2(times, events, np.r_[np.ones(k), np.zeros(n - k)][None, :])[0]
+    observed = float(_logrank_chi2(times, events, np.r_[np.ones(k), np.zeros(n - k)][None, :])[0])
+    if not math.isfinite(observed):
+        return math.nan, math.nan
     tol = 1e-9 * max(1.0, observed)
     if math.comb(n, k) <= permutations + 1:
         import itertools
@@ -137,23 +148,23 @@ def logrank(a: Sequence[float | Censored], b: Sequence[float | Censored],
         np.put_along_axis(labels, picks, 1.0, axis=1)
         null = _logrank_chi2(times, events, labels)
         p = float((1 + np.sum(np.nan_to_num(null, nan=0.0) >= observed - tol)) / (1 + permutations))
-    return chi2, p
+    return observed, p
 
 
 def logrank_asymptotic(a: Sequence[float | Censored], b: Sequence[float | Censored]) -> tuple[float, float]:
-    """scipy.stats.logrank: (its z statistic squared, the chi-square on 1 df; its two-sided asymptotic p). NaN
-    when either arm has no run or no run of either arm reached the threshold (nothing to compare)."""
-    ra, ca = _split(a)
-    rb, cb = _split(b)
-    if not (ra or ca) or not (rb or cb) or not (ra or rb):
+    """The log-rank chi-square and its asymptotic p (χ² on 1 df), as scipy.stats.logrank gives them. NaN when
+    either arm has no run or no run of either arm reached the threshold (nothing to compare)."""
+    pooled = _pooled(a, b)
+    if pooled is None:
         return math.nan, math.nan
-    from scipy import stats
+    times, events = pooled
+    k = len(a)
+    chi2 = float(_logrank_chi2(times, events, np.r_[np.ones(k), np.zeros(times.size - k)][None, :])[0])
+    if not math.isfinite(chi2):
+        return math.nan, math.nan
+    from scipy import special
 
-    result = stats.logrank(_censored_data(a), _censored_data(b))
-    z = float(result.statistic)
-    if not math.isfinite(z):
-        return math.nan, math.nan
-    return z * z, float(result.pvalue)
+    return chi2, float(special.chdtrc(1, chi2))
 
 
 @dataclass(frozen=True)
