@@ -19,10 +19,10 @@ def sprkd(db: str | None, *args: str, capture: bool = False) -> str:
 
 def claims_and_mcnemar(db: str | None, dataset: str, arms: list[str], student: str, metrics: list[str],
                        compared: dict, a: str, b: str) -> None:
-    """`stats` of the arms on each metric, then McNemar's exact test on the first seed that arms `a` and `b`
-    share in `compared` (compare's --json)."""
-    for metric in metrics:
-        sprkd(db, "stats", "--dataset", dataset, "--arms", ",".join(arms), "--student", student, "--metric", metric)
+    """One `stats` call on every metric (one table each; Holm over every test of the call), then McNemar's exact
+    test on the first seed that arms `a` and `b` share in `compared` (compare's --json)."""
+    sprkd(db, "stats", "--dataset", dataset, "--arms", ",".join(arms), "--student", student,
+          *(arg for metric in metrics for arg in ("--metric", metric)))
     runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in compared["methods"]}
     shared = sorted(set(runs[a]) & set(runs[b]))
     if shared:

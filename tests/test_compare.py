@@ -214,7 +214,7 @@ def test_stats_agree_with_scipy_on_stored_values(db):
     assert len(pairs) == 1
     pair = pairs[0]
     for key in ("a", "b", "n_a", "n_b", "mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_welch", "p_paired",
-                "p_holm", "cohens_d"):
+                "p_adj", "cohens_d"):
         assert key in pair, key
     assert (pair["a"], pair["b"], pair["n_a"], pair["n_b"]) == ("sgd", "kd", 5, 4)
 
@@ -228,7 +228,7 @@ def test_stats_agree_with_scipy_on_stored_values(db):
     assert pair["diff"] == pytest.approx(pair["mean_a"] - pair["mean_b"], rel=1e-12)
     assert pair["p_welch"] == pytest.approx(welch.pvalue, rel=1e-9)
     assert pair["p_paired"] == pytest.approx(paired.pvalue, rel=1e-9)
-    assert pair["p_holm"] == pytest.approx(welch.pvalue, rel=1e-9)  # one pair: Holm changes nothing
+    assert pair["p_adj"] == pytest.approx(welch.pvalue, rel=1e-9)  # one pair: Holm changes nothing
     ci = welch.confidence_interval(0.95)
     assert (pair["ci_low"], pair["ci_high"]) == (pytest.approx(ci.low, rel=1e-9), pytest.approx(ci.high, rel=1e-9))
     # Cohen's d in its average-variance form (the one documented for Welch's setting)

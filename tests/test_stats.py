@@ -18,6 +18,7 @@ from sprkd_cli.stats import (
     compare_methods,
     holm,
     mcnemar_exact,
+    power_note,
     seeds_for_power,
     summarize,
     two_sample_power,
@@ -281,10 +282,10 @@ def test_low_power_flag_and_warning_text() -> None:
     assert r.low_power is True
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d)
     assert r.seeds_for_80_power is not None
-    texts = [w for w in r.warnings if w.startswith("low power")]
-    assert len(texts) == 1
-    assert f"{r.seeds_for_80_power} seeds per arm are needed for 80% power" in texts[0]
-    assert "kd has 3 seed(s) and ce has 3" in texts[0]
+    assert not any("low power" in w for w in r.warnings)  # one note per table, not one per pair
+    note = power_note([r])
+    assert note == (f"low power: fewer than 5 seeds in kd 3, ce 3; for 80% power (two-sided t-test, alpha 0.05) a "
+                    f"t-test needs {r.seeds_for_80_power} seeds per arm at |d| = {abs(r.cohens_d):.3g} (kd − ce)")
 
 
 def test_no_low_power_warning_with_five_seeds() -> None:
@@ -297,7 +298,19 @@ def test_no_low_power_warning_with_five_seeds() -> None:
 def test_low_power_uses_requested_power_and_alpha() -> None:
     r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}}, power=0.9, alpha=0.01))
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d, power=0.9, alpha=0.01)
-    assert "90% power" in r.warnings[-1] and "alpha=0.01" in r.warnings[-1]
+    note = power_note([r], power=0.9, alpha=0.01)
+    assert "90% power" in note and "alpha 0.01" in note
+
+
+def test_power_note_names_the_largest_and_smallest_effect() -> None:
+    values = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}, "c": {0: 1.1, 1: 2.2, 2: 3.0}}
+    results = compare_methods(values)
+    note = power_note(results)
+    big = max(results, key=lambda r: abs(r.cohens_d))
+    small = min(results, key=lambda r: abs(r.cohens_d))
+    assert f"{big.seeds_for_80_power} seeds per arm at |d| = {abs(big.cohens_d):.3g} ({big.a} − {big.b}), the largest" in note
+    assert f"{small.seeds_for_80_power} seeds per arm at |d| = {abs(small.cohens_d):.3g} ({small.a} − {small.b}), the smallest" in note
+    assert power_note(compare_methods({m: dict(enumerate(range(5))) for m in "xy"})) is None
 
 
 def test_zero_variance_in_both_arms() -> None:
@@ -305,11 +318,25 @@ def test_zero_variance_in_both_arms() -> None:
     ab, ac, bc = compare_methods(values)
     assert math.isnan(ab.t_welch) and math.isnan(ab.p_welch) and math.isnan(ab.p_holm)
     assert math.isnan(ab.cohens_d) and ab.seeds_for_80_power is None
-    assert any("zero variance" in w for w in ab.warnings)
-    assert any("identical on every shared seed" in w for w in ab.warnings)
+    assert ab.no_variation and ab.no_variation_paired
+    assert any("no variation across seeds: both arms' values are equal" in w for w in ab.warnings)
+    assert any("no variation across seeds in the paired differences" in w for w in ab.warnings)
     # The NaN p-value is not counted in the Holm family: two valid p-values remain.
     assert ac.p_holm == pytest.approx(holm([ac.p_welch, bc.p_welch])[0])
-    assert not any("zero variance" in w for w in ac.warnings)  # only one arm is constant
+    assert not ac.no_variation  # only one arm is constant
+
+
+def test_spreads_within_the_tolerance_are_no_variation() -> None:
+    # float32 rounding noise: per-seed differences 0.00782123 and 0.00782121
+    a = {0: 0.9, 1: 0.85}
+    b = {0: 0.9 - 0.00782123, 1: 0.85 - 0.00782121}
+    exact = _only(compare_methods({"a": a, "b": b}))
+    assert exact.p_paired < 1e-3  # what the paired t-test makes of the noise
+    r = _only(compare_methods({"a": a, "b": b}, tol=1e-6))
+    assert r.no_variation_paired and math.isnan(r.p_paired) and math.isnan(r.cohens_dz)
+    assert not r.no_variation and r.p_welch == exact.p_welch
+    with pytest.raises(ValueError):
+        compare_methods({"a": a, "b": b}, tol=-1.0)
 
 
 def test_method_with_zero_or_one_value() -> None:
@@ -348,3 +375,251 @@ def test_module_imports_only_numpy_scipy_stdlib() -> None:
     code = "import sys, sprkd_cli.stats; print(sorted(m for m in ('torch', 'pandas', 'scipy.stats') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# --- epochs to a threshold as censored time-to-event data ------------------------------------
+
+from sprkd_cli.stats.survival import (  # noqa: E402
+    Censored, _logrank_chi2, kaplan_meier, logrank, logrank_asymptotic, paired_rank_test)
+
+# Freireich et al. (1963) remission times in weeks, the textbook example of Kleinbaum & Klein, Survival
+# Analysis: A Self-Learning Text (3rd ed., 2012), chapter 2: 6-MP (9 relapses, 12 censored) and placebo (21
+# relapses). Their log-rank statistic: 16.79 on 1 df; their Kaplan–Meier table for 6-MP: S = 0.8571, 0.8067,
+# 0.7529, 0.6902, 0.6275, 0.5378, 0.4482 at weeks 6, 7, 10, 13, 16, 22, 23; medians 23 (6-MP) and 8 (placebo).
+SIX_MP = [6, 6, 6, 7, 10, 13, 16, 22, 23] + [Censored(t) for t in (6, 9, 10, 11, 17, 19, 20, 25, 32, 32, 34, 35)]
+PLACEBO = [1, 1, 2, 2, 3, 4, 4, 5, 5, 8, 8, 8, 8, 11, 11, 12, 12, 15, 17, 22, 23]
+
+
+def _logrank_by_hand(a, b) -> float:
+    """Σ(O − E) over the event times, squared, over Σ V (the hypergeometric variance): Mantel–Cox."""
+    def at_risk(arm, t):
+        return sum((v.at if isinstance(v, Censored) else v) >= t for v in arm)
+
+    def events(arm, t):
+        return sum(not isinstance(v, Censored) and v == t for v in arm)
+
+    o_e = var = 0.0
+    for t in sorted({v for v in a + b if not isinstance(v, Censored)}):
+        na, nb, da, d = at_risk(a, t), at_risk(b, t), events(a, t), events(a, t) + events(b, t)
+        n = na + nb
+        o_e += da - d * na / n
+        var += d * (na / n) * (nb / n) * (n - d) / (n - 1) if n > 1 else 0.0
+    return o_e**2 / var
+
+
+def test_logrank_equals_the_textbook_example() -> None:
+    chi2, p = logrank_asymptotic(SIX_MP, PLACEBO)
+    assert round(chi2, 2) == 16.79
+    ref = stats.logrank(stats.CensoredData(uncensored=[6, 6, 6, 7, 10, 13, 16, 22, 23],
+                                           right=[6, 9, 10, 11, 17, 19, 20, 25, 32, 32, 34, 35]),
+                        stats.CensoredData(uncensored=PLACEBO))
+    assert chi2 == pytest.approx(ref.statistic**2, rel=1e-12) and p == pytest.approx(ref.pvalue, rel=1e-9)
+    assert chi2 == pytest.approx(_logrank_by_hand(SIX_MP, PLACEBO), rel=1e-12)
+    assert p == pytest.approx(stats.chi2.sf(chi2, 1), rel=1e-9)
+    assert logrank(PLACEBO, SIX_MP)[0] == pytest.approx(chi2, rel=1e-12)
+    # the vectorised statistic the permutation p uses is the same Mantel–Cox sum
+    times = np.array([float(v.at) if isinstance(v, Censored) else v for v in SIX_MP + PLACEBO])
+    events = np.array([not isinstance(v, Censored) for v in SIX_MP + PLACEBO])
+    labels = np.r_[np.ones(len(SIX_MP)), np.zeros(len(PLACEBO))][None, :]
+    assert _logrank_chi2(times, events, labels)[0] == pytest.approx(chi2, rel=1e-12)
+    # 42 runs: 9,999 random relabellings, none as extreme: p = 1/10,000
+    assert logrank(SIX_MP, PLACEBO)[1] == pytest.approx(1 / 10_000)
+
+
+def test_logrank_permutation_p_enumerates_every_split() -> None:
+    # 3 + 3 runs: all 20 splits by hand, each split's chi-square from scipy
+    a, b = [3, Censored(4), 1], [2, 3, 4]
+    import itertools
+
+    pooled = a + b
+
+    def scipy_chi2(x, y):
+        def data(arm):
+            return stats.CensoredData(uncensored=[v for v in arm if not isinstance(v, Censored)],
+                                      right=[v.at for v in arm if isinstance(v, Censored)])
+
+        return stats.logrank(data(x), data(y)).statistic ** 2
+
+    observed = scipy_chi2(a, b)
+    null = []
+    for chosen in itertools.combinations(range(6), 3):
+        x = [pooled[i] for i in chosen]
+        y = [pooled[i] for i in range(6) if i not in chosen]
+        null.append(scipy_chi2(x, y))
+    assert logrank(a, b) == (pytest.approx(observed), pytest.approx(np.mean([c >= observed - 1e-9 for c in null])))
+
+
+def test_kaplan_meier_equals_the_textbook_table_and_medians() -> None:
+    km = kaplan_meier(SIX_MP)
+    assert (km.n, km.reached, km.censored) == (21, 9, 12)
+    table = dict(zip(km.times, km.survival))
+    assert [round(table[t], 4) for t in (6, 7, 10, 13, 16, 22, 23)] == [
+        0.8571, 0.8067, 0.7529, 0.6902, 0.6275, 0.5378, 0.4482]
+    assert km.median == 23 and kaplan_meier(PLACEBO).median == 8
+
+
+def test_kaplan_meier_median_interval_from_the_log_log_greenwood_band() -> None:
+    # by hand: S(t) and Greenwood's Σ d/(n(n−d)); band S^exp(±z·se/log S), se = sqrt(Σ)/|log S|
+    km = kaplan_meier(PLACEBO)
+    z = stats.norm.ppf(0.975)
+    s, greenwood, low, high = 1.0, 0.0, [], []
+    times = sorted(set(PLACEBO))
+    for t in times:
+        n, d = sum(v >= t for v in PLACEBO), PLACEBO.count(t)
+        s *= 1 - d / n
+        if s in (0.0, 1.0):
+            low.append(s), high.append(s)
+            continue
+        greenwood += d / (n * (n - d))
+        half = z * math.sqrt(greenwood) / abs(math.log(s))
+        low.append(s ** math.exp(half)), high.append(s ** math.exp(-half))
+    first = lambda curve: next(t for t, v in zip(times, curve) if v <= 0.5)  # noqa: E731
+    assert (km.ci_low, km.ci_high) == (first(low), first(high))
+    assert km.ci_low < km.median < km.ci_high
+
+
+def test_one_arm_reaches_and_the_other_never_does() -> None:
+    # digits-scale: five seeds reach the threshold at epochs 5, 6, 5, 7, 6; five never do in 20 epochs
+    fast = [5, 6, 5, 7, 6]
+    never = [Censored(20)] * 5
+    chi2, p = logrank(fast, never)
+    # by hand: t=5: 5 and 5 at risk, 2 events, E = 1, V = 2·(1/2)(1/2)(8/9); t=6: 3 and 5, 2 events, E = 3/4,
+    # V = 2·(3/8)(5/8)(6/7); t=7: 1 and 5, 1 event, E = 1/6, V = (1/6)(5/6); O = 5
+    o_e = 5 - (1 + 3 / 4 + 1 / 6)
+    var = 2 * 0.25 * 8 / 9 + 2 * (3 / 8) * (5 / 8) * (6 / 7) + (1 / 6) * (5 / 6)
+    assert chi2 == pytest.approx(o_e**2 / var, rel=1e-12)
+    assert logrank_asymptotic(fast, never)[1] == pytest.approx(stats.chi2.sf(o_e**2 / var, 1), rel=1e-9)
+    # of the 252 ways to split the 10 runs into two arms of 5, only this one and its mirror are as extreme
+    assert p == pytest.approx(2 / 252, rel=1e-12)
+    a, b = kaplan_meier(fast), kaplan_meier(never)
+    assert (a.reached, a.censored, a.median) == (5, 0, 6)
+    assert (b.reached, b.censored) == (0, 5) and math.isinf(b.median)
+    paired = paired_rank_test(list(zip(fast, never)))
+    # every seed: the censored run is slower: all five differences negative, exact p = 2/2^5
+    assert (paired.used, paired.undetermined) == (5, 0)
+    assert paired.p == pytest.approx(2 / 32, rel=1e-12)
+
+
+def test_paired_rank_test_orders_what_can_be_ordered() -> None:
+    # finished pairs give their differences; a censored run at c >= the other's epoch is the slower one (a
+    # difference above every observed one); c below the other's epoch cannot be ordered; both censored: a tie
+    pairs = [(3, 5), (4, 4.5), (2, Censored(10)), (Censored(8), 9), (Censored(10), Censored(10)), (6, 8.5)]
+    result = paired_rank_test(pairs)
+    assert (result.n_pairs, result.used, result.undetermined, result.both_censored) == (6, 4, 1, 1)
+    ref = stats.wilcoxon([3 - 5, 4 - 4.5, -(2.5 + 1), 6 - 8.5], method="exact")  # 2.5: the largest |d|
+    assert result.p == pytest.approx(ref.pvalue, rel=1e-12)
+    assert math.isnan(logrank([Censored(4)] * 3, [Censored(4)] * 3)[0])
+
+
+def test_intervals_are_cut_to_the_metric_range() -> None:
+    # two seeds of an accuracy: the t interval of the mean runs far past 1 (compare printed [0.2789, 1.2699])
+    x = [0.6, 0.95]
+    plain = summarize(x)
+    assert plain.ci_high > 1.0
+    cut = summarize(x, bounds=(0.0, 1.0))
+    assert plain.ci_low < 0.0 and (cut.ci_low, cut.ci_high) == (0.0, 1.0) and (cut.mean, cut.sd) == (plain.mean, plain.sd)
+    r = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}, bounds=(0.0, 1.0)))
+    free = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}))
+    assert free.ci_high > 1.0 and free.ci_low < -1.0 and (r.ci_low, r.ci_high) == (-1.0, 1.0) and r.p_welch == free.p_welch
+    from sprkd_cli.stats.summary import ci_method
+
+    assert ci_method((0.0, 1.0)) == "t interval, cut to the metric's range [0, 1]"
+
+
+# --- rank tests and Almost Stochastic Order ------------------------------------------------------
+
+from sprkd_cli.stats.aso import aso, violation_ratio  # noqa: E402
+from sprkd_cli.stats.ranks import mann_whitney, wilcoxon_paired  # noqa: E402
+
+
+def test_rank_tests_equal_scipy_exact() -> None:
+    a, b = [0.71, 0.73, 0.70, 0.745, 0.72], [0.69, 0.705, 0.68, 0.715, 0.675]
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided", method="exact")
+    got = mann_whitney(a, b)
+    assert (got.statistic, got.n) == (ref.statistic, 10) and got.p == pytest.approx(ref.pvalue, rel=1e-12)
+    d = [x - y for x, y in zip(a, b)]
+    assert wilcoxon_paired(d).p == pytest.approx(stats.wilcoxon(d, method="exact").pvalue, rel=1e-12)
+    # within the tolerance: a tie, and a zero difference dropped
+    assert wilcoxon_paired([1e-9, 0.02, 0.03, -0.01], tol=1e-6).n == 3
+    assert math.isnan(mann_whitney([0.5, 0.5], [0.5 + 1e-12, 0.5], tol=1e-6).p)
+
+
+def test_rank_test_with_ties_uses_the_exact_permutation_distribution() -> None:
+    a, b = [1.0, 2.0, 2.0, 3.0], [2.0, 3.0, 4.0, 4.0]
+    # by hand: every split of the 8 values into 4 and 4 (70), U of each, two-sided as scipy counts it
+    import itertools
+
+    pooled = a + b
+
+    def u(x, y):
+        return sum((xi > yi) + 0.5 * (xi == yi) for xi in x for yi in y)
+
+    observed = u(a, b)
+    us = []
+    for idx in itertools.combinations(range(8), 4):
+        x = [pooled[i] for i in idx]
+        y = [pooled[i] for i in range(8) if i not in idx]
+        us.append(u(x, y))
+    mean = 8.0
+    extreme = sum(abs(v - mean) >= abs(observed - mean) - 1e-12 for v in us) / len(us)
+    assert mann_whitney(a, b).p == pytest.approx(extreme, rel=1e-12)
+
+
+# deepsig 1.2.8 (pip install deepsig, in a scratch venv), aso(a, b, seed=s, show_progress=False) for
+# s = 0, 2000, ..., 18000 with its defaults (confidence 0.95, 1000 bootstrap iterations, dt 0.005), and
+# deepsig.aso.compute_violation_ratio(a, b, dt=0.005):
+DEEPSIG = {
+    "overlap": {"a": [0.1, 0.5, 0.3, 0.8, 0.6], "b": [0.2, 0.4, 0.7, 0.35, 0.55],
+                "violation_ratio": 0.3525179856115107, "eps_mean": 0.9816, "eps_sd": 0.006},
+    "normal10": {"a": [0.689053, -0.022748, 0.086936, -1.941467, 2.299707, 1.644166, 0.174577, 1.273807, 0.781211,
+                       -0.053823],
+                 "b": [0.345584, 0.821618, 0.330437, -1.303157, 0.905356, 0.446375, -0.536953, 0.581118, 0.364572,
+                       0.294132],
+                 "violation_ratio": 0.14156227895548254, "eps_mean": 0.6219, "eps_sd": 0.0118},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEEPSIG))
+def test_aso_equals_deepsig(case) -> None:
+    ref = DEEPSIG[case]
+    a, b = np.array(ref["a"]), np.array(ref["b"])
+    assert violation_ratio(a, b, deepsig_grid=True) == pytest.approx(ref["violation_ratio"], rel=1e-12)
+    eps = [aso(a, b, seed=s, deepsig_grid=True).eps_min for s in range(10)]
+    # two means of 10 bootstrap runs each: within 4 standard errors of their difference
+    se = math.sqrt(ref["eps_sd"] ** 2 / 10 + np.var(eps, ddof=1) / 10)
+    assert abs(np.mean(eps) - ref["eps_mean"]) < 4 * se + 1e-4
+
+
+def test_aso_against_deepsig_live_when_installed() -> None:
+    deepsig = pytest.importorskip("deepsig")
+    for ref in DEEPSIG.values():
+        assert violation_ratio(np.array(ref["a"]), np.array(ref["b"]), deepsig_grid=True) == pytest.approx(
+            deepsig.aso.compute_violation_ratio(np.array(ref["a"]), np.array(ref["b"]), dt=0.005), rel=1e-12)
+
+
+def test_aso_limits_symmetry_and_bonferroni() -> None:
+    low, high = [0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]
+    assert aso(high, low).eps_min == 0.0 and aso(low, high).eps_min == 1.0  # stochastic order, both ways
+    a, b = np.array(DEEPSIG["normal10"]["a"]), np.array(DEEPSIG["normal10"]["b"])
+    assert violation_ratio(a, b) + violation_ratio(b, a) == pytest.approx(1.0, abs=1e-12)
+    one, three = aso(a, b, seed=1), aso(a, b, seed=1, comparisons=3)
+    assert three.confidence == pytest.approx(1 - 0.05 / 3) and three.eps_min > one.eps_min
+    assert one.sigma == three.sigma  # the same bootstrap; only the quantile changes
+
+
+def test_signed_rank_is_exact_with_and_without_ties() -> None:
+    from sprkd_cli.stats.survival import signed_rank
+
+    d = np.array([0.3, -0.1, 0.25, 0.6, 0.45, -0.05, 0.2])
+    ref = stats.wilcoxon(d, method="exact")
+    t, p = signed_rank(d)
+    assert t == pytest.approx(float(np.sum(stats.rankdata(np.abs(d))[d > 0]))) and p == pytest.approx(ref.pvalue)
+    # ties: |d| = 1, 1, 2, 2, 3 -> ranks 1.5, 1.5, 3.5, 3.5, 5; all 32 sign patterns by hand
+    tied = np.array([1.0, -1.0, 2.0, 2.0, 3.0])
+    ranks = [1.5, 1.5, 3.5, 3.5, 5.0]
+    import itertools
+
+    null = [sum(r for r, s in zip(ranks, signs) if s) for signs in itertools.product([0, 1], repeat=5)]
+    t_obs = 1.5 + 3.5 + 3.5 + 5.0
+    expected = min(1.0, 2 * min(np.mean([v <= t_obs for v in null]), np.mean([v >= t_obs for v in null])))
+    assert signed_rank(tied) == (t_obs, pytest.approx(expected, rel=1e-12))

@@ -97,5 +97,9 @@ def _print_compare(result: dict) -> None:
                       fmt(row["bottom_eigenvalue"]), trace, fmt(row["negative_mass"]))
     out = console()
     out.print(table)
+    from ..services.hessian import NEGATIVE_RTOL
+
+    out.print(f"negative density: the share of the SLQ density below −{NEGATIVE_RTOL:g} × the spectrum's largest "
+              "|eigenvalue| (nodes closer to 0 are round-off around the near-zero bulk)")
     if result["plot"]:
         out.print(f"densities: {result['plot']}")

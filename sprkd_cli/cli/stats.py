@@ -13,7 +13,7 @@ from .app import console, fmt, fmt_p, open_store_from, print_json
 METRIC_HELP = (
     "One value per run, tested across seeds. SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss (at "
     "--at's epoch). The claims (METHODS.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
-    "never get there are censored: left out, counted, warned about); auc_val_acc, the mean val accuracy over the "
+    "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank test); auc_val_acc, the mean val accuracy over the "
     "run's epochs; val_loss_sd:K, the sd of val loss over the last K epochs (with the Brown–Forsythe test); "
     "hessian.top1, hessian.trace, hessian.min: largest eigenvalue, trace and smallest eigenvalue of the run's "
     "stored Hessian report on its own probe set and --at weights (compare --hessian or hessian-report --weights "
@@ -29,17 +29,20 @@ def stats(
     ctx: typer.Context,
     methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
     dataset: o.Dataset = "digits",
-    metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "test_acc",
+    metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP + " Repeat --metric to test several in one call: one table each, and every test of the call one family for --correction. Default: test_acc.")] = None,
     at: Annotated[str, typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
-    spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), Holm-adjusted across the pairs; always on with val_loss_sd:K.")] = False,
+    test: Annotated[str, typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
+    correction: Annotated[str, typer.Option(help="Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired p-values each a family): holm, bonferroni or none.")] = "holm",
+    spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted with the call's --correction; always on with val_loss_sd:K.")] = False,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,
     mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help="Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
     as_json: o.Json = False,
 ) -> None:
-    """Welch and paired t-tests for each pair of methods over their stored seeds, Holm-adjusted, with
-    Cohen's d and d_z, the 95% CI of the difference and a low-power warning. The latest finished run
-    of each (method, seed) is used. With --mcnemar RUN_A RUN_B: McNemar's exact test on two runs."""
+    """Pairwise tests of arms over their stored seeds, p-values adjusted across the call (Holm by
+    default): Welch and paired t-tests with Cohen's d and d_z and the 95% CI of the difference (or, with
+    --test rank, Mann–Whitney and Wilcoxon signed-rank), and one note on power per table. The latest
+    finished run of each (arm, seed) is used. With --mcnemar RUN_A RUN_B: McNemar's exact test on two runs."""
     if mcnemar is not None:
         from ..services.analysis import mcnemar_runs
 
@@ -48,50 +51,179 @@ def stats(
         return
     from ..services.analysis import StatsRequest, method_stats
 
-    request = StatsRequest.parse(methods, dataset, metric, at, student=student, teacher=teacher, spread=spread)
+    request = StatsRequest.parse(methods, dataset, metric or ["test_acc"], at, student=student, teacher=teacher,
+                                 spread=spread, test=test, correction=correction)
     result = method_stats(open_store_from(ctx), request)
     if as_json:
         print_json(result["pairs"])
         return
-    _print_stats(result, dataset, metric, at)
+    out = console()
+    for table in result["tables"]:
+        _print_table(out, table, result["family"], dataset, at)
 
 
-def _print_stats(result: dict, dataset: str, metric: str, at: str) -> None:
+def _family(family: dict, key: str) -> str:
+    """How the column's p-values were adjusted: by what, over how many tests of the call."""
+    if family["correction"] == "none":
+        return "no correction"
+    metrics = len(family["metrics"])
+    over = f"{family['sizes'].get(key, 0)} p-values of the call"
+    if metrics > 1 and key != "p_adj_brown_forsythe":
+        over += f", {metrics} metrics × {family['pairs']} pairs"
+    return f"{family['correction'].capitalize()} over {over}"
+
+
+def _print_table(out, table: dict, family: dict, dataset: str, at: str) -> None:
     from rich.table import Table
 
-    out = console()
-    empty = [arm["method"] for arm in result["arms"] if arm["n"] == 0 and not arm["censored"]]
+    metric = table["metric"]
+    empty = [arm["method"] for arm in table["arms"] if arm["n"] == 0 and not arm.get("unfinished")]
     for name in empty:
         out.print(f"arm {name} has no finished runs of {dataset} here")
-    if len(result["arms"]) - len(empty) < 2:  # nothing to compare: no tables of empty rows and their warnings
+    if len(table["arms"]) - len(empty) < 2:  # nothing to compare: no tables of empty rows and their warnings
         return
     whole_run = metric.startswith(("epochs_to:", "auc_val_acc", "val_loss_sd:"))
-    arms = Table(title=f"{dataset}: {metric}" + (" (whole run)" if whole_run else f" at {at}"))
-    censoring = any(arm["censored"] for arm in result["arms"])
-    for column in ("arm", "n", "mean", "sd", "seeds") + (("censored",) if censoring else ()):
-        arms.add_column(column, justify="left" if column in ("arm", "seeds") else "right")
-    for arm in result["arms"]:
-        arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])),
-                     *((str(arm["censored"]),) if censoring else ()))
-    out.print(arms)
-    pairs = Table(title="pairwise tests (diff = a − b; Holm across the pairs)")
-    for column in ("a − b", "diff", "95% CI", "p Welch", "p Holm", "p paired (pairs)", "p Holm paired", "d", "d_z"):
-        pairs.add_column(column, justify="left" if column == "a − b" else "right")
-    for p in result["pairs"]:
-        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), f"[{fmt(p['ci_low'])}, {fmt(p['ci_high'])}]",
-                      fmt_p(p["p_welch"]), fmt_p(p["p_holm"]), f"{fmt_p(p['p_paired'])} ({p['n_pairs']})",
-                      fmt_p(p["p_holm_paired"]), fmt(p["cohens_d"], 2), fmt(p["cohens_dz"], 2))
-    out.print(pairs)
-    if any("p_brown_forsythe" in p for p in result["pairs"]):
-        spread = Table(title="Brown–Forsythe test of equal variances (median-centred Levene; Holm across the pairs)")
-        for column in ("a − b", "sd a", "sd b", "W", "p", "p Holm"):
-            spread.add_column(column, justify="left" if column == "a − b" else "right")
-        for p in result["pairs"]:
-            spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]), fmt(p["bf_statistic"], 3),
-                           fmt_p(p["p_brown_forsythe"]), fmt_p(p["p_holm_brown_forsythe"]))
-        out.print(spread)
-    for warning in dict.fromkeys(w for p in result["pairs"] for w in p["warnings"]):
+    title = f"{dataset}: {metric}" + (" (whole run)" if whole_run else f" at {at}")
+    if table["kind"] == "logrank":
+        _print_survival(out, table, family, title)
+    else:
+        _print_pairs(out, table, family, title)
+    if "tol" in table:
+        out.print(f"[dim]no variation: spreads and paired differences within {table['tol']:.3g} "
+                  f"({table['tol_rule']})[/dim]")
+    out.print(f"[dim]runs without a value: {table['missing']}[/dim]")
+    for warning in dict.fromkeys([*table["warnings"], *(w for p in table["pairs"] for w in p["warnings"])]):
         out.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _not_finished(arm: dict) -> tuple[str, ...]:
+    return (str(arm.get("unfinished", 0)),)
+
+
+def _print_pairs(out, table: dict, family: dict, title: str) -> None:
+    from rich.table import Table
+
+    unfinished = any(arm.get("unfinished") for arm in table["arms"])
+    arms = Table(title=title)
+    for column in ("arm", "n", "mean", "sd", "seeds") + (("not finished",) if unfinished else ()):
+        arms.add_column(column, justify="left" if column in ("arm", "seeds") else "right")
+    for arm in table["arms"]:
+        arms.add_row(arm["method"], str(arm["n"]), fmt(arm["mean"]), fmt(arm["sd"]), ",".join(map(str, arm["seeds"])),
+                     *(_not_finished(arm) if unfinished else ()))
+    out.print(arms)
+    if table["kind"] == "rank":
+        _print_rank(out, table, family)
+    elif table["kind"] == "aso":
+        _print_aso(out, table, family)
+    else:
+        _print_t(out, table, family)
+    if any("p_brown_forsythe" in p for p in table["pairs"]):
+        _print_spread(out, table, family)
+
+
+def _print_t(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    pairs = Table(title=f"pairwise tests (diff = a − b; 95% CI: {table['ci_method']}; {_family(family, 'p_adj')})")
+    for column in ("a − b", "diff", "95% CI", "p Welch", "p adj", "p paired (pairs)", "p adj paired", "d", "d_z"):
+        pairs.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        ci = "no variation" if p["no_variation"] else f"[{fmt(p['ci_low'])}, {fmt(p['ci_high'])}]"
+        paired = "no variation" if p["no_variation_paired"] else fmt_p(p["p_paired"])
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), ci, fmt_p(p["p_welch"]), fmt_p(p["p_adj"]),
+                      f"{paired} ({p['n_pairs']})", fmt_p(p["p_adj_paired"]), fmt(p["cohens_d"], 2),
+                      fmt(p["cohens_dz"], 2))
+    out.print(pairs)
+
+
+def _print_rank(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    pairs = Table(title=f"pairwise tests (Mann–Whitney U; paired: Wilcoxon signed-rank; diff = a − b; "
+                        f"{_family(family, 'p_adj')})")
+    for column in ("a − b", "diff", "U", "p Mann–Whitney", "p adj", "p Wilcoxon (pairs)", "p adj paired"):
+        pairs.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), fmt(p["u_mann_whitney"], 1), fmt_p(p["p_mann_whitney"]),
+                      fmt_p(p["p_adj"]), f"{fmt_p(p['p_wilcoxon'])} ({p['n_wilcoxon']})", fmt_p(p["p_adj_paired"]))
+    out.print(pairs)
+    out.print("[dim]p exact: Mann–Whitney without ties (with ties, its permutation distribution), Wilcoxon from every "
+              "sign pattern; values within the tolerance below are ties, and Wilcoxon drops zero differences[/dim]")
+
+
+def _print_aso(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    level = table.get("aso_confidence")
+    adjusted = (f", Bonferroni over {table['aso_comparisons']} pairs of the call"
+                if table.get("aso_comparisons", 1) > 1 else "")
+    pairs = Table(title=f"Almost Stochastic Order (ε_min at confidence {fmt(level, 4)}{adjusted})")
+    for column in ("a − b", "diff", "ε_min(a > b)", "ε_min(b > a)", "reading"):
+        pairs.add_column(column, justify="left" if column in ("a − b", "reading") else "right")
+    for p in table["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", fmt(p["diff"]), fmt(p["eps_min_ab"], 3), fmt(p["eps_min_ba"], 3),
+                      _aso_reading(p))
+    out.print(pairs)
+    out.print("[dim]ε_min(a > b): an upper confidence bound on how far a's values are from being stochastically larger "
+              "than b's (0: larger at every quantile; 1: smaller at every quantile). Below 0.5, a's values are almost "
+              "stochastically larger (Dror et al. 2019); the stricter 0.2 is often recommended. Larger values: "
+              "better for accuracies, worse for losses.[/dim]")
+
+
+def _aso_reading(p: dict) -> str:
+    ab, ba = p.get("eps_min_ab"), p.get("eps_min_ba")
+    if ab is None or ba is None:
+        return "–"
+    if ab < 0.5:
+        return f"{p['a']} almost stochastically larger" + (" (ε < 0.2)" if ab < 0.2 else "")
+    if ba < 0.5:
+        return f"{p['b']} almost stochastically larger" + (" (ε < 0.2)" if ba < 0.2 else "")
+    return "neither"
+
+
+def _print_spread(out, table: dict, family: dict) -> None:
+    from rich.table import Table
+
+    spread = Table(title="Brown–Forsythe test of equal variances (median-centred Levene; "
+                         f"{_family(family, 'p_adj_brown_forsythe')})")
+    for column in ("a − b", "sd a", "sd b", "W", "p", "p adj"):
+        spread.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        spread.add_row(f"{p['a']} − {p['b']}", fmt(p["sd_a"]), fmt(p["sd_b"]),
+                       "refused" if p.get("bf_refused") else fmt(p["bf_statistic"], 3),
+                       fmt_p(p["p_brown_forsythe"]), fmt_p(p["p_adj_brown_forsythe"]))
+    out.print(spread)
+
+
+def _epochs(value) -> str:
+    return "not reached" if value is None else f"{value:g}"
+
+
+def _print_survival(out, table: dict, family: dict, title: str) -> None:
+    from rich.table import Table
+
+    threshold = table["metric"].partition(":")[2]
+    unfinished = any(arm.get("unfinished") for arm in table["arms"])
+    arms = Table(title=title + ", censored time-to-event")
+    for column in ("arm", "runs", f"reached {threshold}", "censored", "median epoch (KM)", "95% CI", "seeds") + \
+            (("not finished",) if unfinished else ()):
+        arms.add_column(column, justify="left" if column in ("arm", "seeds") else "right")
+    for arm in table["arms"]:
+        ci = "–" if arm["reached"] == 0 else f"[{_epochs(arm['ci_low'])}, {_epochs(arm['ci_high'])}]"
+        arms.add_row(arm["method"], str(arm["n"]), str(arm["reached"]), str(arm["censored"]), _epochs(arm["median"]),
+                     ci, ",".join(map(str, arm["seeds"])), *(_not_finished(arm) if unfinished else ()))
+    out.print(arms)
+    pairs = Table(title=f"pairwise tests (log-rank, p by permuting the arm labels; paired: Wilcoxon signed-rank, "
+                        f"censored ranked slowest; {_family(family, 'p_adj')})")
+    for column in ("a − b", "reached a/b", "log-rank χ²", "p", "p adj", "p paired (pairs)", "p adj paired"):
+        pairs.add_column(column, justify="left" if column == "a − b" else "right")
+    for p in table["pairs"]:
+        pairs.add_row(f"{p['a']} − {p['b']}", f"{p['reached_a']}/{p['n_a']}, {p['reached_b']}/{p['n_b']}",
+                      fmt(p["logrank_chi2"], 3), fmt_p(p["p_logrank"]), fmt_p(p["p_adj"]),
+                      f"{fmt_p(p['p_paired_rank'])} ({p['paired_rank_used']})", fmt_p(p["p_adj_paired"]))
+    out.print(pairs)
+    out.print("[dim]median epoch: Kaplan–Meier, where the share of runs not yet at the threshold falls to 1/2 (not "
+              "reached: it stays above); 95% CI from the log-log Greenwood band[/dim]")
 
 
 def _print_mcnemar(r: dict) -> None:

@@ -117,6 +117,7 @@ Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or b
 Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
 Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
 HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
+ConvergedAt = Annotated[Optional[float], typer.Option("--converged-at", metavar="X", help="Add to the table, per arm, how many runs reached validation accuracy X and their Kaplan–Meier median epoch to it (a run that never did is censored at its last epoch; stats --metric epochs_to:X tests it).")]
 TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
 TuneSeeds = Annotated[Optional[str], typer.Option(help="Seeds of the --tune grid runs \\[default: the first of --seeds].")]
 GpusPerRun = Annotated[float, typer.Option(metavar="G", help="With --executor ray: the GPUs each run's task asks Ray for, e.g. 1, or 0.5 to put two runs on each GPU (above 1: whole GPUs); the runs then train on their GPU (--device auto). 0: the tasks hold no GPU and train on the CPU. A request no node of the cluster can meet is refused before any run starts.")]
@@ -147,7 +148,7 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
 
 def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
             teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None,
-            gpus_per_run: float, verbose: bool, hessian: bool,
+            gpus_per_run: float, verbose: bool, hessian: bool, converged_at: float | None,
             tune: list[str] | None, tune_seeds: str | None, as_json: bool, **values) -> None:
     from ..arms import parse_arms
     from ..services.compare import check_executor, check_jobs, compare as run_compare
@@ -163,6 +164,8 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
     tune_seed_list = parse_seeds(tune_seeds) if tune_seeds is not None else None
     if tune_seed_list is not None and not tune_keys:
         raise UserError("--tune-seeds goes with --tune")
+    if converged_at is not None and not 0 < converged_at <= 1:
+        raise UserError(f"bad --converged-at {converged_at:g}: give a validation accuracy in (0, 1]")
     template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
     with progress(not as_json) as bar:
@@ -178,7 +181,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
                              executor=executor, ray_address=ray_address, gpus_per_run=gpus_per_run,
                              ray_verbose=verbose, hessian=hessian, tune=tune_keys,
-                             tune_seeds=tune_seed_list)
+                             tune_seeds=tune_seed_list, converged_at=converged_at)
     if as_json:
         print_json(result)
     else:
@@ -208,7 +211,8 @@ COMMANDS = {
                  _param("seeds", Seeds, "0-4"), _param("jobs", Jobs, 1), _param("executor", Executor, "local"),
                  _param("ray_address", RayAddress, None), _param("gpus_per_run", GpusPerRun, 0.0),
                  _param("verbose", RayVerbose, False), _param("hessian", HessianFlag, False),
-                 _param("tune", TuneOption, None), _param("tune_seeds", TuneSeeds, None),
+                 _param("converged_at", ConvergedAt, None), _param("tune", TuneOption, None),
+                 _param("tune_seeds", TuneSeeds, None),
                  *training_params("student"), *method_params(), *OUTPUT],
                 """Run every missing (arm, seed) (finished runs with the same config and seed are reused;
     interrupted or crashed ones go on from their saved state), then print test accuracy at the
@@ -222,6 +226,11 @@ def register(app: typer.Typer) -> None:
         app.command(name)(command(name, doc, params, body))
 
 
+def _reached(row: dict) -> str:
+    median = row["epochs_to"]["median"]
+    return f"{row['epochs_to']['reached']}/{row['n']} ({'not reached' if median is None else f'{median:g}'})"
+
+
 def _print_compare(result: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -229,8 +238,10 @@ def _print_compare(result: dict) -> None:
     out = console()
     table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch")
     tuned = any(row["tuning"] for row in result["methods"])
+    converged = result.get("converged_at")
+    reached = (f"reached {converged:g} (median)",) if converged is not None else ()
     columns = ("arm", "teacher", *(("tuned",) if tuned else ()), "n", "mean", "sd", "95% CI", "epochs", "plateau",
-               "seeds")
+               *reached, "seeds")
     for column in columns:
         table.add_column(column, justify="left" if column in ("arm", "teacher", "tuned", "seeds") else "right")
     for row in result["methods"]:
@@ -240,14 +251,21 @@ def _print_compare(result: dict) -> None:
         choice = [", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in row["tuned"].items())
                   or "–"] if tuned else []
         table.add_row(label, ",".join(row.get("teacher_ids", [])) or "–", *choice, str(row["n"]), fmt(row["mean"]),
-                      fmt(row["sd"]), f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", span,
-                      f"{row['plateau']}/{row['n']}", ",".join(map(str, row["seeds"])))
+                      fmt(row["sd"]), "no variation" if row.get("no_variation") else
+                      f"[{fmt(row['ci_low'])}, {fmt(row['ci_high'])}]", span,
+                      f"{row['plateau']}/{row['n']}", *((_reached(row),) if reached else ()),
+                      ",".join(map(str, row["seeds"])))
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
     grid = f" (+ {result['ran_tuning']} --tune grid run(s))" if result.get("ran_tuning") else ""
     out.print(f"{result['ran']} run(s) trained{grid}{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
-    out.print("epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
+    out.print("95% CI: the t interval of the mean, cut to [0, 1] (no variation: the runs' accuracies are equal to "
+              "within half a test example); epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
               "without it, a quarter of the epochs) before their last")
+    if converged is not None:
+        out.print(f"reached {converged:g}: runs whose validation accuracy reached {converged:g}, and the Kaplan–Meier "
+                  "median epoch to it (a run that never did is censored at its last epoch; not reached: fewer than "
+                  f"half got there); stats --metric epochs_to:{converged:g} tests it")
     if result["noise_added"]:
         out.print(f"--eval-noise measured on {len(result['noise_added'])} reused run(s)")
     if "hessian" in result:

@@ -160,13 +160,16 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
             method_overrides: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
             ray_address: str | None = None, gpus_per_run: float = 0.0, hessian: bool = False,
-            ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None) -> dict:
+            ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None,
+            converged_at: float | None = None) -> dict:
     """Plan, train what is missing (`executor` local: `jobs` processes here; ray: Ray tasks, see
     services.ray_executor), measure the claims the finished runs lack (see measure_claims) and summarise.
 
     With `tune` (tuning.parse_tune's keys) each arm first runs its grid on `tune_seeds` (default: the first
     seed), recorded for the arm "NAME:tune", and its seeds then run with the grid point chosen on
-    validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid."""
+    validation (tuning.choose); the chosen runs carry a "tuned" event that names the grid. With
+    `converged_at` X each arm's row says how many runs reached validation accuracy X, and the Kaplan–Meier
+    median epoch to it."""
     run = lambda phase, configs: _train_missing(store, configs, jobs, executor, ray_address,  # noqa: E731
                                                 lambda total, todo: on_planned(phase, total, todo), on_done,
                                                 diverged_done=phase == "tuning", gpus_per_run=gpus_per_run,
@@ -186,7 +189,7 @@ def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[in
     if tuning:
         record_tuning(store, configs, tuning)
     measured = measure_claims(store, template, configs, hessian)
-    return summarise(store, template, arms, configs, final, tuning) | measured | {
+    return summarise(store, template, arms, configs, final, tuning, converged_at) | measured | {
         "ran_tuning": len(outcomes) - len(final)}
 
 
@@ -308,12 +311,19 @@ def measure_claims(store: Store, template: TrainConfig, configs: list[TrainConfi
     return out
 
 
+ACC_RANGE = (0.0, 1.0)
+
+
 def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: list[TrainConfig],
-              outcomes: list[dict], tuning: dict[str, dict] | None = None) -> dict:
-    """Test accuracy at the best-validation epoch per arm over its finished runs, whether they reached their
-    plateau (selection.plateau_reached), what --tune chose, and the learning curves."""
+              outcomes: list[dict], tuning: dict[str, dict] | None = None, converged_at: float | None = None) -> dict:
+    """Test accuracy at the best-validation epoch per arm over its finished runs (its 95% CI the t interval
+    cut to [0, 1]; no_variation: an sd below half a test example's step, 1/(2·n_test)), whether they reached their
+    plateau (selection.plateau_reached), what --tune chose, and the learning curves; with `converged_at` X,
+    per arm "epochs_to": how many runs reached validation accuracy X, how many are censored (at their last
+    epoch) and the Kaplan–Meier median epoch with its 95% interval (None: not reached)."""
     from ..selection import plateau_reached, plateau_window
     from ..stats import summarize
+    from ..stats.summary import ci_method
 
     tuning = tuning or {}
 
@@ -322,9 +332,12 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
     for arm in arms:
         mine = [c for c in configs if c.arm == arm.name]
         runs = [r for r in (store.find_finished(c.config_hash(), c.seed) for c in mine) if r is not None]
-        stats = summarize([r.summary["test_acc"] for r in runs])
+        stats = summarize([r.summary["test_acc"] for r in runs], bounds=ACC_RANGE)
+        n_test = max((r.config.get("data", {}).get("n_test") or 0 for r in runs), default=0)
+        flat = stats.n >= 2 and stats.sd <= (0.5 / n_test if n_test else 0.0)
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
-                     "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "seeds": [r.seed for r in runs],
+                     "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "no_variation": flat,
+                     "ci_method": ci_method(ACC_RANGE), "seeds": [r.seed for r in runs],
                      "run_ids": [r.id for r in runs], "teacher_ids": mine[0].teacher_ids if mine else [],
                      "best_val_accs": [r.summary["best_val_acc"] for r in runs],
                      "asr_fallback": sum(1 for r in runs if r.summary.get("asr_fallback")),
@@ -335,14 +348,40 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
                          plateau_window(r.config.get("patience", 0), r.config["epochs"]))),
                      "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
+    if converged_at is not None:
+        reached = epochs_to_summary(store, curves, converged_at)
+        for row in rows:
+            row["epochs_to"] = reached[row["arm"]]
     plot = learning_curves(store, curves, template.dataset)
     ran = len(outcomes)
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
-            "at": "best-val", "methods": rows, "ran": ran, "reused": len(configs) - ran,
+            "at": "best-val", "converged_at": converged_at, "methods": rows, "ran": ran, "reused": len(configs) - ran,
             "resumed": [o["resumed"] for o in outcomes if "resumed" in o],
             "not_resumed": [o["resume_refused"] for o in outcomes if "resume_refused" in o],
             "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
+
+
+def epochs_to_summary(store: Store, runs_by_arm: dict[str, list[str]], threshold: float) -> dict[str, dict]:
+    """{arm: {"reached", "censored", "median", "ci_low", "ci_high"}}: epochs to validation accuracy `threshold`
+    of the arm's runs as censored time-to-event data (stats.survival.kaplan_meier; None: not reached)."""
+    from ..stats import epochs_to
+    from ..stats.survival import Censored, kaplan_meier
+
+    ids = [rid for ids in runs_by_arm.values() for rid in ids]
+    found = store.metric_curves(ids, "val", "acc") if ids else {}
+    out = {}
+    for arm, run_ids in runs_by_arm.items():
+        values = []
+        for rid in run_ids:
+            curve = found.get(rid, [])
+            first = epochs_to(curve, threshold)
+            values.append(Censored(len(curve)) if first is None else first)
+        km = kaplan_meier(values)
+        finite = lambda x: None if x != x or x in (float("inf"), float("-inf")) else x  # noqa: E731
+        out[arm] = {"threshold": threshold, "reached": km.reached, "censored": km.censored,
+                    "median": finite(km.median), "ci_low": finite(km.ci_low), "ci_high": finite(km.ci_high)}
+    return out
 
 
 def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> "Path | str | None":
@@ -365,12 +404,13 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     for method, per_epoch in series.items():
         epochs = sorted(per_epoch)
         mean = np.array([np.mean(per_epoch[e]) for e in epochs])
-        sd = np.array([np.std(per_epoch[e]) for e in epochs])
+        # the sample sd (n − 1), as every table; no band where fewer than 2 runs have the epoch
+        sd = np.array([np.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else np.nan for e in epochs])
         ax.plot(epochs, mean, label=f"{method} (n={len(runs_by_method[method])})")
         ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{dataset}: validation accuracy, mean ± sd over seeds")
+    ax.set_title(f"{dataset}: validation accuracy, mean ± sample sd over seeds")
     ax.legend()
     ax.grid(alpha=0.3)
     out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")

@@ -4,7 +4,7 @@ Imports only numpy, scipy and the standard library.
 """
 
 from .claims import auc_val_acc, brown_forsythe, epochs_to, sd_last
-from .compare import MIN_SEEDS, PairResult, compare_methods
+from .compare import MIN_SEEDS, PairResult, compare_methods, power_note
 from .effect_size import cohens_d, cohens_dz
 from .mcnemar import McNemarResult, mcnemar_exact
 from .multiple import holm
@@ -29,6 +29,7 @@ __all__ = [
     "holm",
     "mcnemar_exact",
     "paired_ttest",
+    "power_note",
     "sd_last",
     "seeds_for_power",
     "summarize",

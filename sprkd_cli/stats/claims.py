@@ -31,21 +31,33 @@ def sd_last(values: Sequence[float], k: int) -> float:
     return float(np.std(np.asarray(values[-k:], dtype=float), ddof=1))
 
 
-def brown_forsythe(values: Mapping[str, Mapping[int, float]]) -> list[dict]:
+MIN_SPREAD_RUNS = 3
+"""Runs per arm the Brown–Forsythe test needs: with 2, the deviations from the median are equal by
+construction and the test is degenerate."""
+
+
+def brown_forsythe(values: Mapping[str, Mapping[int, float]], tol: float = 0.0) -> list[dict]:
     """For each pair of arms, in compare_methods' order: the Brown–Forsythe test of equal variances
     (Levene's test centred on the median, scipy.stats.levene(center='median')) of the per-seed values,
-    with Holm-adjusted p-values across the pairs. NaN where an arm has fewer than 2 values or both are
-    constant."""
+    with Holm-adjusted p-values across the pairs. NaN, with the reason in "refused", where an arm has fewer
+    than MIN_SPREAD_RUNS values or both arms' values are equal within `tol` (no variation)."""
     from scipy import stats
 
     rows = []
     for a, b in itertools.combinations(values, 2):
         xa, xb = list(values[a].values()), list(values[b].values())
         statistic = p = math.nan
-        if len(xa) >= 2 and len(xb) >= 2 and (np.ptp(xa) > 0 or np.ptp(xb) > 0):
+        refused = None
+        few = [f"{name} has {len(x)}" for name, x in ((a, xa), (b, xb)) if len(x) < MIN_SPREAD_RUNS]
+        if few:
+            refused = (f"{a} − {b}: the Brown–Forsythe test needs at least {MIN_SPREAD_RUNS} runs per arm "
+                       f"({', '.join(few)}; with 2 the deviations from the median are equal by construction)")
+        elif np.ptp(xa) <= tol and np.ptp(xb) <= tol:
+            refused = f"{a} − {b}: no variation across seeds in either arm (within {tol:.3g}): no test of spread"
+        else:
             result = stats.levene(xa, xb, center="median")
             statistic, p = float(result.statistic), float(result.pvalue)
-        rows.append({"a": a, "b": b, "statistic": statistic, "p": p})
+        rows.append({"a": a, "b": b, "statistic": statistic, "p": p, "refused": refused})
     for row, adjusted in zip(rows, holm([r["p"] for r in rows])):
         row["p_holm"] = adjusted
     return rows

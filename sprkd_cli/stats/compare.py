@@ -12,21 +12,25 @@ from ._common import check_fraction, json_safe
 from .effect_size import cohens_d, cohens_dz
 from .multiple import holm
 from .power import MAX_SEEDS, seeds_for_power
-from .summary import ArmSummary, summarize
-from .ttests import paired_ttest, welch_ttest
+from .summary import UNBOUNDED, ArmSummary, clip, summarize
+from .ttests import WelchTTest, paired_ttest, welch_ttest
 
 MIN_SEEDS = 5
-"""Arms with fewer seeds than this get a low-power warning."""
+"""Arms with fewer seeds than this get a low-power note."""
+
+_NO_WELCH = WelchTTest(math.nan, math.nan, math.nan, math.nan, math.nan)
 
 
 @dataclass(frozen=True)
 class PairResult:
     """Comparison of method ``a`` against method ``b``; ``diff`` and all effects are a - b.
 
-    ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence.
+    ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence, cut to the metric's range.
     p_holm / p_holm_paired: Holm adjustment of p_welch / p_paired across all pairs of one call.
     seeds_for_80_power: per-arm seeds a two-sided two-sample t-test needs for the requested
     power (80% by default) at |cohens_d|; None when d is 0, nan or more than 10,000 are needed.
+    no_variation / no_variation_paired: both arms' sds / the paired differences' sd are within the
+    tolerance `tol` (no variation across seeds): the test, its effect size and interval are NaN.
     """
 
     a: str
@@ -55,6 +59,8 @@ class PairResult:
     low_power: bool
     seeds_for_80_power: int | None
     warnings: list[str] = field(default_factory=list)
+    no_variation: bool = False
+    no_variation_paired: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN -> None)."""
@@ -81,18 +87,33 @@ def _fmt_power(power: float) -> str:
     return f"{power * 100:g}%"
 
 
-def _low_power_warning(
-    a: str, b: str, n_a: int, n_b: int, d: float, needed: int | None, power: float, alpha: float
-) -> str:
-    head = f"low power: {a} has {n_a} seed(s) and {b} has {n_b} (fewer than {MIN_SEEDS} per arm); "
-    target = f"{_fmt_power(power)} power (two-sided t-test, alpha={alpha:g})"
-    if needed is not None:
-        return head + f"{needed} seeds per arm are needed for {target} at the observed |d| = {abs(d):.3g}"
-    if math.isnan(d):
-        return head + f"the seeds needed for {target} cannot be estimated because Cohen's d is undefined"
-    if d == 0.0:
-        return head + f"the seeds needed for {target} cannot be estimated because the observed Cohen's d is 0"
-    return head + f"more than {MAX_SEEDS:,} seeds per arm are needed for {target} at the observed |d| = {abs(d):.3g}"
+def power_note(pairs: list[PairResult], power: float = 0.8, alpha: float = 0.05) -> str | None:
+    """One note on power for a table of pairs, when some arm has fewer than MIN_SEEDS values: the seeds per
+    arm a two-sided two-sample t-test needs for `power` at `alpha` at the largest and at the smallest
+    observed |Cohen's d| among the pairs. None when no arm is short of seeds."""
+    short = [p for p in pairs if p.low_power]
+    if not short:
+        return None
+    counts = {}
+    for p in pairs:
+        counts.setdefault(p.a, p.n_a)
+        counts.setdefault(p.b, p.n_b)
+    few = ", ".join(f"{arm} {n}" for arm, n in counts.items() if n < MIN_SEEDS)
+    head = f"low power: fewer than {MIN_SEEDS} seeds in {few}; "
+    target = f"for {_fmt_power(power)} power (two-sided t-test, alpha {alpha:g})"
+    known = [p for p in pairs if math.isfinite(p.cohens_d) and p.cohens_d != 0.0]
+    if not known:
+        return head + f"the seeds needed {target} cannot be estimated: no pair has a defined, nonzero Cohen's d"
+
+    def needs(p: PairResult) -> str:
+        n = f"{p.seeds_for_80_power}" if p.seeds_for_80_power is not None else f"more than {MAX_SEEDS:,}"
+        return f"{n} seeds per arm at |d| = {abs(p.cohens_d):.3g} ({p.a} − {p.b})"
+
+    largest = max(known, key=lambda p: abs(p.cohens_d))
+    smallest = min(known, key=lambda p: abs(p.cohens_d))
+    if largest is smallest:
+        return head + f"{target} a t-test needs {needs(largest)}"
+    return head + f"{target} a t-test needs {needs(largest)}, the largest observed effect, and {needs(smallest)}, the smallest"
 
 
 def _compare_pair(
@@ -105,6 +126,8 @@ def _compare_pair(
     confidence: float,
     power: float,
     alpha: float,
+    tol: float = 0.0,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> PairResult:
     """One pair, before the Holm adjustment (p_holm fields are NaN here)."""
     warnings: list[str] = []
@@ -113,12 +136,13 @@ def _compare_pair(
             warnings.append(
                 f"{name} has {s.n} value(s); Welch's t-test, its CI and Cohen's d need at least 2 per arm (reported as nan)"
             )
-    if sum_a.n >= 2 and sum_b.n >= 2 and sum_a.sd == 0.0 and sum_b.sd == 0.0:
+    flat = sum_a.n >= 2 and sum_b.n >= 2 and sum_a.sd <= tol and sum_b.sd <= tol
+    if flat:
         warnings.append(
-            f"{a} and {b} both have zero variance (identical values within each arm); "
-            "Welch's t-test and Cohen's d are undefined (reported as nan)"
+            f"{a} − {b}: no variation across seeds: both arms' values are equal within {tol:.3g} "
+            "(in place of Welch's test, Cohen's d and the interval)"
         )
-    welch = welch_ttest(sum_a, sum_b, confidence)
+    welch = _NO_WELCH if flat else welch_ttest(sum_a, sum_b, confidence)
 
     shared = sorted(set(arm_a) & set(arm_b))
     only_a = sorted(set(arm_a) - set(arm_b))
@@ -133,17 +157,17 @@ def _compare_pair(
             f"the paired t-test uses only the {paired.n} seeds present in both arms; "
             f"seeds only in {a}: {only_a}, only in {b}: {only_b}"
         )
-    if paired.n >= 2 and paired.sd == 0.0:
+    flat_paired = paired.n >= 2 and paired.sd <= tol
+    if flat_paired:
         warnings.append(
-            f"the paired differences {a} - {b} are identical on every shared seed; "
-            "the paired t-test and d_z are undefined (reported as nan)"
+            f"{a} − {b}: no variation across seeds in the paired differences: equal within {tol:.3g} on every "
+            "shared seed (in place of the paired t-test and d_z)"
         )
+        paired = paired._replace(t=math.nan, p=math.nan)
 
-    d = cohens_d(sum_a, sum_b)
+    d = math.nan if flat else cohens_d(sum_a, sum_b)
     needed = seeds_for_power(d, power, alpha)
     low_power = sum_a.n < MIN_SEEDS or sum_b.n < MIN_SEEDS
-    if low_power:
-        warnings.append(_low_power_warning(a, b, sum_a.n, sum_b.n, d, needed, power, alpha))
 
     return PairResult(
         a=a,
@@ -155,8 +179,8 @@ def _compare_pair(
         sd_a=sum_a.sd,
         sd_b=sum_b.sd,
         diff=sum_a.mean - sum_b.mean,
-        ci_low=welch.ci_low,
-        ci_high=welch.ci_high,
+        ci_low=clip(welch.ci_low, welch.ci_high, (bounds[0] - bounds[1], bounds[1] - bounds[0]))[0],
+        ci_high=clip(welch.ci_low, welch.ci_high, (bounds[0] - bounds[1], bounds[1] - bounds[0]))[1],
         t_welch=welch.t,
         df_welch=welch.df,
         p_welch=welch.p,
@@ -168,10 +192,12 @@ def _compare_pair(
         p_holm=math.nan,
         p_holm_paired=math.nan,
         cohens_d=d,
-        cohens_dz=cohens_dz(paired),
+        cohens_dz=math.nan if flat_paired else cohens_dz(paired),
         low_power=low_power,
         seeds_for_80_power=needed,
         warnings=warnings,
+        no_variation=flat,
+        no_variation_paired=flat_paired,
     )
 
 
@@ -180,6 +206,8 @@ def compare_methods(
     confidence: float = 0.95,
     power: float = 0.8,
     alpha: float = 0.05,
+    tol: float = 0.0,
+    bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[PairResult]:
     """Compare every pair of methods; ``values[method][seed]`` is one metric value per run.
 
@@ -187,15 +215,19 @@ def compare_methods(
     Each pair gets Welch's t-test and CI of the mean difference, the paired t-test on the
     shared seeds, Cohen's d and d_z, and the seeds needed for ``power`` at ``alpha``;
     p_welch and p_paired are then Holm-adjusted across all pairs of this call.
-    Undefined tests (n < 2, zero variance) are NaN with a warning; NaN/inf inputs raise ValueError.
+    ``bounds`` is the metric's range: each CI of a difference is cut to [lo − hi, hi − lo].
+    Undefined tests (n < 2; no variation: sds, or paired differences' sd, <= ``tol``) are NaN with a
+    warning; NaN/inf inputs raise ValueError. The low-power note is one per table: power_note.
     """
+    if not tol >= 0.0:
+        raise ValueError(f"tol must be >= 0, got {tol!r}")
     check_fraction(confidence, "confidence")
     check_fraction(power, "power")
     check_fraction(alpha, "alpha")
     arms = _checked(values)
-    summaries = {m: summarize(list(arm.values()), confidence) for m, arm in arms.items()}
+    summaries = {m: summarize(list(arm.values()), confidence, bounds) for m, arm in arms.items()}
     raw = [
-        _compare_pair(a, b, arms[a], arms[b], summaries[a], summaries[b], confidence, power, alpha)
+        _compare_pair(a, b, arms[a], arms[b], summaries[a], summaries[b], confidence, power, alpha, tol, bounds)
         for a, b in itertools.combinations(arms, 2)
     ]
     p_holm = holm([r.p_welch for r in raw])

@@ -28,3 +28,20 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     adjusted = np.full(p.shape, math.nan)
     adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
     return adjusted.tolist()
+
+
+CORRECTIONS = ("holm", "bonferroni", "none")
+
+
+def adjust(pvalues: Sequence[float], correction: str = "holm") -> list[float]:
+    """`pvalues` adjusted for multiple testing: holm (step-down), bonferroni (m·p, capped at 1) or none; NaN
+    entries stay NaN and do not count towards m."""
+    if correction == "holm":
+        return holm(pvalues)
+    p = np.asarray(pvalues, dtype=float)
+    if correction == "bonferroni":
+        m = int(np.sum(~np.isnan(p)))
+        return np.minimum(p * m, 1.0).tolist()
+    if correction == "none":
+        return p.tolist()
+    raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")

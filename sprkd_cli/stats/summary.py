@@ -30,12 +30,33 @@ class ArmSummary:
         return json_safe(self)
 
 
-def summarize(values: Sequence[float], confidence: float = 0.95) -> ArmSummary:
+UNBOUNDED = (-math.inf, math.inf)
+
+
+def ci_method(bounds: tuple[float, float] = UNBOUNDED) -> str:
+    """How summarize's and compare_methods' intervals are made, in words (for captions and JSON)."""
+    if bounds == UNBOUNDED:
+        return "t interval"
+    lo, hi = (f"{b:g}" if math.isfinite(b) else ("−∞" if b < 0 else "∞") for b in bounds)
+    return f"t interval, cut to the metric's range [{lo}, {hi}]"
+
+
+def clip(low: float, high: float, bounds: tuple[float, float]) -> tuple[float, float]:
+    """An interval cut to `bounds`: a value outside a metric's range cannot be its mean, so cutting it off
+    leaves the interval's coverage exactly as it was."""
+    if math.isnan(low):
+        return low, high
+    return max(low, bounds[0]), min(high, bounds[1])
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95,
+              bounds: tuple[float, float] = UNBOUNDED) -> ArmSummary:
     """Summarize one arm.
 
     mean = Σx/n, sd = sqrt(Σ(x - mean)² / (n - 1)) and the CI of the mean is
-    mean ± t_{(1+confidence)/2, n-1} · sd/√n.  With n = 1 the SD and CI are NaN;
-    with n = 0 everything except n is NaN.  NaN or infinite inputs raise ValueError.
+    mean ± t_{(1+confidence)/2, n-1} · sd/√n, cut to `bounds` (the metric's range; an accuracy's is
+    [0, 1]).  With n = 1 the SD and CI are NaN; with n = 0 everything except n is NaN.  NaN or infinite
+    inputs raise ValueError.
     """
     check_fraction(confidence, "confidence")
     x = finite_array(values)
@@ -47,4 +68,4 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> ArmSummary:
         return ArmSummary(1, mean, math.nan, math.nan, math.nan)
     sd = sample_sd(x)
     half = float(special.stdtrit(n - 1, (1.0 + confidence) / 2.0)) * sd / math.sqrt(n)
-    return ArmSummary(n, mean, sd, mean - half, mean + half)
+    return ArmSummary(n, mean, sd, *clip(mean - half, mean + half, bounds))
