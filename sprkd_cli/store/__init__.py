@@ -40,8 +40,8 @@ def safe_name(text: str) -> str:
 
 
 def store_url(db: str | None = None) -> str:
-    """The URL of the store named by `db`, $SPRKD_DB or ./runs.db."""
-    return resolve_url(db or os.environ.get("SPRKD_DB") or DEFAULT_DB)
+    """The URL of the store named by `db`, else $SPRKD_DB (when set and not empty), else ./runs.db."""
+    return resolve_url(db if db is not None else os.environ.get("SPRKD_DB") or DEFAULT_DB)
 
 
 def open_store(db: str | None = None) -> "Store":

@@ -27,11 +27,29 @@ LOCK_RETRIES = 3
 LOCK_BACKOFF_S = 1.0
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
 def resolve_url(db: str) -> str:
-    """A SQLAlchemy URL as given, or a filesystem path turned into a SQLite URL."""
-    if "://" in db:
-        return db
-    return f"sqlite:///{Path(db).expanduser().resolve()}"
+    """A SQLAlchemy URL as given, or a filesystem path turned into a SQLite URL. An empty name and an
+    in-memory SQLite store (lost when the process exits, with every run in it) are refused."""
+    if not db.strip():
+        raise UserError("the store is an empty name (--db ''); give a file such as runs.db or a URL such as "
+                        "postgresql+psycopg://host/db")
+    if "://" not in db:
+        try:
+            return f"sqlite:///{Path(db).expanduser().resolve()}"
+        except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+            raise UserError(f"cannot open the store {db}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        parsed = make_url(db)
+    except ArgumentError:
+        return db  # make_engine says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and (
+            parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"):
+        raise UserError(f"'{display_url(db)}' is an in-memory store, lost with every run in it when sprkd exits; "
+                        "give a file such as runs.db or sqlite:////abs/path/runs.db")
+    return db
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -110,11 +128,40 @@ def _check_sqlite_path(path: Path) -> None:
         raise UserError(f"cannot open the store {path}: it is not a regular file")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
+    if path.is_file() and path.stat().st_size > 0:
+        _check_sqlite_file(path)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         if not path.exists():
             raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
         raise UserError(f"cannot open the store {path}: folder {path.parent} is not writable, and SQLite writes its "
                         f"journal ({path.name}-wal) beside the file")
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """UserError unless the non-empty file `path` is a SQLite database that is a sprkd store or holds no
+    tables yet: another program's file, SQLite or not, is left exactly as it is (it is read here
+    read-only, before sprkd's own connection would switch it to WAL and add its tables)."""
+    from .schema import Base
+
+    with open(path, "rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise UserError(f"cannot open the store {path}: it is not a SQLite database; give a new file or a sprkd "
+                        "store (sprkd leaves this one alone)")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            found = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return  # damaged or locked: sprkd's own connection says so, naming the store
+    ours = set(Base.metadata.tables)
+    theirs = sorted(n for n in found - ours - {"alembic_version"} if not n.startswith("sqlite_"))
+    if theirs and not found & ours:
+        shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+        raise UserError(f"cannot open the store {path}: it is another program's SQLite database (tables {shown}), "
+                        "not a sprkd store; sprkd leaves it alone: give a new file or a sprkd store")
 
 
 class _json_reader:
