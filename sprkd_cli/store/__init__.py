@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
+from ..redact import scrub
 from .artifacts import join as artifact_join
 from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
@@ -162,6 +163,8 @@ class Store:
 
     @retry_when_locked
     def update_run(self, run_id: str, **fields) -> None:
+        if fields.get("error"):  # a driver's message may quote the store's password
+            fields["error"] = scrub(fields["error"], self.url)
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             for key, value in fields.items():
@@ -181,7 +184,7 @@ class Store:
         """End a run still running as interrupted (one that already finished or failed stays so)."""
         with self.session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
-                      .values(status="interrupted", error=reason, ended_at=utcnow()))
+                      .values(status="interrupted", error=scrub(reason, self.url), ended_at=utcnow()))
 
     @retry_when_locked
     def reopen_run(self, run: Run, epoch: int, step: int, process: dict) -> list[str]:

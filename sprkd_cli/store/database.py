@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError
 
 from ..errors import UserError
+from ..redact import display_url, scrub
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -76,15 +77,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def display_url(url: str) -> str:
-    """`url` as it may be printed or logged: everything between `user:` and the last `@` masked, so a
-    password holding an unencoded `@` or `/` (which SQLAlchemy would split in the wrong place) is
-    masked whole, and a string that does not parse as a URL is masked too."""
-    import re
-
-    return re.sub(r"^([^/]*//[^:/@]*:).*@", r"\1***@", url, flags=re.DOTALL)
 
 
 def make_engine(url: str) -> Engine:
@@ -191,7 +183,7 @@ def store_error(url: str, exc: DBAPIError) -> UserError:
                 "a try); try again when it is done")
     elif "malformed" in reason or "not a database" in reason:
         hint = " (the file is damaged; restore it from a copy, or start a new store)"
-    return UserError(f"cannot use the store {display_url(url)}: {reason}{hint}")
+    return UserError(f"cannot use the store {display_url(url)}: {scrub(reason, url)}{hint}")
 
 
 def is_locked(exc: BaseException) -> bool:
