@@ -138,6 +138,32 @@ def test_store_from_a_newer_sprkd_is_refused_by_the_real_entry_point(db):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "f00dfacecafe" in done.stderr
 
 
+# One process that opens a store at a given moment (time.time()), through the real CLI.
+FIRST_OPEN = """
+import sys, time
+from sprkd_cli.cli import app
+
+url, at = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))
+app(["--db", url, "runs", "list", "--json"])
+"""
+
+
+def test_eight_processes_opening_a_new_store_at_once_all_find_it_current(store_url):
+    """The schema check and its upgrade happen under the migration lock: of 8 processes opening a store
+    that does not exist yet at the same moment, none finds it half made (sprkd's tables without a
+    revision), and it ends at the head."""
+    import time
+
+    at = time.time() + 4  # every process imported and waiting by then
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_OPEN, store_url, str(at)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out == "[]\n" and err == "", (proc.returncode, out, err)
+    assert versions(store_url) == [alembic_head()]
+
+
 # One process, three `sprkd train-teacher --json` commands in a row, through the real CLI.
 SWEEP = """
 import sys

@@ -237,13 +237,6 @@ def _alembic_config(url: str):
     return cfg
 
 
-def _current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
 # The newest migration's revision (tests/test_store.py checks it is Alembic's head): a store already
 # there is opened without importing Alembic, which costs a tenth of a second per command.
 SCHEMA_HEAD = "0003"
@@ -271,14 +264,16 @@ def upgrade(engine: Engine, url: str) -> None:
         raise store_error(url, exc) from None
 
 
-def _refuse_unversioned(engine: Engine, url: str, head: str) -> None:
+def _refuse_unversioned(conn, url: str, head: str) -> None:
     """A store that holds sprkd's tables but no revision (its alembic_version table missing or empty):
-    upgrading would try to create the tables again, so say what is wrong and how to mark its revision."""
+    upgrading would try to create the tables again, so say what is wrong and how to mark its revision.
+    Read on `conn`, under the migration lock: a store another process is creating right now is either
+    still empty or already at a revision."""
     from sqlalchemy import inspect
 
     from .schema import Base
 
-    found = set(inspect(engine).get_table_names())
+    found = set(inspect(conn).get_table_names())
     ours = set(Base.metadata.tables)
     if not found & ours:
         return  # a new store (or someone else's tables only): the migrations create sprkd's
@@ -293,25 +288,29 @@ def _refuse_unversioned(engine: Engine, url: str, head: str) -> None:
 
 
 def _upgrade_with_alembic(engine: Engine, url: str) -> None:
+    """The schema's check and upgrade in one transaction under the migration lock (a file lock beside a
+    SQLite store, an advisory lock on PostgreSQL): processes opening a new store at once find it either
+    not created yet (and the first creates it) or at the head, never half made."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config(url)
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    current = _current_revision(engine)
-    if current == head:
-        return
     known = {rev.revision for rev in script.walk_revisions()}
-    if current is None:
-        _refuse_unversioned(engine, url, head)
-    if current is not None and current not in known:
-        raise UserError(
-            f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "
-            "it was written by a newer sprkd; upgrade sprkd to use it"
-        )
     with _migration_lock(url), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # processes started at once upgrade one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        if current is None:
+            _refuse_unversioned(conn, url, head)
+        elif current not in known:
+            raise UserError(
+                f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "
+                "it was written by a newer sprkd; upgrade sprkd to use it"
+            )
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")  # after waiting, finds the schema current and does nothing
+        command.upgrade(cfg, "head")
