@@ -335,7 +335,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
                      "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
     plot = learning_curves(store, curves, template.dataset)
-    ran = len(outcomes)
+    ran = sum(1 for o in outcomes if not o.get("reused"))  # a run another process trained meanwhile is reused
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
             "at": "best-val", "methods": rows, "ran": ran, "reused": len(configs) - ran,
