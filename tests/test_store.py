@@ -138,6 +138,32 @@ def test_store_from_a_newer_sprkd_is_refused_by_the_real_entry_point(db):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ") and "f00dfacecafe" in done.stderr
 
 
+# One process that opens a store at a given moment (time.time()), through the real CLI.
+FIRST_OPEN = """
+import sys, time
+from sprkd_cli.cli import app
+
+url, at = sys.argv[1], float(sys.argv[2])
+time.sleep(max(0.0, at - time.time()))
+app(["--db", url, "runs", "list", "--json"])
+"""
+
+
+def test_eight_processes_opening_a_new_store_at_once_all_find_it_current(store_url):
+    """The schema check and its upgrade happen under the migration lock: of 8 processes opening a store
+    that does not exist yet at the same moment, none finds it half made (sprkd's tables without a
+    revision), and it ends at the head."""
+    import time
+
+    at = time.time() + 4  # every process imported and waiting by then
+    procs = [subprocess.Popen([sys.executable, "-c", FIRST_OPEN, store_url, str(at)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and out == "[]\n" and err == "", (proc.returncode, out, err)
+    assert versions(store_url) == [alembic_head()]
+
+
 # One process, three `sprkd train-teacher --json` commands in a row, through the real CLI.
 SWEEP = """
 import sys
@@ -342,3 +368,79 @@ def test_a_password_the_url_parser_would_split_is_masked_whole(url):
     assert result.stderr.count("\n") == 1 and "alice:***@" in result.stderr
     for piece in ("s3c", "r/et", "retpw", "s3cretpw"):
         assert piece not in result.stderr, result.stderr
+
+
+# Every form a password takes in a store URL: in the userinfo, as a query parameter (libpq's password=,
+# sslpassword=), holding an '@' or a '/' unencoded (SQLAlchemy then splits it, and psycopg quotes the
+# rest as a host name) or percent-encoded.
+SECRET_FORMS = [
+    "postgresql+psycopg://alice:Zq7secretpw@127.0.0.1:1/x",
+    "postgresql+psycopg://alice@127.0.0.1:1/x?password=Zq7secretpw",
+    "postgresql+psycopg://alice@127.0.0.1:1/x?connect_timeout=2&password=Zq7sec@retpw",
+    "postgresql+psycopg://alice@127.0.0.1:1/x?sslpassword=Zq7secretpw",
+    "postgresql+psycopg://alice:Zq7sec@retpw@127.0.0.1:1/x",
+    "postgresql+psycopg://alice:Zq7sec/retpw@127.0.0.1:1/x",
+    "postgresql+psycopg://alice:Zq7sec%40retpw@127.0.0.1:1/x",
+    "postgresql+psycopg://alice:Zq7sec:retpw@127.0.0.1:1/x",
+]
+
+
+def assert_no_secret(text: str) -> None:
+    for piece in ("Zq7sec", "retpw", "secretpw", "sec@ret", "sec%40ret"):
+        assert piece not in text, (piece, text)
+
+
+@pytest.mark.parametrize("url", SECRET_FORMS)
+def test_no_form_of_a_password_is_printed_by_an_unreachable_store(url, monkeypatch):
+    for args in (["runs", "list"], ["runs", "export"], ["train-teacher", "--dataset", DATA], ["stats"]):
+        result = sprkd(url, *args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, (args, result.output)
+        assert result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+        assert_no_secret(result.stderr)
+    monkeypatch.setenv("SPRKD_DB", url)
+    result = sprkd(None, "runs", "list")
+    assert result.exit_code == 2
+    assert_no_secret(result.stderr)
+
+
+@pytest.mark.parametrize("form", ["query", "encoded_at"])
+def test_a_password_in_a_query_or_with_an_at_sign_is_nowhere_on_a_live_store(form, pg_url, tmp_path):
+    """A live PostgreSQL store reached with a password given as `?password=`, or holding an `@` that is
+    percent-encoded: not in what the commands print, not in any row, not in any file written."""
+    import gc
+    import uuid
+    from urllib.parse import quote
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    password = "Zq7sec@retpw"
+    role = f"sprkd_pw_{uuid.uuid4().hex[:8]}"
+    admin = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f"GRANT ALL ON SCHEMA public TO {role}")
+    base = make_url(pg_url).set(username=role, password=None).render_as_string(hide_password=False)
+    url = f"{base}?password={quote(password, safe='')}" if form == "query" else \
+        base.replace(f"{role}@", f"{role}:{quote(password, safe='')}@")
+    try:
+        printed = []
+        teacher = sprkd_json(url, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, "--epochs", "2")
+        for args in (["runs", "list"], ["runs", "show", teacher["run_id"]], ["runs", "export", "-o", str(tmp_path / "e.csv")],
+                     ["runs", "show", "zzzz"], ["distill", "--method", "kd", "--dataset", "digits"]):
+            result = sprkd(url, *args)
+            printed.append(result.stdout + result.stderr)
+        assert "***" in printed[-1] or "***" in printed[-2]
+        for output in printed:
+            assert_no_secret(output)
+        for table in tables(url):
+            assert_no_secret(repr(sql(url, f"SELECT * FROM {table}")))
+        for path in tmp_path.rglob("*"):
+            if path.is_file():
+                assert_no_secret(path.read_bytes().decode("latin-1"))
+    finally:
+        gc.collect()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+        with psycopg.connect(admin.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP ROLE {role}")

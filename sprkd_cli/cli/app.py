@@ -31,27 +31,42 @@ class SprkdGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _say(ctx, f"error: {exc}")
             ctx.exit(2)
         except USAGE_ERRORS as exc:  # click's own (a bad number, a misspelt flag): one line too
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             message = " ".join(exc.format_message().split())
-            click.echo(f"error: {message} (see '{where} --help')", err=True)
+            _say(ctx, f"error: {message} (see '{where} --help')")
             ctx.exit(2)
         except Interrupted as exc:
-            click.echo(str(exc), err=True)
+            _say(ctx, str(exc))
             ctx.exit(exc.exit_code)
         except OSError as exc:  # a path the system refused (too long, a folder, no space left): which, and why
             if exc.errno == errno.EPIPE:  # stdout closed early (| head): click's own handling
                 raise
-            click.echo(f"error: {os_error_message(exc)}", err=True)
+            _say(ctx, f"error: {os_error_message(exc)}")
             ctx.exit(2)
         except Exception as exc:
             error = _store_error(ctx, exc)
             if error is None:
                 raise
-            click.echo(f"error: {error}", err=True)
+            _say(ctx, f"error: {error}")
             ctx.exit(2)
+
+
+def _given_store(ctx: click.Context) -> str | None:
+    """The store as the user named it (--db, else $SPRKD_DB), whether or not it could be opened."""
+    import os
+
+    root = ctx.find_root()
+    return (root.obj or {}).get("db") or root.params.get("db") or os.environ.get("SPRKD_DB")
+
+
+def _say(ctx: click.Context, line: str) -> None:
+    """`line` on stderr, with every secret of the store's URL masked (a driver's message may quote it)."""
+    from ..redact import scrub
+
+    click.echo(scrub(line, _given_store(ctx)), err=True)
 
 
 def _store_error(ctx: click.Context, exc: Exception) -> UserError | None:

@@ -158,7 +158,8 @@ def _hessian_table(rows: list[dict]):
 def export(
     ctx: typer.Context,
     fmt_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write \\[default: stdout].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write ('-': stdout) \\[default: stdout]. Never the store or another SQLite database.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,
     metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row (long format) instead of one row per run.")] = False,
     method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
@@ -168,18 +169,21 @@ def export(
     import pandas as pd
 
     from ..errors import UserError
+    from ..services.outputs import check_output, write_output
     from ..services.runs import export_rows
+    from ..store import store_url
 
     if fmt_ not in ("csv", "json"):
         raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
+    if output is not None and str(output) == "-":
+        output = None
+    if output is not None:  # before the store is opened: a wrong path changes nothing anywhere
+        check_output(output, store_url((ctx.find_root().obj or {}).get("db")), force=force)
     columns, rows = export_rows(open_store_from(ctx), metrics=metrics, method=method, dataset=dataset, status=status)
     frame = pd.DataFrame(rows, columns=columns)
     text = frame.to_csv(index=False) if fmt_ == "csv" else frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
     if output is None:
         typer.echo(text, nl=False)
     else:
-        try:
-            output.write_text(text)
-        except OSError as exc:
-            raise UserError(f"cannot write {output}: {exc.strerror}") from None
+        write_output(output, text)
         console().print(f"wrote {len(frame)} rows to {output}")

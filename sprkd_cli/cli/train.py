@@ -28,13 +28,19 @@ def _config(kind: str, method: str, dataset: str, model: str, seed: int, values:
 
 
 def _train_and_report(ctx: typer.Context, cfg: TrainConfig, as_json: bool, reuse: bool) -> None:
-    from ..services.training import finished_outcome, reusable_run, train_run
+    """Train `cfg`; with `reuse`, a finished run of it is reported instead, and one another process is
+    training is waited for (services.training.train_once)."""
+    from ..services.training import finished_outcome, reusable_run, train_once, train_run
 
     store = open_store_from(ctx)
     existing = reusable_run(store, cfg) if reuse else None
     if existing is not None:
         outcome = finished_outcome(existing) | {"reused": True}
         print_json(outcome) if as_json else _print_outcome(outcome)
+        return
+    if reuse:
+        _with_progress(f"{cfg.kind} {cfg.method} seed {cfg.seed}", cfg.epochs, as_json,
+                       lambda on_epoch, on_data: train_once(cfg, store, on_epoch, progress=on_data))
         return
     _with_progress(f"{cfg.kind} {cfg.method} seed {cfg.seed}", cfg.epochs, as_json,
                    lambda on_epoch, on_data: train_run(cfg, store, on_epoch, progress=on_data))

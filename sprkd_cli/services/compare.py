@@ -353,7 +353,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         for row in rows:
             row["epochs_to"] = reached[row["arm"]]
     plot = learning_curves(store, curves, template.dataset)
-    ran = len(outcomes)
+    ran = sum(1 for o in outcomes if not o.get("reused"))  # a run another process trained meanwhile is reused
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
             "at": "best-val", "converged_at": converged_at, "methods": rows, "ran": ran, "reused": len(configs) - ran,

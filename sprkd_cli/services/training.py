@@ -10,7 +10,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError, one_line
-from ..store import Store, artifacts as store_artifacts, utcnow
+from ..store import RunTaken, Store, artifacts as store_artifacts, utcnow
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
 from .saddles import EventSink, event_counts, injection_mapping, reads_no_teacher, saddle_inputs, saddle_tracker
@@ -82,27 +82,32 @@ def load_config_data(cfg: TrainConfig, store: Store, *, download: bool = False, 
 
 
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
-              progress: Callable | None = None) -> dict:
+              progress: Callable | None = None, exclusive: bool = False) -> dict:
     """Train and record one run. Returns its outcome (run id, status, headline numbers).
     `progress(what, done, total)` hears how decoding the dataset goes (image sets, first use).
     While it trains, a heartbeat thread marks the run alive; SIGINT or SIGTERM end it as interrupted
-    (at the next step or epoch end) and raise Interrupted."""
+    (at the next step or epoch end) and raise Interrupted. `exclusive`: the run reserves its experiment
+    (config hash and seed) as it starts, and RunTaken is raised instead when a finished or live run of
+    it exists (see train_once)."""
     store.check_artifact_root()
+    blocks = takes_experiment(cfg) if exclusive else None
+    if blocks is not None and (taken := store.taken_by(cfg.config_hash(), cfg.seed, blocks)) is not None:
+        raise RunTaken(taken)  # before the data and models are loaded; create_run checks again, atomically
     events = EventSink()
     data, model, method = prepare(cfg, store, events, progress=progress)
     with Interruptible(defer=True) as stop:
-        return _record_run(cfg, store, on_epoch, events, data, model, method, stop)
+        return _record_run(cfg, store, on_epoch, events, data, model, method, stop, blocks)
 
 
 def _record_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None, events, data, model, method,
-                stop: Interruptible) -> dict:
+                stop: Interruptible, blocks: Callable | None = None) -> dict:
     from ..provenance import provenance
 
     config = cfg.to_dict() | {"data": data.describe()}
     run = store.create_run(
         kind=cfg.kind, method=cfg.method, dataset=cfg.dataset, model=cfg.model, seed=cfg.seed, config=config,
         config_hash=cfg.config_hash(), teacher_ids=cfg.teacher_ids, provenance=provenance(),
-        device=str(next(model.parameters()).device), process=this_process(), arm=cfg.arm,
+        device=str(next(model.parameters()).device), process=this_process(), arm=cfg.arm, blocks=blocks,
     )
     return _ended(store, run.id, lambda: _fit_and_finish(cfg, store, run, on_epoch, events, data, model, method, stop))
 
@@ -135,7 +140,7 @@ RESUMABLE = ("interrupted", "crashed", "failed")
 
 
 def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind: str | None = None,
-               progress: Callable | None = None) -> dict:
+               progress: Callable | None = None, exclusive: bool = False) -> dict:
     """Continue an interrupted, crashed or failed run from its last saved training state (from its start
     when none was saved yet), under the same run id and with its stored configuration. What it recorded
     after that state is deleted first, so the run ends with exactly the rows and numbers of one never
@@ -166,7 +171,8 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
         except UserError as exc:
             raise UserError(f"run {run.id} cannot be resumed: {exc}") from None
     with Interruptible(defer=True) as stop:
-        for artifact in store.reopen_run(run, epoch, step, this_process()):
+        blocks = takes_experiment(cfg) if exclusive else None
+        for artifact in store.reopen_run(run, epoch, step, this_process(), blocks):
             store_artifacts.remove(store_artifacts.location(artifact))
         store.add_event(run.id, "resumed", {"from_epoch": epoch, "from_step": step, "was": run.status,
                                             "state": str(path) if state else None}, step=step, epoch=epoch)
@@ -177,13 +183,84 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
 def train_or_resume(cfg: TrainConfig, store: Store, resume_id: str | None = None) -> dict:
     """compare's unit of work: go on with `resume_id` (an interrupted or crashed run of `cfg`) from its
     saved state, or train `cfg` afresh when there is none or it cannot be resumed (the outcome then says
-    why under `resume_refused`)."""
-    if resume_id is None:
-        return train_run(cfg, store)
-    try:
-        return dict(resume_run(resume_id, store), resumed=resume_id)
-    except UserError as exc:
-        return dict(train_run(cfg, store), resume_refused=f"run {resume_id} not resumed: {exc}")
+    why under `resume_refused`); never a second run of an experiment another process has finished or is
+    training (see train_once)."""
+    return train_once(cfg, store, resume_id=resume_id)
+
+
+# How often a process waiting for another's run of the same experiment looks at it again.
+WAIT_POLL_SECONDS = 2.0
+
+
+def takes_experiment(cfg: TrainConfig) -> Callable:
+    """Whether a stored run (finished or running, of cfg's config hash and seed) takes the experiment, so
+    that `cfg` is not trained again: a finished one, or a running one whose process is alive (a dead
+    one's is taken over), that tracked saddles as cfg asks."""
+    from .lifecycle import died_here, is_crashed
+    from .saddles import same_tracking
+
+    def blocks(run) -> bool:
+        if not same_tracking(run, cfg):
+            return False
+        return run.status == "finished" or not (is_crashed(run) or died_here(run))
+
+    return blocks
+
+
+def train_once(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *, resume_id: str | None = None,
+               progress: Callable | None = None, say: Callable[[str], None] | None = None) -> dict:
+    """Train `cfg` (or resume `resume_id`) unless its experiment (config hash and seed) is taken: the run
+    reserves it as it starts, atomically. An interrupted or crashed run of it is resumed (taken over), a
+    finished one is reused (outcome `reused`); a run of it
+    that another live process trains is waited for (`say` hears which, once), then reused when it
+    finishes, resumed when it stopped (interrupted, or its process died), and trained again here when it
+    failed other than by diverging (a diverged one is the outcome: it would diverge again)."""
+    from .lifecycle import find_unfinished
+
+    say = say or _to_stderr
+    waited_for = None
+    if resume_id is None:  # a run of it whose process died is taken over
+        unfinished = find_unfinished(store, cfg.config_hash(), cfg.seed)
+        resume_id = unfinished.id if unfinished is not None else None
+    while True:
+        try:
+            if resume_id is None:
+                return train_run(cfg, store, on_epoch, progress=progress, exclusive=True)
+            try:
+                return dict(resume_run(resume_id, store, on_epoch, progress=progress, exclusive=True), resumed=resume_id)
+            except UserError as exc:
+                return dict(train_run(cfg, store, on_epoch, progress=progress, exclusive=True),
+                            resume_refused=f"run {resume_id} not resumed: {exc}")
+        except RunTaken as taken:
+            run = taken.run
+            if run.status == "running":
+                if waited_for != run.id:
+                    say(f"{cfg.kind} {cfg.method} seed {cfg.seed}: waiting for run {run.id} (pid {run.pid} on "
+                        f"{run.host}), which trains the same config and seed")
+                    waited_for = run.id
+                run = _wait_for(store, run, takes_experiment(cfg))
+        if run.status == "finished":
+            outcome = finished_outcome(run) | {"reused": True}
+            return outcome | {"waited_for": waited_for} if waited_for else outcome
+        if run.status == "failed" and (run.error or "").startswith("diverged"):
+            return {"run_id": run.id, "status": "failed", "error": run.error, "reused": True}
+        unfinished = find_unfinished(store, cfg.config_hash(), cfg.seed)
+        resume_id = unfinished.id if unfinished is not None else None
+
+
+def _wait_for(store: Store, run, blocks: Callable):
+    """`run` as read once it no longer takes its experiment (it ended, or its process died)."""
+    while True:
+        time.sleep(WAIT_POLL_SECONDS)
+        run = read_run(store, run.id)
+        if run.status != "running" or not blocks(run):
+            return run
+
+
+def _to_stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)
 
 
 def check_resumable(run, kind: str | None = None) -> None:

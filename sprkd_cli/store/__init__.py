@@ -6,26 +6,44 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import UserError
+from ..redact import scrub
 from .artifacts import join as artifact_join
 from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
-__all__ = ["Store", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
+__all__ = ["Store", "RunTaken", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
 RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 RUN_KINDS = ("teacher", "student")
 BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_runs(brief=True)
+
+
+class RunTaken(Exception):
+    """The experiment (config hash and seed) a run was to start or resume for is taken by `run`: finished,
+    or running in a live process (see Store.create_run's `blocks`)."""
+
+    def __init__(self, run: Run):
+        super().__init__(f"run {run.id} is {run.status} for the same config and seed")
+        self.run = run
+
+
+def key_lock(config_hash: str, seed: int) -> int:
+    """The PostgreSQL advisory-lock key (a signed 64-bit number) of one experiment: config hash and seed."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"sprkd-run:{config_hash}:{seed}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def utcnow() -> datetime:
@@ -40,8 +58,8 @@ def safe_name(text: str) -> str:
 
 
 def store_url(db: str | None = None) -> str:
-    """The URL of the store named by `db`, $SPRKD_DB or ./runs.db."""
-    return resolve_url(db or os.environ.get("SPRKD_DB") or DEFAULT_DB)
+    """The URL of the store named by `db`, else $SPRKD_DB (when set and not empty), else ./runs.db."""
+    return resolve_url(db if db is not None else os.environ.get("SPRKD_DB") or DEFAULT_DB)
 
 
 def open_store(db: str | None = None) -> "Store":
@@ -121,12 +139,42 @@ class Store:
         return path
 
     # -- runs -----------------------------------------------------------------------------
+    def _taking(self, s: Session, config_hash: str, seed: int, blocks: Callable[[Run], bool] | None,
+                except_id: str | None = None) -> Run | None:
+        """In `s`'s transaction, holding the experiment's lock (SQLite: the write lock, taken by BEGIN
+        IMMEDIATE; PostgreSQL: an advisory lock on the config hash and seed, until the transaction ends):
+        the newest finished or running run of it (but `except_id`) for which `blocks` holds, detached;
+        None when there is none or `blocks` is None."""
+        if blocks is None:
+            return None
+        if s.get_bind().dialect.name == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key_lock(config_hash, seed)})
+        query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed,
+                                   Run.status.in_(("finished", "running")), Run.id != (except_id or ""))
+                 .order_by(Run.created_at.desc()))
+        for run in s.scalars(query):
+            if blocks(run):
+                s.expunge(run)
+                return run
+        return None
+
+    def taken_by(self, config_hash: str, seed: int, blocks: Callable[[Run], bool]) -> Run | None:
+        """The run that takes this experiment now (see create_run's `blocks`), read without locking."""
+        query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed,
+                                   Run.status.in_(("finished", "running"))).order_by(Run.created_at.desc()))
+        with self.session() as s:
+            return next((run for run in s.scalars(query) if blocks(run)), None)
+
     @retry_when_locked
     def create_run(self, *, kind: str, method: str, dataset: str, model: str, seed: int, config: dict,
                    config_hash: str, teacher_ids: Sequence[str], provenance: dict, device: str, process: dict,
-                   arm: str | None = None) -> Run:
+                   arm: str | None = None, blocks: Callable[[Run], bool] | None = None) -> Run:
         """A new run, running in `process` ({host, pid, pid_started}: see services.lifecycle.this_process);
-        a student belongs to `arm` (default: the arm named after its method)."""
+        a student belongs to `arm` (default: the arm named after its method). With `blocks`, the run is
+        the experiment's reservation: it is written only if no finished or running run of the same config
+        hash and seed for which blocks(run) holds exists, checked and written in one transaction under the
+        experiment's lock, so that of processes starting it at once one trains it; the others get
+        RunTaken naming the run that took it."""
         run_id = uuid.uuid4().hex[:12]
         now = utcnow()
         run = Run(
@@ -138,10 +186,14 @@ class Store:
             artifact_dir=str(artifact_join(self.artifact_root, run_id)),
         )
         with self.session() as s, s.begin():
-            s.add(run)
-            if kind == "student":
-                s.flush()
-                s.add(RunArm(run_id=run_id, arm=arm or method))
+            taken = self._taking(s, config_hash, seed, blocks)
+            if taken is None:
+                s.add(run)
+                if kind == "student":
+                    s.flush()
+                    s.add(RunArm(run_id=run_id, arm=arm or method))
+        if taken is not None:
+            raise RunTaken(taken)
         return run
 
     @retry_when_locked
@@ -162,6 +214,8 @@ class Store:
 
     @retry_when_locked
     def update_run(self, run_id: str, **fields) -> None:
+        if fields.get("error"):  # a driver's message may quote the store's password
+            fields["error"] = scrub(fields["error"], self.url)
         with self.session() as s, s.begin():
             run = s.get(Run, run_id)
             for key, value in fields.items():
@@ -181,19 +235,24 @@ class Store:
         """End a run still running as interrupted (one that already finished or failed stays so)."""
         with self.session() as s, s.begin():
             s.execute(update(Run).where(Run.id == run_id, Run.status == "running")
-                      .values(status="interrupted", error=reason, ended_at=utcnow()))
+                      .values(status="interrupted", error=scrub(reason, self.url), ended_at=utcnow()))
 
     @retry_when_locked
-    def reopen_run(self, run: Run, epoch: int, step: int, process: dict) -> list[str]:
+    def reopen_run(self, run: Run, epoch: int, step: int, process: dict,
+                   blocks: Callable[[Run], bool] | None = None) -> list[str]:
         """Take up `run` (as read: interrupted, failed or crashed) again in `process`, to resume after
         `epoch` (`step` optimiser steps): in one transaction, claim it (only if nobody changed it since
         it was read, so two processes cannot both resume it) and delete what it recorded after that
         point (metrics, events, Hessian reports and saddle points; predictions are written at the end).
-        Returns the artifacts of the deleted saddle points, for the caller to remove."""
+        Returns the artifacts of the deleted saddle points, for the caller to remove. With `blocks`, as
+        in create_run: RunTaken when another run of the same experiment has taken it meanwhile."""
         stored_status = "running" if run.status == "crashed" else run.status
         seen = Run.heartbeat_at.is_(None) if run.heartbeat_at is None else Run.heartbeat_at == run.heartbeat_at
         now = utcnow()
         with self.session() as s, s.begin():
+            taken = self._taking(s, run.config_hash, run.seed, blocks, except_id=run.id)
+            if taken is not None:
+                raise RunTaken(taken)
             claimed = s.execute(
                 update(Run).where(Run.id == run.id, Run.status == stored_status, seen)
                 .values(status="running", error=None, ended_at=None, summary={}, **process, heartbeat_at=now)).rowcount

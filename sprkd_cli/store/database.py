@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, DBAPIError, NoSuchModuleError
 
 from ..errors import UserError
+from ..redact import display_url, scrub
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -27,11 +28,29 @@ LOCK_RETRIES = 3
 LOCK_BACKOFF_S = 1.0
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
 def resolve_url(db: str) -> str:
-    """A SQLAlchemy URL as given, or a filesystem path turned into a SQLite URL."""
-    if "://" in db:
-        return db
-    return f"sqlite:///{Path(db).expanduser().resolve()}"
+    """A SQLAlchemy URL as given, or a filesystem path turned into a SQLite URL. An empty name and an
+    in-memory SQLite store (lost when the process exits, with every run in it) are refused."""
+    if not db.strip():
+        raise UserError("the store is an empty name (--db ''); give a file such as runs.db or a URL such as "
+                        "postgresql+psycopg://host/db")
+    if "://" not in db:
+        try:
+            return f"sqlite:///{Path(db).expanduser().resolve()}"
+        except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13, OSError after
+            raise UserError(f"cannot open the store {db}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        parsed = make_url(db)
+    except ArgumentError:
+        return db  # make_engine says what is wrong with it
+    if parsed.get_backend_name() == "sqlite" and (
+            parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"):
+        raise UserError(f"'{display_url(db)}' is an in-memory store, lost with every run in it when sprkd exits; "
+                        "give a file such as runs.db or sqlite:////abs/path/runs.db")
+    return db
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -58,15 +77,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def display_url(url: str) -> str:
-    """`url` as it may be printed or logged: everything between `user:` and the last `@` masked, so a
-    password holding an unencoded `@` or `/` (which SQLAlchemy would split in the wrong place) is
-    masked whole, and a string that does not parse as a URL is masked too."""
-    import re
-
-    return re.sub(r"^([^/]*//[^:/@]*:).*@", r"\1***@", url, flags=re.DOTALL)
 
 
 def make_engine(url: str) -> Engine:
@@ -110,11 +120,40 @@ def _check_sqlite_path(path: Path) -> None:
         raise UserError(f"cannot open the store {path}: it is not a regular file")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise UserError(f"cannot open the store {path}: it is not readable and writable by you")
+    if path.is_file() and path.stat().st_size > 0:
+        _check_sqlite_file(path)
     if not os.access(path.parent, os.W_OK | os.X_OK):
         if not path.exists():
             raise UserError(f"cannot create the store {path}: folder {path.parent} is not writable")
         raise UserError(f"cannot open the store {path}: folder {path.parent} is not writable, and SQLite writes its "
                         f"journal ({path.name}-wal) beside the file")
+
+
+def _check_sqlite_file(path: Path) -> None:
+    """UserError unless the non-empty file `path` is a SQLite database that is a sprkd store or holds no
+    tables yet: another program's file, SQLite or not, is left exactly as it is (it is read here
+    read-only, before sprkd's own connection would switch it to WAL and add its tables)."""
+    from .schema import Base
+
+    with open(path, "rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise UserError(f"cannot open the store {path}: it is not a SQLite database; give a new file or a sprkd "
+                        "store (sprkd leaves this one alone)")
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+        try:
+            found = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError:
+        return  # damaged or locked: sprkd's own connection says so, naming the store
+    ours = set(Base.metadata.tables)
+    theirs = sorted(n for n in found - ours - {"alembic_version"} if not n.startswith("sqlite_"))
+    if theirs and not found & ours:
+        shown = ", ".join(theirs[:5]) + (", ..." if len(theirs) > 5 else "")
+        raise UserError(f"cannot open the store {path}: it is another program's SQLite database (tables {shown}), "
+                        "not a sprkd store; sprkd leaves it alone: give a new file or a sprkd store")
 
 
 class _json_reader:
@@ -144,7 +183,7 @@ def store_error(url: str, exc: DBAPIError) -> UserError:
                 "a try); try again when it is done")
     elif "malformed" in reason or "not a database" in reason:
         hint = " (the file is damaged; restore it from a copy, or start a new store)"
-    return UserError(f"cannot use the store {display_url(url)}: {reason}{hint}")
+    return UserError(f"cannot use the store {display_url(url)}: {scrub(reason, url)}{hint}")
 
 
 def is_locked(exc: BaseException) -> bool:
@@ -198,13 +237,6 @@ def _alembic_config(url: str):
     return cfg
 
 
-def _current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
-
-
 # The newest migration's revision (tests/test_store.py checks it is Alembic's head): a store already
 # there is opened without importing Alembic, which costs a tenth of a second per command.
 SCHEMA_HEAD = "0003"
@@ -232,14 +264,16 @@ def upgrade(engine: Engine, url: str) -> None:
         raise store_error(url, exc) from None
 
 
-def _refuse_unversioned(engine: Engine, url: str, head: str) -> None:
+def _refuse_unversioned(conn, url: str, head: str) -> None:
     """A store that holds sprkd's tables but no revision (its alembic_version table missing or empty):
-    upgrading would try to create the tables again, so say what is wrong and how to mark its revision."""
+    upgrading would try to create the tables again, so say what is wrong and how to mark its revision.
+    Read on `conn`, under the migration lock: a store another process is creating right now is either
+    still empty or already at a revision."""
     from sqlalchemy import inspect
 
     from .schema import Base
 
-    found = set(inspect(engine).get_table_names())
+    found = set(inspect(conn).get_table_names())
     ours = set(Base.metadata.tables)
     if not found & ours:
         return  # a new store (or someone else's tables only): the migrations create sprkd's
@@ -254,25 +288,29 @@ def _refuse_unversioned(engine: Engine, url: str, head: str) -> None:
 
 
 def _upgrade_with_alembic(engine: Engine, url: str) -> None:
+    """The schema's check and upgrade in one transaction under the migration lock (a file lock beside a
+    SQLite store, an advisory lock on PostgreSQL): processes opening a new store at once find it either
+    not created yet (and the first creates it) or at the head, never half made."""
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
     cfg = _alembic_config(url)
     script = ScriptDirectory.from_config(cfg)
     head = script.get_current_head()
-    current = _current_revision(engine)
-    if current == head:
-        return
     known = {rev.revision for rev in script.walk_revisions()}
-    if current is None:
-        _refuse_unversioned(engine, url, head)
-    if current is not None and current not in known:
-        raise UserError(
-            f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "
-            "it was written by a newer sprkd; upgrade sprkd to use it"
-        )
     with _migration_lock(url), engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # processes started at once upgrade one at a time
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return
+        if current is None:
+            _refuse_unversioned(conn, url, head)
+        elif current not in known:
+            raise UserError(
+                f"the store {display_url(url)} has schema revision {current}, which this sprkd does not know: "
+                "it was written by a newer sprkd; upgrade sprkd to use it"
+            )
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")  # after waiting, finds the schema current and does nothing
+        command.upgrade(cfg, "head")
