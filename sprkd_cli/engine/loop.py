@@ -117,6 +117,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     best_val, best_loss = -1.0, math.inf
     step = 0
     first_epoch = 1
+    threads = torch.get_num_threads()  # as chosen for the run (engine.threads)
     if resume is not None:
         first_epoch, step = _restore(resume, model, optimizer, scaler, schedule, order, augment, method, result)
         best = result.history[result.best_epoch - 1].metrics
@@ -127,6 +128,8 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             break
         started = time.perf_counter()
         method.start_epoch(model, epoch, step)
+        if torch.get_num_threads() != threads:  # sage's round (numba, UMAP) can change it: a run trains on one count
+            torch.set_num_threads(threads)
         model.train()
         permutation = torch.randperm(n, generator=order)
         total = 0.0
