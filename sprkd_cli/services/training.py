@@ -257,7 +257,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch, \
             micro_batch_default(cfg.probe_micro_batch):
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
-                     resume=resume)
+                     resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
     metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
     save_weights(model.state_dict(), store_artifacts.join(artifacts, FINAL_CHECKPOINT), metadata)
     save_weights(result.best_state, store_artifacts.join(artifacts, BEST_CHECKPOINT), metadata)
