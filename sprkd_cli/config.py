@@ -23,12 +23,12 @@ MEASUREMENT_FIELDS = ("seed", "hessian_every", "hessian_density", "eval_noise")
 SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "max_saddles", "probe_batches", "probe_size",
                  "probe_mode")
 MEASUREMENT_FIELDS += SADDLE_FIELDS
-# How the data are fetched, where what is derived from them is cached, and what hardware trains: not what
-# the experiment is, so a --download or a GPU run is the same experiment and compare reuses it. (A GPU
+# How the data are fetched, where what is derived from them is cached, and what hardware trains (and how
+# the probe set is cut to fit its memory: the Hessian is the same up to rounding): not what the experiment is, so a --download or a GPU run is the same experiment and compare reuses it. (A GPU
 # run's numbers differ in the last digits from a CPU run's; the run's row records the device it used.)
 # The data folder stays in the hash: two folders may hold different files under one dataset name, and
 # reuse matches on hash and seed alone.
-LOCATION_FIELDS = ("download", "device", "cache_dir")
+LOCATION_FIELDS = ("download", "device", "cache_dir", "probe_micro_batch")
 # How often the training state is saved for --resume: a resumed run ends with the same numbers either way;
 # and the name of the arm a run was trained for (compare --arm): one experiment may serve several arms.
 RECORDING_FIELDS = ("checkpoint_every", "arm")
@@ -109,6 +109,13 @@ class TrainConfig:
     probe_batches: int = option(2, "Probe set: batches drawn once from the run's seed.", panel=PROBE,
                                 check=at_least(1))
     probe_size: int = option(256, "Probe set: examples per batch.", panel=PROBE, check=at_least(1))
+    probe_micro_batch: int = option(0, "Probe set: most examples whose gradient graph a Hessian-vector product holds "
+                                       "at once (peak memory); the products sum over micro-batches, the same Hessian "
+                                       "up to rounding (in --probe-mode train a micro-batch has its own batch statistics "
+                                       "and dropout masks). 0: from the model's size (all of the probe set for a model "
+                                       "under 4M parameters in eval mode, 16 examples for bert-base; the whole probe "
+                                       "set in train mode). Lower it when a Hessian runs out of memory.",
+                                    panel=PROBE, check=at_least(0))
     probe_mode: str = option("eval", "Module mode during a probe (restored after).", panel=PROBE,
                              choices=PROBE_MODES)
     checkpoint_every: float = option(60.0, "Seconds between saved training states for --resume (at epoch ends; 0: "

@@ -225,3 +225,45 @@ def test_fit_is_deterministic_and_tracks_the_best_val_epoch():
     summary = r1.summary()
     assert summary["test_acc"] == r1.history[r1.best_epoch - 1].metrics[("test", "acc")]
     assert summary["final_test_acc"] == r1.history[-1].metrics[("test", "acc")]
+
+
+def _sgd_fit(hooks_read_model: bool, on_step=None, lr: float = 1e-2, epochs: int = 3):
+    data = load_dataset(DATA, 0)
+    cfg = TrainConfig(kind="teacher", method="sgd", dataset=DATA, model=TEACHER_MODEL, epochs=epochs, lr=lr, seed=1,
+                      batch_size=16)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, data.input_shape, data.n_classes)
+    return model, fit(model, method_class("sgd")({}, None, data), data, cfg, on_step=on_step,
+                      hooks_read_model=hooks_read_model)
+
+
+def test_losses_read_once_an_epoch_give_the_same_numbers():
+    """The loop reads the step losses back once an epoch unless an on_step hook reads the model; either
+    way the recorded numbers and weights are the same, bit for bit."""
+    (m1, r1), (m2, r2) = _sgd_fit(True, on_step=lambda step, epoch: None), _sgd_fit(False)
+    assert [h.metrics for h in r1.history] == [h.metrics for h in r2.history]
+    assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values()))
+
+
+@pytest.mark.parametrize("hooks_read_model", [True, False])
+def test_divergence_names_the_first_non_finite_step_either_way(hooks_read_model, monkeypatch):
+    from sprkd_cli.errors import Diverged
+    from sprkd_cli.methods.sgd import SGD
+
+    calls = []
+    real = SGD.loss
+
+    def loss(self, model, x, y, index):  # non-finite from the 7th step on
+        calls.append(1)
+        value = real(self, model, x, y, index)
+        return value * float("nan") if len(calls) >= 7 else value
+
+    monkeypatch.setattr(SGD, "loss", loss)
+    seen = []
+    with pytest.raises(Diverged) as caught:
+        _sgd_fit(hooks_read_model, on_step=lambda step, epoch: seen.append(step))
+    assert caught.value.step == 7 and caught.value.epoch == 1
+    steps_per_epoch = -(-len(load_dataset(DATA, 0).y_train) // 16)
+    assert steps_per_epoch > 7
+    # read every step: no hook sees the model of step 7; read at the epoch's end: the epoch's steps ran
+    assert max(seen) == (7 - 1 if hooks_read_model else steps_per_epoch)

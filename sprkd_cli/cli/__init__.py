@@ -31,11 +31,21 @@ def _global(
         help="Artifact root (checkpoints, training states, saddle snapshots, plots): a folder or an fsspec URL "
              "such as s3://bucket/prefix (pip install 'sprkd[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
              "a SQLite store, else ./runs].")] = None,
+    threads: Annotated[Optional[str], typer.Option(
+        "--threads", envvar="SPRKD_THREADS", show_envvar=False, metavar="N",
+        help="CPU threads of each process that trains or measures \\[env SPRKD_THREADS, else OMP_NUM_THREADS; "
+             "default: the cores shared between the sprkd processes training on this machine when it starts].")] = None,
 ) -> None:
-    if artifacts:
-        import os
+    import os
 
+    if artifacts:
         os.environ["SPRKD_ARTIFACTS"] = artifacts  # read by the store, and passed on to subprocesses and Ray tasks
+    if threads is not None:
+        if not threads.strip().isdigit() or int(threads) < 1:
+            from ..errors import UserError
+
+            raise UserError(f"--threads (or SPRKD_THREADS) must be a whole number >= 1 (got {threads!r})")
+        os.environ["SPRKD_THREADS"] = threads.strip()  # read by engine.threads, here and in compare's workers
     ctx.obj = {"db": db}
 
 

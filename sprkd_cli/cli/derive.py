@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
@@ -54,6 +55,17 @@ def training_params(scope: str) -> list[inspect.Parameter]:
             kind = value_type(f)
             params.append(_param(f.name, kind, declared, default_of(f), declared.help,
                                  optional=default_of(f) is None))
+    return params
+
+
+def shared_params(names: tuple[str, ...], panel: str) -> list[inspect.Parameter]:
+    """TrainConfig's flags `names` for a command that measures a stored run (hessian-report): not given
+    (None) by default, which means the run's own value."""
+    params = []
+    for f, declared in declared_fields(TrainConfig):
+        if f.name in names:
+            params.append(_param(f.name, value_type(f), replace(declared, panel=panel), None,
+                                 f"{declared.help} \\[default: the run's own]", optional=True))
     return params
 
 

@@ -13,7 +13,18 @@ PROBE = "Probe set"
 ESTIMATORS = "Estimators"
 
 
+# training options that hessian-report takes too, declared once in config.TrainConfig (default: the run's own)
+SHARED_OPTIONS = ("probe_micro_batch",)
+
+
 def register(app: typer.Typer) -> None:
+    import inspect
+
+    from .derive import shared_params
+
+    signature = inspect.signature(hessian_report, eval_str=True)
+    params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    hessian_report.__signature__ = signature.replace(parameters=params + shared_params(SHARED_OPTIONS, PROBE))
     app.command("hessian-report")(hessian_report)
 
 
@@ -39,10 +50,12 @@ def hessian_report(
     layer: Annotated[Optional[str], typer.Option(help="Only the parameters of this module, e.g. embed.1 or body.", rich_help_panel=PROBE)] = None,
     weights: Annotated[str, typer.Option(help="The run's final weights, or best-val: those whose accuracy it reports (what stats --metric hessian.* reads at --at best-val).", rich_help_panel=PROBE)] = "final",
     as_json: o.Json = False,
+    **shared,
 ) -> None:
     """Eigenvalues (top and bottom, with residuals), trace and eigenvalue density of the loss Hessian
     of a run's final model (or its best-val one: --weights) on the run's fixed probe set; stored in the
     run's record."""
+    from ..engine.threads import set_threads
     from ..errors import UserError
     from ..services.hessian import HessianRequest, compare_runs, report_run
 
@@ -56,7 +69,9 @@ def hessian_report(
     request = HessianRequest(top_k=top_k, bottom_k=bottom_k, trace=trace, trace_method=trace_method,
                              trace_hvp=trace_hvp, density=density, slq_runs=slq_runs, slq_steps=slq_steps,
                              probe_batches=probe_batches, probe_size=probe_size, probe_seed=probe_seed, mode=mode,
-                             dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights)
+                             dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights,
+                             micro_batch=shared.get("probe_micro_batch"))
+    set_threads()
     result = report_run(store, runs[0], request)
     if as_json:
         print_json({k: v for k, v in result.items() if k != "probe"} | {"probe_sizes": result["probe"]["sizes"]})

@@ -72,8 +72,8 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     is restored."""
     device = next(model.parameters()).device
     with train_mode(model, False), autocast(precision, device):
-        logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).float().cpu()
-                            for i in range(0, len(x), EVAL_CHUNK)])
+        logits = torch.cat([model(x[i:i + EVAL_CHUNK].to(device)).float()
+                            for i in range(0, len(x), EVAL_CHUNK)]).cpu()  # one copy back, not one per chunk
     predictions = logits.argmax(dim=1)
     loss = F.cross_entropy(logits, y).item()
     return loss, (predictions == y).float().mean().item(), predictions
@@ -83,7 +83,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         on_step: Callable[[int, int], None] | None = None, *,
         checkpoint: Callable[[int, Callable[[], dict]], None] | None = None,
-        resume: dict | None = None) -> FitResult:
+        resume: dict | None = None, hooks_read_model: bool = True) -> FitResult:
     """Train `model` with `method` for cfg.epochs (or until cfg.patience epochs have passed without a better
     validation epoch, see selection.better); raises Diverged on a non-finite loss.
 
@@ -105,11 +105,15 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     (tests/test_resume.py)."""
     device = next(model.parameters()).device
     augment = CropFlip(cfg.seed) if cfg.augment else None
-    x, y = data.x_train, data.y_train
+    x, y = on_device(data.x_train, device), on_device(data.y_train, device)
     n = len(y)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                               momentum=cfg.momentum, betas=cfg.betas)
+                               momentum=cfg.momentum, betas=cfg.betas, fused=device.type == "cuda")
+    # The loss is read back (a host-device sync on a GPU) once an epoch, unless something looks at the model
+    # after each step (on_step hooks that read it, a method's replace_step or after_step): then at every step,
+    # so that a non-finite loss stops the run before they see its parameters.
+    every_step = hooks_read_model and on_step is not None or _overrides(method, "replace_step", "after_step")
     schedule = make_schedule(cfg.schedule, optimizer, cfg.epochs * steps_per_epoch)
     scaler = grad_scaler(cfg.precision, device)
     order = torch.Generator().manual_seed(cfg.seed)
@@ -117,6 +121,7 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
     best_val, best_loss = -1.0, math.inf
     step = 0
     first_epoch = 1
+    threads = torch.get_num_threads()  # as chosen for the run (engine.threads)
     if resume is not None:
         first_epoch, step = _restore(resume, model, optimizer, scaler, schedule, order, augment, method, result)
         best = result.history[result.best_epoch - 1].metrics
@@ -127,12 +132,17 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             break
         started = time.perf_counter()
         method.start_epoch(model, epoch, step)
+        if torch.get_num_threads() != threads:  # sage's round (numba, UMAP) can change it: a run trains on one count
+            torch.set_num_threads(threads)
         model.train()
         permutation = torch.randperm(n, generator=order)
+        on_x = on_device(permutation, x.device)  # batches are gathered where the data are (a GPU: no copy per step)
         total = 0.0
+        losses: list[tuple[torch.Tensor | float, int, int]] = []  # (loss, examples, step), read at the epoch's end
         for start in range(0, n, cfg.batch_size):
             index = permutation[start:start + cfg.batch_size]
-            xb, yb = x[index].to(device), y[index].to(device)
+            where = on_x[start:start + cfg.batch_size]
+            xb, yb = x[where].to(device), y[where].to(device)
             if augment is not None:
                 xb = augment(xb)
             step += 1
@@ -148,9 +158,12 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             else:
                 with autocast(cfg.precision, device):
                     loss = method.loss(model, xb, yb, index)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise Diverged(step, epoch, value)
+                if every_step:
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        raise Diverged(step, epoch, value)
+                else:
+                    value = loss.detach()
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is None:
                     loss.backward()
@@ -159,9 +172,14 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
                 else:
                     _scaled_step(scaler, loss, optimizer, schedule)
                 method.after_step(model, step, epoch)
-            total += value * len(index)
+            losses.append((value, len(index), step))
             if on_step is not None:
                 on_step(step, epoch)
+        values = _read_back([v for v, _, _ in losses])
+        for value, (_, size, at) in zip(values, losses):  # in step order: the first non-finite loss stops the run
+            if not math.isfinite(value):
+                raise Diverged(at, epoch, value)
+            total += value * size
         metrics = {("train", "loss"): total / n}
         metrics.update({("train", name): value for name, value in method.epoch_metrics().items()})
         for split in ("val", "test"):
@@ -184,6 +202,31 @@ def fit(model: torch.nn.Module, method: Method, data: Splits, cfg: TrainConfig,
             checkpoint(epoch, lambda: _capture(epoch, step, model, optimizer, scaler, schedule, order, augment,
                                                method, result))
     return result
+
+
+def on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`t` on `device` (the training data, once per run, rather than every batch every step), when that is a
+    GPU with room for it (under a quarter of its free memory); else `t` where it is."""
+    if t.device == device or device.type != "cuda":
+        return t
+    free, _ = torch.cuda.mem_get_info(device)
+    return t.to(device) if t.numel() * t.element_size() < free // 4 else t
+
+
+def _read_back(values: list) -> list[float]:
+    """The losses of an epoch's steps as Python floats, each exactly as .item() gives it, in one read."""
+    pending = [i for i, v in enumerate(values) if isinstance(v, torch.Tensor)]
+    if not pending:
+        return list(values)
+    read = torch.stack([values[i].float() for i in pending]).tolist()
+    out = list(values)
+    for i, v in zip(pending, read):
+        out[i] = v
+    return out
+
+
+def _overrides(method: Method, *hooks: str) -> bool:
+    return any(getattr(type(method), hook) is not getattr(Method, hook) for hook in hooks)
 
 
 def _scaled_step(scaler, loss, optimizer, schedule) -> None:

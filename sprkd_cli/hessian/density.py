@@ -70,7 +70,7 @@ def slq_density(
     generator = torch.Generator().manual_seed(seed)
     steps = min(steps, op.dim)
     nodes, weights = np.zeros((runs, steps)), np.zeros((runs, steps))
-    buffers = basis_buffers(op, steps, reorth)
+    buffers = basis_buffers(op, steps, reorth, ring=reorth == "none")  # no basis kept without re-orthogonalisation
     for r in range(runs):
         z = rademacher(op.dim, 1, generator, op.dtype, op.device)[:, 0]
         krylov = lanczos_tridiagonal(op, z, steps, reorth, buffers=buffers)

@@ -242,3 +242,115 @@ def _linearized_jvp(
         except Exception:
             gradient, _ = torch.func.jvp(grad_fn, (primals,), (primals,))
             return gradient, direct
+
+
+def micro_batches(
+    batches: Sequence[Batch], weights: Sequence[float], seeds: Sequence[int], size: int
+) -> tuple[list[Batch], list[float], list[int]]:
+    """The probe batches cut into pieces of at most ``size`` examples, each weighted by its share of
+    its batch (``w_b * m / n_b``) and run under its batch's seed. For a loss that is a batch mean the
+    weighted sum of the pieces' losses is the probe loss, so their Hessians sum to H (exactly in
+    ``eval`` mode; in ``train`` mode a piece has its own batch statistics and dropout masks)."""
+    out: tuple[list[Batch], list[float], list[int]] = ([], [], [])
+    for (x, y), w, seed in zip(batches, weights, seeds):
+        n = len(y)
+        for start in range(0, n, size):
+            xs, ys = x[start:start + size], y[start:start + size]
+            out[0].append((xs, ys))
+            out[1].append(w * len(ys) / n)
+            out[2].append(seed)
+    return out
+
+
+class RecomputedHVP:
+    """HVPs in bounded memory: every product recomputes each micro-batch's gradient graph and drops it
+    before the next, so at most one micro-batch's graph is alive (peak memory set by the micro-batch,
+    not the probe set) at the price of a forward and backward pass per micro-batch and product.
+
+    ``kind`` ``"double"``: ``H_c v = grad_theta (grad L_c . v)`` through the micro-batch's graph;
+    ``"func"``: ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), not linearised.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        model: nn.Module,
+        loss_fn: LossFn,
+        chunks: Sequence[Batch],
+        weights: Sequence[float],
+        seeds: Sequence[int],
+        params: Sequence[torch.Tensor],
+        layout: FlatLayout,
+        constants: dict[str, torch.Tensor] | None = None,
+        micro_batch: int | None = None,
+    ) -> None:
+        if kind not in ("double", "func"):
+            raise ValueError(f"kind must be 'double' or 'func', got {kind!r}")
+        self.kind = kind
+        self.micro_batch = micro_batch
+        self._model, self._loss_fn = model, loss_fn
+        self._chunks, self._weights, self._seeds = list(chunks), list(weights), list(seeds)
+        self._params = list(params)
+        self._layout = layout
+        self._constants = constants or {}
+        self._device = self._params[0].device
+        self._primals = {n: p.detach() for n, p in zip(layout.names, self._params)}
+        gradient = torch.zeros(layout.dim, dtype=self._params[0].dtype, device=self._device)
+        loss = 0.0
+        for (x, y), w, seed in zip(self._chunks, self._weights, self._seeds):
+            with seeded_rng(seed, self._device):
+                chunk_loss = w * loss_fn(model(x), y)
+            grads = torch.autograd.grad(chunk_loss, self._params, allow_unused=True, materialize_grads=True)
+            gradient += layout.flatten(grads)
+            loss += float(chunk_loss.detach())
+        self.loss = loss
+        self.gradient = gradient
+        if kind == "func":
+            try:
+                self._chunk_hvp(0, [self._layout.as_dict(torch.zeros_like(gradient))])
+            except Exception as error:
+                raise HVPUnavailableError(
+                    "hvp='func' (torch.func forward over reverse) cannot differentiate this "
+                    f"model: {type(error).__name__}: {error}. Use hvp='double' (or 'auto')."
+                ) from error
+
+    def _chunk_hvp(self, c: int, columns: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+        """``w_c H_c v`` of micro-batch ``c`` for every tangent in ``columns`` (one graph for them all)."""
+        (x, y), w, seed = self._chunks[c], self._weights[c], self._seeds[c]
+        if self.kind == "func":
+            f = _functional_loss(self._model, self._loss_fn, self._constants, x, y, seed, self._device)
+            out = []
+            for tangents in columns:
+                hv = torch.func.jvp(torch.func.grad(f), (self._primals,), (tangents,))[1]
+                out.append(self._layout.flatten([hv[n] for n in self._layout.names]).mul_(w))
+            return out
+        with seeded_rng(seed, self._device):
+            chunk_loss = w * self._loss_fn(self._model(x), y)
+        grads = torch.autograd.grad(chunk_loss, self._params, create_graph=True, allow_unused=True,
+                                    materialize_grads=True)
+        live = [i for i, g in enumerate(grads) if g.requires_grad]
+        if not live:
+            return [torch.zeros(self._layout.dim, dtype=self._params[0].dtype, device=self._device) for _ in columns]
+        out = []
+        for k, tangents in enumerate(columns):
+            tangent = [tangents[name] for name in self._layout.names]
+            hv = torch.autograd.grad([grads[i] for i in live], self._params, grad_outputs=[tangent[i] for i in live],
+                                     retain_graph=k + 1 < len(columns), allow_unused=True, materialize_grads=True)
+            out.append(self._layout.flatten(hv))
+        return out
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """``H v`` for a flat ``v``: the sum over micro-batches, one graph at a time."""
+        return self.matmat(v.unsqueeze(1))[:, 0]
+
+    def matmat(self, V: torch.Tensor) -> torch.Tensor:
+        """``H V`` for ``(dim, m)`` columns: each micro-batch's graph built once for all columns."""
+        columns = [self._layout.as_dict(v) for v in V.T.contiguous()]
+        total = torch.zeros_like(V)
+        for c in range(len(self._chunks)):
+            for j, hv in enumerate(self._chunk_hvp(c, columns)):
+                total[:, j] += hv
+        return total
+
+    def release(self) -> None:
+        self._chunks = []

@@ -54,6 +54,7 @@ from .sampling import gaussian
 DEFAULT_TOL = {torch.float32: 1e-4, torch.float64: 1e-8}
 _DGKS = 1 / math.sqrt(2)  # a pass keeping less than this fraction of the norm is repeated
 _NOISE = 100  # beta below _NOISE * eps * ||H|| is rounding noise: a breakdown
+_FIRST_ROWS = 32  # a basis starts with this many rows and doubles as it grows
 _SHADOW_MIN_DIM = 4096  # float16 overlap error ~1e-3/sqrt(dim) << sqrt(eps_float32)
 
 
@@ -92,6 +93,7 @@ class _Basis:
     """
 
     def __init__(self, first: torch.Tensor, buffers: BasisBuffers) -> None:
+        self._buffers = buffers
         self._rows, self._shadow = buffers.rows, buffers.shadow
         self._scratch = buffers.scratch
         self.size = 0
@@ -99,7 +101,12 @@ class _Basis:
 
     @property
     def Q(self) -> torch.Tensor:
-        return self._rows[: self.size]
+        """The basis rows (a ring buffer's: its last two, in storage order)."""
+        return self._rows[: min(self.size, len(self._rows))] if self._buffers.ring else self._rows[: self.size]
+
+    def row(self, i: int) -> torch.Tensor:
+        """``q_{i+1}`` (in a ring buffer, only the last two are kept)."""
+        return self._rows[i % 2] if self._buffers.ring else self._rows[i]
 
     def overlaps(self, w: torch.Tensor, norm: float) -> torch.Tensor:
         """``Q (w / norm)``, from the float16 shadow when there is one."""
@@ -117,6 +124,14 @@ class _Basis:
 
     def append_normalised(self, w: torch.Tensor, norm: float) -> torch.Tensor:
         """Store ``w / norm`` as the next row and return that row."""
+        if self._buffers.ring:
+            q = self._rows[self.size % 2]
+            torch.div(w, norm, out=q)
+            self.size += 1
+            return q
+        if self.size == len(self._rows):
+            self._buffers.grow(self.size + 1)
+            self._rows, self._shadow = self._buffers.rows, self._buffers.shadow
         q = self._rows[self.size]
         torch.div(w, norm, out=q)
         if self._shadow is not None:
@@ -127,11 +142,29 @@ class _Basis:
 
 @dataclass
 class BasisBuffers:
-    """Preallocated storage for a Lanczos basis (reused across runs: no page faults)."""
+    """Storage for a Lanczos basis, reused across runs (no page faults). Rows are allocated as the basis
+    grows, doubling up to ``capacity``: a run that converges in a few steps holds a few parameter-sized
+    vectors, not ``capacity`` of them (300 of bert-base's would be 132 GB in float32)."""
 
     rows: torch.Tensor
     shadow: torch.Tensor | None
     scratch: tuple[torch.Tensor, torch.Tensor] | None
+    capacity: int = 0  # most rows; 0: len(rows)
+    ring: bool = False  # two rows, reused in turn: the three-term recurrence alone (reorth "none") needs no more
+
+    def grow(self, need: int) -> None:
+        """At least ``need`` rows (at most ``capacity``), the existing rows kept."""
+        capacity = max(self.capacity, len(self.rows))
+        if need > capacity:
+            raise ValueError(f"the buffers hold at most {capacity} rows, {need} are needed")
+        size = min(capacity, max(need, 2 * len(self.rows)))
+        rows = torch.empty((size, self.rows.shape[1]), dtype=self.rows.dtype, device=self.rows.device)
+        rows[: len(self.rows)] = self.rows
+        self.rows = rows
+        if self.shadow is not None:
+            shadow = torch.empty_like(rows, dtype=torch.float16)
+            shadow[: len(self.shadow)] = self.shadow
+            self.shadow = shadow
 
 
 def _project_out(w: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
@@ -207,11 +240,13 @@ def lanczos_tridiagonal(
         raise ValueError("Lanczos needs at least one step")
     steps = min(steps, op.dim)
     buffers = basis_buffers(op, steps, reorth) if buffers is None else buffers
-    if len(buffers.rows) < steps:
-        raise ValueError(f"the buffers hold {len(buffers.rows)} rows, {steps} steps need {steps}")
+    if buffers.ring and reorth != "none":
+        raise ValueError("two-row (ring) buffers hold too little for re-orthogonalisation: reorth='none' only")
+    if not buffers.ring and max(len(buffers.rows), buffers.capacity) < steps:
+        raise ValueError(f"the buffers hold {max(len(buffers.rows), buffers.capacity)} rows, {steps} steps need {steps}")
     eps = torch.finfo(op.dtype).eps
     basis = _Basis(start.to(op.device, op.dtype), buffers)
-    q = basis.Q[0]
+    q = basis.row(0)
     alpha: list[float] = []
     beta: list[float] = []
     scale = 0.0  # running estimate of ||H|| (max |alpha_j| + beta_j)
@@ -221,7 +256,7 @@ def lanczos_tridiagonal(
         a = float(q @ w)
         w.sub_(q, alpha=a)
         if j > 0:
-            w.sub_(basis.Q[j - 1], alpha=beta[-1])
+            w.sub_(basis.row(j - 1), alpha=beta[-1])
         alpha.append(a)
         if reorth == "full":
             w, b, vanished = _project_out(w, basis.Q)
@@ -242,14 +277,49 @@ def lanczos_tridiagonal(
         q = basis.append_normalised(w, b)
 
 
-def basis_buffers(op: HessianOperator, steps: int, reorth: str) -> BasisBuffers:
-    """Storage for a Lanczos basis of ``steps`` vectors, with the float16 shadow used by
-    partial re-orthogonalisation in float32 on large problems."""
-    rows = torch.empty((min(steps, op.dim), op.dim), dtype=op.dtype, device=op.device)
+MEMORY_SHARE = 0.5  # a Lanczos basis may take this share of the memory available when it starts
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory available on ``device`` now: a GPU's free memory, else the system's MemAvailable (Linux);
+    None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def memory_steps(op: HessianOperator) -> int:
+    """The Lanczos steps whose basis (one parameter-sized vector each) fits in MEMORY_SHARE of the memory
+    available now: 300 float32 vectors of bert-base's 110M parameters would be 132 GB. A run stopped there
+    reports its pairs not converged."""
+    free = available_bytes(op.device)
+    if free is None:
+        return 1 << 30
+    return max(1, int(MEMORY_SHARE * free) // (op.dim * torch.finfo(op.dtype).bits // 8))
+
+
+def basis_buffers(op: HessianOperator, steps: int, reorth: str, ring: bool = False) -> BasisBuffers:
+    """Storage for a Lanczos basis of up to ``steps`` vectors (allocated as it grows: at first at most
+    ``_FIRST_ROWS``), with the float16 shadow used by partial re-orthogonalisation in float32 on large problems;
+    with ``ring`` (for ``reorth="none"`` alone, e.g. SLQ's quadrature, which needs no basis) two rows, reused
+    in turn: the run's ``Krylov.Q`` then holds its last two vectors."""
+    capacity = min(steps, op.dim)
+    if ring:
+        if reorth != "none":
+            raise ValueError("ring buffers are for reorth='none' only")
+        return BasisBuffers(torch.empty((2, op.dim), dtype=op.dtype, device=op.device), None, None, 2, ring=True)
+    rows = torch.empty((min(capacity, _FIRST_ROWS), op.dim), dtype=op.dtype, device=op.device)
     if reorth != "partial" or op.dtype != torch.float32 or op.dim < _SHADOW_MIN_DIM:
-        return BasisBuffers(rows, None, None)
+        return BasisBuffers(rows, None, None, capacity)
     scratch = (torch.empty_like(rows[0]), torch.empty_like(rows[0], dtype=torch.float16))
-    return BasisBuffers(rows, torch.empty_like(rows, dtype=torch.float16), scratch)
+    return BasisBuffers(rows, torch.empty_like(rows, dtype=torch.float16), scratch, capacity)
 
 
 @dataclass
@@ -313,14 +383,16 @@ def lanczos(
 
     Stops when every wanted Ritz pair has residual bound ``beta_m |s_m|`` at most
     ``tol * max|theta|`` (default ``tol``: 1e-4 in float32, 1e-8 in float64), after
-    ``max_iter`` steps (default ``min(dim, 300)``), or when the Krylov space is the whole
+    ``max_iter`` steps (default ``min(dim, 300)``, and no more than half the memory available when it starts
+    can hold as basis vectors: see :func:`memory_steps`), or when the Krylov space is the whole
     space. A breakdown (invariant subspace) never ends the run early: it restarts from a
     random vector orthogonal to the basis. Each step costs one HVP.
     """
     if min(k_top, k_bottom, k_magnitude) < 0 or k_top + k_bottom + k_magnitude == 0:
         raise ValueError("ask for at least one eigenpair (k_top + k_bottom + k_magnitude >= 1)")
     tol = DEFAULT_TOL[op.dtype] if tol is None else tol
-    max_iter = min(op.dim, 300) if max_iter is None else max_iter
+    if max_iter is None:
+        max_iter = max(min(op.dim, k_top + k_bottom + k_magnitude + 2), min(op.dim, 300, memory_steps(op)))
     generator = torch.Generator().manual_seed(seed)
     start_time, start_hvp, start_hvp_seconds = time.perf_counter(), op.n_hvp, op.hvp_seconds
 

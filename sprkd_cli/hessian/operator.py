@@ -10,7 +10,9 @@ also when the block raises. Parameter values and ``.grad`` attributes are never 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
+import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -21,7 +23,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.modes import train_mode
-from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn, full_precision
+from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn, RecomputedHVP, full_precision, micro_batches
 from .layout import FlatLayout
 from .probe import ProbeSet
 
@@ -29,6 +31,26 @@ MODES = ("eval", "train")
 HVP_KINDS = ("auto", "func", "double")
 DTYPES = (torch.float32, torch.float64)
 AUTO_TIMING_ROUNDS = 4  # hvp="auto" times each kind on 2 vectors this many times
+# The default micro-batch: the largest power of two of examples with examples x model parameters at most
+# this (a bert-base of 110M parameters: 16 examples; a model under 4M parameters: the whole default probe set).
+MICRO_BATCH_BUDGET = 2**31
+_micro_batch_default: contextvars.ContextVar[int | None] = contextvars.ContextVar("probe_micro_batch", default=None)
+
+
+def default_micro_batch(n_params: int) -> int:
+    """Examples per micro-batch for a model of ``n_params`` parameters (see MICRO_BATCH_BUDGET)."""
+    return 2 ** max(0, int(math.floor(math.log2(max(1, MICRO_BATCH_BUDGET // max(1, n_params))))))
+
+
+@contextlib.contextmanager
+def micro_batch_default(size: int | None):
+    """Within the block, operators built without ``micro_batch`` use ``size`` (None or 0: the default from
+    the model's size): for callers that build their operators out of reach, e.g. saddle checks."""
+    token = _micro_batch_default.set(size)
+    try:
+        yield
+    finally:
+        _micro_batch_default.reset(token)
 
 
 class HessianOperator:
@@ -47,6 +69,13 @@ class HessianOperator:
             (``"fc1"`` selects ``fc1.weight`` and ``fc1.bias``, not ``fc10.weight``)
             or to one parameter by its full name.
         max_block: most columns one batched HVP handles in :meth:`matmat`.
+        micro_batch: most probe examples whose graph is held at once. When the whole probe set
+            fits, the gradient graphs are built once and kept (fastest); otherwise every product
+            recomputes them one micro-batch at a time (memory bounded by one micro-batch; each
+            product then costs a forward and backward pass more). ``None`` or 0: the value set by
+            :func:`micro_batch_default`, else :func:`default_micro_batch` of the model's size in
+            ``eval`` mode and the whole probe set in ``train`` mode (whose batch statistics and
+            dropout masks are a batch's; split into micro-batches they are each micro-batch's).
     """
 
     def __init__(
@@ -59,6 +88,7 @@ class HessianOperator:
         dtype: torch.dtype = torch.float32,
         param_filter: str | None = None,
         max_block: int = 32,
+        micro_batch: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -74,6 +104,10 @@ class HessianOperator:
         self.dtype = dtype
         self.param_filter = param_filter
         self.max_block = max_block
+        if micro_batch is not None and micro_batch < 0:
+            raise ValueError(f"micro_batch must be >= 0, got {micro_batch}")
+        self.requested_micro_batch = micro_batch or _micro_batch_default.get() or None
+        self.micro_batch: int | None = None  # examples per micro-batch when graphs are recomputed; None: kept
         selected = _select_parameters(model, param_filter)
         self.layout = FlatLayout([n for n, _ in selected], [p.shape for _, p in selected])
         self.device = selected[0][1].device
@@ -82,7 +116,7 @@ class HessianOperator:
         self.n_hvp = 0
         self.hvp_seconds = 0.0
         self.setup_seconds = 0.0
-        self._backend: DoubleBackwardHVP | ForwardOverReverseHVP | None = None
+        self._backend: DoubleBackwardHVP | ForwardOverReverseHVP | RecomputedHVP | None = None
         self._saved_buffers: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     # -- layout -----------------------------------------------------------------------
@@ -145,7 +179,14 @@ class HessianOperator:
                 buffer.copy_(saved)
         self._saved_buffers = []
 
-    def _build(self) -> DoubleBackwardHVP | ForwardOverReverseHVP:
+    def _micro_batch_size(self) -> int | None:
+        """Examples per micro-batch, or None to keep the whole probe set's graphs."""
+        size = self.requested_micro_batch
+        if size is None and self.mode == "eval":
+            size = default_micro_batch(sum(p.numel() for p in self.model.parameters()))
+        return None if size is None or size >= sum(self.probe.sizes) else size
+
+    def _build(self) -> DoubleBackwardHVP | ForwardOverReverseHVP | RecomputedHVP:
         """Prepare the probe model and data, then the HVP backend ``hvp`` asks for."""
         work = self.model
         if any(t.is_floating_point() and t.dtype != self.dtype for t in _tensors(work)):
@@ -154,12 +195,19 @@ class HessianOperator:
         named = dict(work.named_parameters())
         params = [named[n] for n in self.names]
         batches = [(self._cast(x), self._cast(y)) for x, y in self.probe.batches]
-        common = (work, self.loss_fn, batches, self.probe.weights, self.probe.batch_seeds(), params, self.layout)
-        if self.requested_hvp == "double":
-            return DoubleBackwardHVP(*common)
         selected = set(self.names)
         constants = {n: p.detach() for n, p in named.items() if n not in selected}
         constants.update({n: b for n, b in work.named_buffers()})
+        self.micro_batch = self._micro_batch_size()
+        if self.micro_batch is not None:  # "auto": double backward, the kind every model supports
+            chunks, weights, seeds = micro_batches(batches, self.probe.weights, self.probe.batch_seeds(),
+                                                   self.micro_batch)
+            kind = "func" if self.requested_hvp == "func" else "double"
+            return RecomputedHVP(kind, work, self.loss_fn, chunks, weights, seeds, params, self.layout, constants,
+                                 micro_batch=self.micro_batch)
+        common = (work, self.loss_fn, batches, self.probe.weights, self.probe.batch_seeds(), params, self.layout)
+        if self.requested_hvp == "double":
+            return DoubleBackwardHVP(*common)
         if self.requested_hvp == "func":
             return ForwardOverReverseHVP(*common, constants)
         return self._choose(DoubleBackwardHVP(*common), common, constants)
@@ -211,7 +259,7 @@ class HessianOperator:
 
     # -- products ---------------------------------------------------------------------
 
-    def _active(self) -> DoubleBackwardHVP | ForwardOverReverseHVP:
+    def _active(self) -> DoubleBackwardHVP | ForwardOverReverseHVP | RecomputedHVP:
         if self._backend is None:
             raise RuntimeError("use the HessianOperator inside a `with` block")
         return self._backend

@@ -131,7 +131,7 @@ def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict],
 
     outcomes = []
     if jobs <= 1 or len(work) <= 1:
-        set_threads(1 if jobs > 1 else 0)
+        set_threads(1)
         for cfg, resume_id in work:
             outcomes.append(train_or_resume(cfg, store, resume_id))
             on_done(outcomes[-1])

@@ -32,6 +32,7 @@ class HessianRequest:
     probe_size: int | None = None
     probe_seed: int | None = None  # None: the run's own seed, so every report of a run sees the same data
     mode: str | None = None
+    micro_batch: int | None = None  # None: the run's own --probe-micro-batch; 0: from the model's size
     dtype: str = "float32"
     hvp: str = "auto"
     seed: int = 0  # random vectors only: Lanczos start, trace and SLQ probes
@@ -42,7 +43,8 @@ class HessianRequest:
         """The request with what it leaves open taken from the run's configuration: its probe set."""
         return replace(self, probe_batches=cfg.probe_batches if self.probe_batches is None else self.probe_batches,
                        probe_size=cfg.probe_size if self.probe_size is None else self.probe_size,
-                       mode=cfg.probe_mode if self.mode is None else self.mode)
+                       mode=cfg.probe_mode if self.mode is None else self.mode,
+                       micro_batch=cfg.probe_micro_batch if self.micro_batch is None else self.micro_batch)
 
     def validate(self) -> None:
         for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
@@ -52,6 +54,8 @@ class HessianRequest:
                 raise UserError(f"bad {flag} '{value}'; valid: {', '.join(valid)}")
         if self.top_k < 0 or self.bottom_k < 0 or self.top_k + self.bottom_k == 0:
             raise UserError("ask for at least one eigenvalue: --top-k and --bottom-k are >= 0, not both 0")
+        if self.micro_batch is not None and self.micro_batch < 0:
+            raise UserError(f"--probe-micro-batch must be >= 0 (got {self.micro_batch})")
         if self.probe_batches < 1 or self.probe_size < 1 or self.slq_runs < 1 or self.slq_steps < 2 or self.trace_hvp < 5:
             raise UserError("--probe-batches, --probe-size, --slq-runs must be >= 1, --slq-steps >= 2, --trace-hvp >= 5")
 
@@ -68,16 +72,53 @@ def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
                           seed=probe_seed)
     dtype = torch.float64 if request.dtype == "float64" else torch.float32
     try:
-        with HessianOperator(model, F.cross_entropy, probe, mode=request.mode, hvp=request.hvp, dtype=dtype,
-                             param_filter=request.layer) as op:
-            return full_report(op, top_k=request.top_k, bottom_k=request.bottom_k, trace=request.trace,
-                               trace_method=request.trace_method, trace_hvp=request.trace_hvp,
-                               density=request.density, slq_runs=request.slq_runs, slq_steps=request.slq_steps,
-                               seed=request.seed)
+        op = HessianOperator(model, F.cross_entropy, probe, mode=request.mode, hvp=request.hvp, dtype=dtype,
+                             param_filter=request.layer, micro_batch=request.micro_batch or None)
+        with out_of_memory_message(lambda: op.micro_batch or sum(probe.sizes)), op:
+            report = full_report(op, top_k=request.top_k, bottom_k=request.bottom_k, trace=request.trace,
+                                 trace_method=request.trace_method, trace_hvp=request.trace_hvp,
+                                 density=request.density, slq_runs=request.slq_runs, slq_steps=request.slq_steps,
+                                 seed=request.seed)
+            return report | {"micro_batch": op.micro_batch}
     except HVPUnavailableError as exc:
         raise UserError(f"--hvp {request.hvp}: {exc}; use --hvp auto or double") from None
     except ValueError as exc:  # e.g. a --layer that matches no parameter
         raise UserError(str(exc)) from None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A MemoryError, torch's OutOfMemoryError (a GPU's), or the CPU allocator's RuntimeError."""
+    if isinstance(exc, MemoryError):
+        return True
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
+
+
+class out_of_memory_message:
+    """Turns running out of memory inside the block into one UserError line naming --probe-micro-batch;
+    `examples()` is the micro-batch in use (or the whole probe set's size)."""
+
+    def __init__(self, examples) -> None:
+        self.examples = examples
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not is_out_of_memory(exc):
+            return False
+        try:
+            size = int(self.examples())
+        except Exception:
+            size = 0
+        held = f"{size} examples at once" if size else "its micro-batches"
+        lower = f" (e.g. --probe-micro-batch {max(1, size // 4)})" if size > 1 else ""
+        raise UserError(f"out of memory measuring the Hessian with {held}: lower --probe-micro-batch{lower}, or "
+                        "--probe-size") from None
 
 
 def report_run(store: Store, ref: str, request: HessianRequest) -> dict:

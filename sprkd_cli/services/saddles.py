@@ -44,13 +44,15 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
     `saddle_check` event; storing and dropping are events too."""
     from ..hessian import ProbeSet
     from ..methods.sprkd.saddles import measure_saddle
+    from .hessian import out_of_memory_message
 
     probe = ProbeSet.draw(data.x_train, data.y_train, n_batches=cfg.probe_batches, size=cfg.probe_size, seed=cfg.seed)
 
     def track(step: int, epoch: int) -> None:
         if step % cfg.saddle_every:
             return
-        loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
+        with out_of_memory_message(lambda: cfg.probe_micro_batch or sum(probe.sizes)):
+            loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
         candidate = s.s_neg > 0
         facts = {"probe_loss": loss, "eigenvalues": s.eigenvalues, "s_neg": s.s_neg, "s_pos": s.s_pos,
                  "ratio": _finite(s.ratio)}

@@ -324,18 +324,23 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
         stop.check()
 
     started = time.perf_counter()
+    threads = torch.get_num_threads()  # as set_threads chose (a library may change it during the run)
     hooks = [lambda step, epoch: stop.check()] + \
             ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
             ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
-    with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch:
+    from ..hessian.operator import micro_batch_default
+
+    # every probe Hessian of the run (saddle checks, --hessian-every, sprkd's) holds cfg.probe_micro_batch examples
+    with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch, \
+            micro_batch_default(cfg.probe_micro_batch):
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
-                     resume=resume)
+                     resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
     metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
     save_weights(model.state_dict(), store_artifacts.join(artifacts, FINAL_CHECKPOINT), metadata)
     save_weights(result.best_state, store_artifacts.join(artifacts, BEST_CHECKPOINT), metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | method.summary() | end_of_run_claims(cfg, result, model, data) | \
-        {"wall_seconds": time.perf_counter() - started}
+        {"wall_seconds": time.perf_counter() - started, "threads": threads}
     store.finish_run(run.id, summary, n_params)
     store_artifacts.remove(state_path)  # a finished run is not resumed
     outcome = finished_outcome(read_run(store, run.id))
@@ -392,11 +397,10 @@ def finished_outcome(run) -> dict:
     return outcome
 
 
-def set_threads(jobs: int) -> None:
-    """Share the machine's cores between `jobs` processes training at once."""
-    import os
+def set_threads(jobs: int) -> int:
+    """Torch's threads for one of `jobs` processes training at once: --threads, $SPRKD_THREADS or
+    $OMP_NUM_THREADS, else this machine's cores shared with the other sprkd processes training on it
+    (engine.threads)."""
+    from ..engine.threads import set_threads as apply
 
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        return
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    return apply(jobs)

@@ -1,0 +1,100 @@
+"""A seed sweep from the shell: N `sprkd distill` processes started at once vs the same N one after another.
+
+The runs: kd on digits, an mlp-small student, --epochs 5 (seeds 0..N-1), against one teacher trained first.
+Three passes, in one run of this script, on the same store and data:
+
+  sequential   each run alone, one after another (the lone runs), default threads
+  concurrent   all N started at once, default threads (each counts the sprkd processes training when it
+               starts and takes its share of the cores)
+  forced       all N started at once, each with --threads <cores> (what every command did before: every
+               process takes every core)
+
+Printed: each run's training seconds (the run's summary `seconds`: its epochs, evaluation included) and
+its thread count, each pass's wall time, and the two goals: the concurrent wall time no more than the
+sequential one, and every concurrent run's training seconds within 1.5x of its lone run's. The load
+average before and after is printed too (the machine may be shared).
+
+Run: python bench/shell_sweep_bench.py [--runs 4] [--epochs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sprkd(db: str, *args: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "sprkd_cli", "--db", db, *args, "--json"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def outcome(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"sprkd failed ({proc.returncode}): {err.strip()[-500:]}")
+    return json.loads(out)
+
+
+def distill_args(seed: int, epochs: int, extra: list[str]) -> list[str]:
+    return [*extra, "distill", "--dataset", "digits", "--method", "kd", "--student", "mlp-small",
+            "--epochs", str(epochs), "--seed", str(seed)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    env = {k: v for k, v in os.environ.items() if k not in ("SPRKD_THREADS", "OMP_NUM_THREADS")}
+    env["PYTHONPATH"] = str(ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "runs.db")
+        env["SPRKD_ARTIFACTS"] = str(Path(tmp) / "runs")
+        load_before = os.getloadavg()
+        outcome(sprkd(db, "train-teacher", "--dataset", "digits", "--model", "mlp:width=128,depth=1",
+                      "--epochs", "5", env=env))
+        passes: dict[str, tuple[float, list[dict]]] = {}
+        start = time.perf_counter()
+        runs = [outcome(sprkd(db, *distill_args(seed, args.epochs, []), env=env)) for seed in range(args.runs)]
+        passes["sequential"] = (time.perf_counter() - start, runs)
+        for name, extra in (("concurrent", []), ("forced", ["--threads", str(cores)])):
+            start = time.perf_counter()
+            procs = [sprkd(db, *distill_args(seed, args.epochs, extra), env=env) for seed in range(args.runs)]
+            runs = [outcome(p) for p in procs]
+            passes[name] = (time.perf_counter() - start, runs)
+        load_after = os.getloadavg()
+
+    lone = [r["seconds"] for r in passes["sequential"][1]]
+    print(f"{args.runs} x `sprkd distill --method kd --student mlp-small --epochs {args.epochs}` on digits, "
+          f"{cores} cores; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+    print()
+    print("| pass | wall s | " + " | ".join(f"seed {s}: train s (threads)" for s in range(args.runs))
+          + " | worst train s / lone |")
+    print("|---|---|" + "---|" * args.runs + "---|")
+    for name, (wall, runs) in passes.items():
+        cells = " | ".join(f"{r['seconds']:.2f} ({r.get('threads', '?')})" for r in runs)
+        worst = max(r["seconds"] / base for r, base in zip(runs, lone))
+        print(f"| {name} | {wall:.1f} | {cells} | {worst:.2f}x |")
+    print()
+    seq, conc = passes["sequential"][0], passes["concurrent"][0]
+    worst = max(r["seconds"] / base for r, base in zip(passes["concurrent"][1], lone))
+    print(f"concurrent wall / sequential wall: {conc / seq:.2f} (goal <= 1: {'met' if conc <= seq else 'missed'})")
+    print(f"worst concurrent run's training seconds / its lone run's: {worst:.2f}x "
+          f"(goal <= 1.5x: {'met' if worst <= 1.5 else 'missed'})")
+    forced = max(r["seconds"] / base for r, base in zip(passes["forced"][1], lone))
+    print(f"with every process on {cores} threads (--threads {cores}): wall / sequential {passes['forced'][0] / seq:.2f}, "
+          f"worst run {forced:.2f}x its lone run")
+
+
+if __name__ == "__main__":
+    main()
