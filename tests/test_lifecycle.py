@@ -338,7 +338,7 @@ def test_list_filters_are_bound_parameters(store_url):
     assert store.list_runs(dataset=INJECTION) == []
     assert store.list_runs(method="kd' --") == []
     assert sprkd_json(db, "runs", "list", "--method", INJECTION, "--dataset", "x\"; DROP TABLE runs; --") == []
-    assert_user_error(sprkd(db, "runs", "list", "--status", INJECTION), "unknown --status")
+    assert_user_error(sprkd(db, "runs", "list", "--status", INJECTION), "bad --status")
     weird = add_run(store, method=INJECTION)
     assert [r.id for r in store.list_runs(method=INJECTION)] == [weird]
     assert {r.id for r in store.list_runs()} == ids | {weird}

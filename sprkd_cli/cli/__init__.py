@@ -29,7 +29,7 @@ def _global(
     artifacts: Annotated[Optional[str], typer.Option(
         "--artifacts", envvar="SPRKD_ARTIFACTS", show_envvar=False,
         help="Artifact root (checkpoints, training states, saddle snapshots, plots): a folder or an fsspec URL "
-             "such as s3://bucket/prefix (pip install 'sprkd[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
+             "such as s3://bucket/prefix (pip install 'sprkd\\[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
              "a SQLite store, else ./runs].")] = None,
 ) -> None:
     if artifacts:

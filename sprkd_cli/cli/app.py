@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import Interrupted, UserError, os_error_message
 
@@ -22,7 +22,22 @@ except ImportError:
     USAGE_ERRORS = (click.UsageError,)
 
 
-class SprkdGroup(TyperGroup):
+class _PlainFlags:
+    """--help shows no type for a flag (`--json`, `--help`): a flag takes no value."""
+
+    def get_params(self, ctx: click.Context):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class SprkdCommand(_PlainFlags, TyperCommand):
+    """Every sprkd command: its flags listed without a type."""
+
+
+class SprkdGroup(_PlainFlags, TyperGroup):
     """Prints a UserError, a usage error of a command, an OSError (its path and reason) or a database
     error of the store (naming it) as one line on stderr and exits with code 2, without a traceback; an
     interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
@@ -35,7 +50,7 @@ class SprkdGroup(TyperGroup):
             ctx.exit(2)
         except USAGE_ERRORS as exc:  # click's own (a bad number, a misspelt flag): one line too
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            message = " ".join(exc.format_message().split())
+            message = _refused_choice(" ".join(exc.format_message().split()))
             click.echo(f"error: {message} (see '{where} --help')", err=True)
             ctx.exit(2)
         except Interrupted as exc:
@@ -52,6 +67,19 @@ class SprkdGroup(TyperGroup):
                 raise
             click.echo(f"error: {error}", err=True)
             ctx.exit(2)
+
+
+def _refused_choice(message: str) -> str:
+    """The parser's refusal of a value outside an option's choices, worded as sprkd words its own
+    (`bad --mode 'x'; valid: eval, train`); any other message as it is."""
+    import re
+
+    match = re.fullmatch(r"Invalid value for '(?P<flag>[^']+)': (?:Value error, )?(?P<value>'.*'|\".*\") is not one "
+                         r"of (?P<choices>'.*')\.", message)
+    if match is None:
+        return message
+    choices = ", ".join(c.strip().strip("'") for c in match["choices"].split(","))
+    return f"bad {match['flag']} {match['value']}; valid: {choices}"
 
 
 def _store_error(ctx: click.Context, exc: Exception) -> UserError | None:

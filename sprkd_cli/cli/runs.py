@@ -7,18 +7,20 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import EXPORT_FORMATS, RUN_KINDS, RUN_STATUSES
 from . import options as o
-from .app import SprkdGroup, console, fmt, open_store_from, print_json
+from .derive import choice
+from .app import SprkdCommand, SprkdGroup, console, fmt, open_store_from, print_json
 
 app = typer.Typer(cls=SprkdGroup, no_args_is_help=True, help="Browse and export the runs in the store.")
 
-@app.command("list")
+@app.command("list", cls=SprkdCommand)
 def list_runs(
     ctx: typer.Context,
     method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status: running, finished, failed, interrupted, crashed.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="Only teacher or student runs.")] = None,
+    status: Annotated[Optional[choice(RUN_STATUSES)], typer.Option(help="Only runs of this status.")] = None,
+    kind: Annotated[Optional[choice(RUN_KINDS)], typer.Option(help="Only teacher or only student runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first (0: all).")] = 50,
     as_json: o.Json = False,
 ) -> None:
@@ -28,13 +30,9 @@ def list_runs(
     from ..errors import UserError
     from ..services.lifecycle import read_runs
     from ..services.runs import run_row
-    from ..store import RUN_KINDS, RUN_STATUSES
 
     if limit < 0:
         raise UserError(f"--limit must be >= 0 (0: all; got {limit})")
-    for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
-        if value is not None and value not in valid:
-            raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
     runs = read_runs(open_store_from(ctx), method=method, dataset=dataset, status=status, kind=kind,
                      limit=limit or None, brief=True)
     if as_json:
@@ -51,7 +49,7 @@ def list_runs(
     console().print(table)
 
 
-@app.command("show")
+@app.command("show", cls=SprkdCommand)
 def show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
@@ -154,15 +152,15 @@ def _hessian_table(rows: list[dict]):
     return table
 
 
-@app.command("export")
+@app.command("export", cls=SprkdCommand)
 def export(
     ctx: typer.Context,
-    fmt_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt_: Annotated[choice(EXPORT_FORMATS), typer.Option("--format", help="File format.")] = "csv",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write \\[default: stdout].")] = None,
     metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row (long format) instead of one row per run.")] = False,
     method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status.")] = None,
+    status: Annotated[Optional[choice(RUN_STATUSES)], typer.Option(help="Only runs of this status.")] = None,
 ) -> None:
     """Runs (or their metrics) as CSV or JSON, for pandas, R or a spreadsheet."""
     import pandas as pd
@@ -170,8 +168,6 @@ def export(
     from ..errors import UserError
     from ..services.runs import export_rows
 
-    if fmt_ not in ("csv", "json"):
-        raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
     columns, rows = export_rows(open_store_from(ctx), metrics=metrics, method=method, dataset=dataset, status=status)
     frame = pd.DataFrame(rows, columns=columns)
     text = frame.to_csv(index=False) if fmt_ == "csv" else frame.to_json(orient="records", date_format="iso", indent=1) + "\n"

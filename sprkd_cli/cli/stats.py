@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import AT
 from . import options as o
-from .app import console, fmt, fmt_p, open_store_from, print_json
+from .derive import choice
+from .app import SprkdCommand, console, fmt, fmt_p, open_store_from, print_json
 
 
 METRIC_HELP = (
@@ -22,7 +24,7 @@ METRIC_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("stats")(stats)
+    app.command("stats", cls=SprkdCommand)(stats)
 
 
 def stats(
@@ -30,7 +32,7 @@ def stats(
     methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
     dataset: o.Dataset = "digits",
     metric: Annotated[str, typer.Option(help=METRIC_HELP)] = "test_acc",
-    at: Annotated[str, typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
+    at: Annotated[choice(AT), typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
     spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), Holm-adjusted across the pairs; always on with val_loss_sd:K.")] = False,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,

@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import EXECUTORS
 from ..config import TrainConfig
+from ..methods.options import method_names
 from . import options as o
-from .app import console, fmt, open_store_from, print_json, progress
-from .derive import command, one_of, method_params, method_values, training_params, training_values
+from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
+from .derive import choice, command, method_params, method_values, training_params, training_values
 
 
 def _config(kind: str, method: str, dataset: str, model: str, seed: int, values: dict, **fields) -> TrainConfig:
@@ -110,12 +112,12 @@ def _param(name: str, annotation, default) -> inspect.Parameter:
 
 
 Model = Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")]
-Method = Annotated[str, typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
+Method = Annotated[choice(tuple(method_names())), typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
 Methods = Annotated[Optional[str], typer.Option(help="Comma-separated methods, each an arm named after it, e.g. sgd,kd,sage \\[default: sgd,kd when no --arm is given].")]
 ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=METHOD[:key=value,...]", help="An arm: a named method with its own options, e.g. rkd=kd:temperature=1,ce_weight=0,kd_weight=1 or sprkd-no-nhe=sprkd:nhe=false; teacher=RUN[+RUN] picks its teachers. Repeatable; a bare METHOD is an arm named after it. Its options override the flags below.")]
 Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")]
 Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
-Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
+Executor = Annotated[choice(EXECUTORS), typer.Option(help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
 HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
 TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
 TuneSeeds = Annotated[Optional[str], typer.Option(help="Seeds of the --tune grid runs \\[default: the first of --seeds].")]
@@ -219,7 +221,7 @@ COMMANDS = {
 
 def register(app: typer.Typer) -> None:
     for name, (body, params, doc) in COMMANDS.items():
-        app.command(name)(command(name, doc, params, body))
+        app.command(name, cls=SprkdCommand)(command(name, doc, params, body))
 
 
 def _print_compare(result: dict) -> None:

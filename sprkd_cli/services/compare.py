@@ -15,6 +15,7 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from ..arms import Arm
+from ..choices import EXECUTORS
 from ..config import TrainConfig
 from ..errors import Interrupted, UserError
 from ..store import Store
@@ -151,9 +152,6 @@ def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict],
             wait(futures)
             raise
     return outcomes
-
-
-EXECUTORS = ("local", "ray")
 
 
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,

@@ -9,11 +9,7 @@ from ..errors import UserError
 from ..store import Store
 from ..store.artifacts import join, local_file_for, location
 
-DTYPES = ("float32", "float64")
-MODES = ("eval", "train")
-HVP_KINDS = ("auto", "func", "double")
-TRACE_METHODS = ("hutchpp", "hutchinson")
-WEIGHTS = ("final", "best-val")
+from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
 
 
 @dataclass

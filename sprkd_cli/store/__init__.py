@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..choices import RUN_KINDS, RUN_STATUSES  # noqa: F401  (the store's vocabulary)
 from ..errors import UserError
 from .artifacts import join as artifact_join
 from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
@@ -23,8 +24,6 @@ from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, Saddl
 __all__ = ["Store", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
-RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
-RUN_KINDS = ("teacher", "student")
 BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_runs(brief=True)
 
 
