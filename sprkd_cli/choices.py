@@ -6,7 +6,7 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
 RUN_KINDS = ("teacher", "student")
 EXECUTORS = ("local", "ray")
 AT = ("best-val", "final")  # the weights a value is of: the best-validation epoch's or the final ones
-EXPORT_FORMATS = ("csv", "json")
+EXPORT_FORMATS = ("csv", "json", "parquet")
 # hessian-report
 DTYPES = ("float32", "float64")
 MODES = ("eval", "train")

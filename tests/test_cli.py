@@ -271,7 +271,9 @@ def test_runs_list_filters(db, populated):
     everything = {p["teacher"], p["failed"], p["sgd"], *p["kd"]}
     assert _ids(db) == everything
     assert _ids(db, "--method", "kd") == set(p["kd"])
-    assert _ids(db, "--method", "sgd") == {p["teacher"], p["failed"], p["sgd"]}  # teachers train with sgd
+    assert _ids(db, "--method", "sgd") == {p["sgd"]}  # teachers train with sgd, but show as teachers
+    assert _ids(db, "--method", "teacher") == _ids(db, "--arm", "teacher") == {p["teacher"], p["failed"]}
+    assert _ids(db, "--arm", "kd") == set(p["kd"])
     assert _ids(db, "--kind", "teacher") == {p["teacher"], p["failed"]}
     assert _ids(db, "--kind", "student") == {p["sgd"], *p["kd"]}
     assert _ids(db, "--status", "failed") == {p["failed"]}
@@ -319,6 +321,9 @@ def test_runs_export_csv_and_json(db, populated, tmp_path):
     assert float(by_id[p["sgd"]]["test_acc"]) == pytest.approx(store.get_run(p["sgd"]).summary["test_acc"])
     assert by_id[p["kd"][0]]["teacher_ids"] == p["teacher"]
     assert by_id[p["failed"]]["status"] == "failed"
+    assert by_id[p["teacher"]]["arm"] == by_id[p["teacher"]]["method"] == "teacher"  # not sgd
+    assert by_id[p["kd"][0]]["arm"] == "kd" and by_id[p["kd"][0]]["config.method_options.temperature"] == "4.0"
+    assert by_id[p["sgd"]]["config.lr"] == "0.01" and by_id[p["sgd"]]["config.method_options.temperature"] == ""
 
     result = sprkd(db, "runs", "export", "--format", "json", "--method", "kd")
     assert result.exit_code == 0, result.output
@@ -342,5 +347,5 @@ def test_runs_export_csv_and_json(db, populated, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(json.loads(out.read_text())) == len(finished) * 3 * len(METRIC_NAMES)  # the failed run has none
 
-    assert_user_error(sprkd(db, "runs", "export", "--format", "parquet"), "bad --format 'parquet'")
+    assert_user_error(sprkd(db, "runs", "export", "--format", "parquet"), "--format parquet", "--output")
     assert_user_error(sprkd(db, "runs", "export", "--output", str(tmp_path / "nope" / "x.csv")), "cannot write")

@@ -159,6 +159,16 @@ class Store:
         with self.session() as s:
             return sorted(s.scalars(select(RunArm.arm).where(RunArm.run_id == run_id)))
 
+    def arms_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """{run id: its arms, sorted} for the runs of `run_ids` that belong to some arm."""
+        out: dict[str, list[str]] = {}
+        with self.session() as s:
+            for start in range(0, len(run_ids), 500):  # bound parameters per statement stay few
+                query = select(RunArm.run_id, RunArm.arm).where(RunArm.run_id.in_(list(run_ids[start:start + 500])))
+                for run_id, arm in s.execute(query.order_by(RunArm.run_id, RunArm.arm)):
+                    out.setdefault(run_id, []).append(arm)
+        return out
+
     @retry_when_locked
     def update_run(self, run_id: str, **fields) -> None:
         with self.session() as s, s.begin():
