@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,6 +157,14 @@ def run_subprocess(db, *args: str, timeout: float = 120) -> subprocess.Completed
     """The real entry point, `python -m sprkd_cli`, as a user would run it."""
     argv = [sys.executable, "-m", "sprkd_cli"] + (["--db", str(db)] if db is not None else []) + list(args)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+
+
+PROGRESS_LINE = re.compile(r"^\[ *\d+s\] ")  # a progress line on stderr when it is not a terminal
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The lines of `stderr` that are not progress lines."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS_LINE.match(line)]
 
 
 def open_test_store(db):

@@ -9,7 +9,7 @@ import typer
 from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
 from . import options as o
 from .derive import choice
-from .app import SprkdCommand, console, fmt, open_store_from, print_json
+from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
 
 PROBE = "Probe set"
 ESTIMATORS = "Estimators"
@@ -59,7 +59,12 @@ def hessian_report(
                              trace_hvp=trace_hvp, density=density, slq_runs=slq_runs, slq_steps=slq_steps,
                              probe_batches=probe_batches, probe_size=probe_size, probe_seed=probe_seed, mode=mode,
                              dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights)
-    result = report_run(store, runs[0], request)
+    from ..activity import listening
+
+    with progress(not as_json, interval=0) as bar:  # few, long steps: each one's start is a line
+        task = bar.add_task(f"Hessian of run {runs[0]}", total=None, info="loading the run")
+        with listening(lambda what: what and bar.update(task, info=what)):
+            result = report_run(store, runs[0], request)
     if as_json:
         print_json({k: v for k, v in result.items() if k != "probe"} | {"probe_sizes": result["probe"]["sizes"]})
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Annotated, Optional
 
@@ -62,14 +63,20 @@ def _resume_and_report(ctx: typer.Context, kind: str, ref: str, as_json: bool) -
 def _with_progress(label: str, epochs: int | None, as_json: bool, train) -> None:
     """train(on_epoch, on_data) under a progress bar (epochs, and dataset decoding on first use); prints
     the outcome and exits 1 unless the run finished."""
+    from ..activity import listening
     from ..services.training import set_threads
 
     set_threads(1)
     with progress(not as_json) as bar:
         task = bar.add_task(label, total=epochs, info="")
+        last = [""]  # the latest epoch's numbers, shown again once an activity (a saddle check, ...) ends
 
         def on_epoch(record):
-            bar.update(task, completed=record.epoch, info=f"val_acc {record.metrics[('val', 'acc')]:.4f}")
+            last[0] = f"val_acc {record.metrics[('val', 'acc')]:.4f}"
+            bar.update(task, completed=record.epoch, info=last[0])
+
+        def on_activity(what):
+            bar.update(task, info=f"{what}..." if what else last[0])
 
         decoding = []
 
@@ -78,7 +85,8 @@ def _with_progress(label: str, epochs: int | None, as_json: bool, train) -> None
                 decoding.append(bar.add_task(what, total=total, info=""))
             bar.update(decoding[0], completed=done)
 
-        outcome = train(on_epoch, on_data)
+        with listening(on_activity):
+            outcome = train(on_epoch, on_data)
     if as_json:
         print_json(outcome)
     else:
@@ -167,14 +175,15 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         raise UserError("--tune-seeds goes with --tune")
     template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
-    with progress(not as_json) as bar:
-        task = bar.add_task("runs", total=None, info="")
+    with progress(not as_json) as bar, _runs_in_flight(store, bar):
+        task = bar.add_task("runs", total=None, info="", plain_interval=0)  # in a log: a line per finished run
 
         def planned(phase, total, todo):
-            bar.update(task, total=todo, completed=0, info=f"{phase}: {total - todo} of {total} reused")
+            bar.update(task, description=phase, total=todo, completed=0, info=f"({total - todo} of {total} reused)")
 
         def done(outcome):
-            bar.update(task, advance=1)
+            ended = f"test_acc {fmt(outcome.get('test_acc'))}" if outcome["status"] == "finished" else outcome["status"]
+            bar.update(task, advance=1, info=f"(run {outcome['run_id']} {ended})")
 
         result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
@@ -222,6 +231,41 @@ COMMANDS = {
 def register(app: typer.Typer) -> None:
     for name, (body, params, doc) in COMMANDS.items():
         app.command(name, cls=SprkdCommand)(command(name, doc, params, body))
+
+
+@contextmanager
+def _runs_in_flight(store, bar, every: float = 2.0):
+    """While the block runs, a line under the bar for each run in progress (its arm, seed, epoch and
+    validation accuracy), read from the store every `every` seconds (the runs may train in other processes)."""
+    import threading
+
+    from ..services.compare import in_flight
+    from ..store import utcnow
+
+    since, stop, tasks = utcnow(), threading.Event(), {}
+
+    def poll():
+        while not stop.wait(every):
+            try:
+                rows = in_flight(store, since)
+            except Exception:  # a busy store: next time
+                continue
+            for row in rows:
+                if row["run_id"] not in tasks:
+                    label = f"  {'/'.join(row['arms'])} seed {row['seed']}"
+                    tasks[row["run_id"]] = bar.add_task(label, total=row["epochs"], info="")
+                acc = "" if row["val_acc"] is None else f"val_acc {row['val_acc']:.4f}"
+                bar.update(tasks[row["run_id"]], completed=row["epoch"], info=acc)
+            for run_id in set(tasks) - {row["run_id"] for row in rows}:
+                bar.remove_task(tasks.pop(run_id))
+
+    thread = threading.Thread(target=poll, daemon=True, name="sprkd-progress")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _print_compare(result: dict) -> None:

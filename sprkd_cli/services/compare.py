@@ -380,6 +380,24 @@ def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset:
     return out
 
 
+def in_flight(store: Store, since) -> list[dict]:
+    """The runs running now that have shown life since `since` (a UTC time, as the store keeps them): per
+    run its id, arms, seed, epochs done and planned, and latest validation accuracy (None before its first
+    epoch). Read from the store, so it sees the runs of every executor (worker processes, Ray)."""
+    runs = [r for r in store.list_runs(status="running") if (r.heartbeat_at or r.created_at) >= since]
+    if not runs:
+        return []
+    arms = store.arms_of_runs([r.id for r in runs])
+    latest: dict[str, dict] = {}
+    for m in store.metrics([r.id for r in runs]):
+        row = latest.setdefault(m.run_id, {"epoch": 0, "val_acc": None})
+        row["epoch"] = max(row["epoch"], m.epoch)
+        if m.split == "val" and m.name == "acc" and m.epoch >= row["epoch"]:
+            row["val_acc"] = m.value
+    return [{"run_id": r.id, "arms": arms.get(r.id, [r.method]), "seed": r.seed, "epochs": r.config.get("epochs"),
+             **latest.get(r.id, {"epoch": 0, "val_acc": None})} for r in runs]
+
+
 def check_executor(executor: str, ray_address: str | None, gpus_per_run: float = 0.0, device: str = "auto") -> None:
     """Before any work: a known executor, its flags only with it, a --gpus-per-run that fits --device,
     and Ray importable when it is asked for."""

@@ -42,6 +42,7 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
     candidates of highest S-/S+ and the cfg.max_saddles of highest S- are kept (parameters as an
     artifact, a saddle_points row), whatever rule a student applies later. Every check is a
     `saddle_check` event; storing and dropping are events too."""
+    from ..activity import doing
     from ..hessian import ProbeSet
     from ..methods.sprkd.saddles import measure_saddle
 
@@ -50,7 +51,8 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
     def track(step: int, epoch: int) -> None:
         if step % cfg.saddle_every:
             return
-        loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
+        with doing(f"saddle check at step {step}"):
+            loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
         candidate = s.s_neg > 0
         facts = {"probe_loss": loss, "eigenvalues": s.eigenvalues, "s_neg": s.s_neg, "s_pos": s.s_pos,
                  "ratio": _finite(s.ratio)}
