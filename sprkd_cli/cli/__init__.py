@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import SprkdGroup
-from . import hessian, runs, stats, train
+from . import hessian, report, runs, stats, train
 
 app = typer.Typer(
     cls=SprkdGroup,
@@ -42,6 +42,7 @@ def _global(
 train.register(app)
 stats.register(app)
 hessian.register(app)
+report.register(app)
 app.add_typer(runs.app, name="runs")
 
 

@@ -332,7 +332,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
                          plateau_window(r.config.get("patience", 0), r.config["epochs"]))),
                      "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
-    plot = learning_curves(store, curves, template.dataset)
+    plot = learning_curves(store, curves, template.dataset, template.model)
     ran = len(outcomes)
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
@@ -342,42 +342,60 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
             "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
 
 
-def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> "Path | str | None":
-    """Validation accuracy per epoch, mean ± sd over seeds, one line per arm, as a PNG."""
+def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str,
+                    student: str | None = None) -> "Path | str | None":
+    """Validation accuracy and loss per epoch, mean ± sample sd over seeds, one line per arm, as a PNG
+    named for the dataset, the arms and the runs (another comparison of the same arms gets its own file)."""
+    import hashlib
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     all_ids = [rid for ids in runs_by_method.values() for rid in ids]
     if not all_ids:
         return None
-    series: dict[str, dict[int, list[float]]] = {}
-    by_run = {rid: method for method, ids in runs_by_method.items() for rid in ids}
-    for m in store.metrics(all_ids):
-        if m.split == "val" and m.name == "acc":
-            series.setdefault(by_run[m.run_id], {}).setdefault(m.epoch, []).append(m.value)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, per_epoch in series.items():
-        epochs = sorted(per_epoch)
-        mean = np.array([np.mean(per_epoch[e]) for e in epochs])
-        sd = np.array([np.std(per_epoch[e]) for e in epochs])
-        ax.plot(epochs, mean, label=f"{method} (n={len(runs_by_method[method])})")
-        ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{dataset}: validation accuracy, mean ± sd over seeds")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    curve_axes(store, runs_by_method, axes)
+    fig.suptitle(f"{dataset}: {student + ' students, ' if student else ''}mean ± sd over seeds")
     fig.tight_layout()
+    runs = hashlib.sha256(",".join(sorted(all_ids)).encode()).hexdigest()[:8]
+    out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}-{runs}.png")
     from ..store.artifacts import local_file_for
 
     with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded
         fig.savefig(local, dpi=120, format="png")
     plt.close(fig)
     return out
+
+
+def curve_axes(store: Store, runs_by_arm: dict[str, list[str]], axes) -> None:
+    """On two matplotlib axes: validation accuracy and validation loss per epoch, each arm's mean across its
+    runs with a band of ± one sample sd (none where one run reaches that epoch), integer epoch ticks."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    by_run = {rid: arm for arm, ids in runs_by_arm.items() for rid in ids}
+    series: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for m in store.metrics(list(by_run)):
+        if m.split == "val" and m.name in ("acc", "loss"):
+            series.setdefault((by_run[m.run_id], m.name), {}).setdefault(m.epoch, []).append(m.value)
+    for ax, name, label in zip(axes, ("acc", "loss"), ("validation accuracy", "validation loss")):
+        for index, arm in enumerate(runs_by_arm):
+            per_epoch = series.get((arm, name))
+            if not per_epoch:
+                continue
+            epochs = sorted(per_epoch)
+            mean = np.array([np.mean(per_epoch[e]) for e in epochs])
+            sd = np.array([np.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else 0.0 for e in epochs])
+            ax.plot(epochs, mean, color=f"C{index}", label=f"{arm} (n={len(runs_by_arm[arm])})")
+            ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{index}", alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
 
 
 def in_flight(store: Store, since) -> list[dict]:
