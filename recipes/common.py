@@ -19,11 +19,12 @@ def sprkd(db: str | None, *args: str, capture: bool = False) -> str:
 
 def claims_and_mcnemar(db: str | None, dataset: str, arms: list[str], student: str, metrics: list[str],
                        compared: dict, a: str, b: str) -> None:
-    """`stats` of the arms on each metric, then McNemar's exact test on the first seed that arms `a` and `b`
-    share in `compared` (compare's --json)."""
+    """`stats` of the arms on each metric, McNemar's exact test on the first seed that arms `a` and `b`
+    share in `compared` (compare's --json), and last `sprkd report`: the page of the whole comparison."""
     for metric in metrics:
         sprkd(db, "stats", "--dataset", dataset, "--arms", ",".join(arms), "--student", student, "--metric", metric)
     runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in compared["methods"]}
     shared = sorted(set(runs[a]) & set(runs[b]))
     if shared:
         sprkd(db, "stats", "--mcnemar", runs[a][shared[0]], runs[b][shared[0]])
+    sprkd(db, "report", "--dataset", dataset, "--arms", ",".join(arms), "--student", student)

@@ -92,7 +92,7 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
 
 
 def _saddle_row(point) -> dict:
-    """A stored saddle candidate, and whether it passes each rule at its default (METHODS.md, sprkd)."""
+    """A stored saddle candidate, and whether it passes each rule at its default (docs/methods.md, sprkd)."""
     from ..methods.options import SPRKDOptions
     from ..methods.sprkd.saddles import SaddleScore, is_strong
 

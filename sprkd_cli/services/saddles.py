@@ -37,7 +37,7 @@ def load_snapshot(path: Path) -> list[tuple[str, object]]:
 # -- phase 1: tracking during train-teacher -----------------------------------------------------
 def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
                    artifacts: Path) -> Callable[[int, int], None]:
-    """on_step hook of --track-saddles: a saddle check every cfg.saddle_every steps (METHODS.md, sprkd
+    """on_step hook of --track-saddles: a saddle check every cfg.saddle_every steps (docs/methods.md, sprkd
     phase 1). A check with negative curvature among its eigenvalues is a candidate; the cfg.max_saddles
     candidates of highest S-/S+ and the cfg.max_saddles of highest S- are kept (parameters as an
     artifact, a saddle_points row), whatever rule a student applies later. Every check is a

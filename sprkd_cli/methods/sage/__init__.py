@@ -1,4 +1,4 @@
-"""SAGE: Synthetic Adaptive Guided Embeddings (METHODS.md, "sage").
+"""SAGE: Synthetic Adaptive Guided Embeddings (docs/methods.md, "sage").
 
 The teacher's frozen `embed` vectorises the training inputs (once for vision; batch by batch for
 token sequences, whose vectors are too big to keep: pool.py); the student's `body` trains on those
