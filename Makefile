@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.10 with venv):
-#   make demo   the main job on digits: teachers, every method over 5 seeds, comparison table, statistics
+#   make demo   the main job on digits: teachers, every method over 5 seeds, comparison table, statistics,
+#               and the page report-digits.html
 #   make test   the test suite (make test-fast: without the tests marked slow)
 # Both create .venv/ on first use and reuse it afterwards.
 
@@ -34,6 +35,7 @@ demo: $(STAMP)
 	$(SPRKD) compare --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --seeds 0-4 \
 	  --epochs 60 --patience 15 --tune lr=0.003,0.01,0.03 --jobs 2 --saddle-alpha 0.1
 	$(SPRKD) stats --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT)
+	$(SPRKD) report --dataset digits --arms sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --output report-digits.html
 
 # The sprkd paper's experiment on the malaria cell images: make paper-sprkd DATA_DIR=folder-with-cell_images
 paper-sprkd: $(STAMP)
@@ -58,4 +60,4 @@ bench: $(STAMP)
 	status=0; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || status=1; done; exit $$status
 
 clean-runs:
-	rm -rf runs runs.db runs.db-wal runs.db-shm runs.db.lock
+	rm -rf runs runs.db runs.db-wal runs.db-shm runs.db.lock report-digits.html

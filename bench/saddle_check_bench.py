@@ -1,7 +1,7 @@
 """What one saddle check of `train-teacher --track-saddles` costs, as a ratio to one training epoch of the
 same model, side by side in one process: an MLP on digits (the demo's teacher) and malaria-teacher.
 
-A check is METHODS.md's phase 1: the probe loss and the `--saddle-top-n` eigenvalues of largest magnitude of
+A check is docs/methods.md's phase 1: the probe loss and the `--saddle-top-n` eigenvalues of largest magnitude of
 the probe Hessian (2 batches of 256, Lanczos through double-backward HVPs). An epoch is AdamW over the
 training set in batches of 64, forward, backward and step. malaria-teacher is timed on random 3x32x32
 images, as many as the real training split holds (19,290 of 27,558 cell images): the cost is the model's,

@@ -19,11 +19,13 @@ def sprkd(db: str | None, *args: str, capture: bool = False) -> str:
 
 def claims_and_mcnemar(db: str | None, dataset: str, arms: list[str], student: str, metrics: list[str],
                        compared: dict, a: str, b: str) -> None:
-    """One `stats` call on every metric (one table each; Holm over every test of the call), then McNemar's exact
-    test on the first seed that arms `a` and `b` share in `compared` (compare's --json)."""
+    """One `stats` call on every metric (one table each; Holm over every test of the call), McNemar's exact test
+    on the first seed that arms `a` and `b` share in `compared` (compare's --json), and last `sprkd report`: the
+    page of the whole comparison."""
     sprkd(db, "stats", "--dataset", dataset, "--arms", ",".join(arms), "--student", student,
           *(arg for metric in metrics for arg in ("--metric", metric)))
     runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in compared["methods"]}
     shared = sorted(set(runs[a]) & set(runs[b]))
     if shared:
         sprkd(db, "stats", "--mcnemar", runs[a][shared[0]], runs[b][shared[0]])
+    sprkd(db, "report", "--dataset", dataset, "--arms", ",".join(arms), "--student", student)

@@ -47,6 +47,7 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "constant")
 PROBE_MODES = ("eval", "train")
 PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass
@@ -75,7 +76,7 @@ class TrainConfig:
     teacher_ids: list[str] = field(default_factory=list)
     method_options: dict = field(default_factory=dict)
     arm: str | None = None  # the arm of compare this run is trained for (None: the one named after its method)
-    device: str = option("auto", "auto (cuda, then mps, else cpu), cpu, cuda or mps.", panel=TRAIN)
+    device: str = option("auto", "auto (cuda, then mps, else cpu), cpu, cuda or mps.", panel=TRAIN, choices=DEVICES)
     precision: str = option("fp32", "fp32, or mixed precision: bf16, fp16 (with loss scaling). Autocast of each "
                                     "training step's forward pass and loss and of evaluation; targets computed ahead "
                                     "(the teacher's, sage's rounds) and the Hessian and saddle probes stay fp32.",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,14 @@ def run_subprocess(db, *args: str, timeout: float = 120) -> subprocess.Completed
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
 
 
+PROGRESS_LINE = re.compile(r"^\[ *\d+s\] ")  # a progress line on stderr when it is not a terminal
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The lines of `stderr` that are not progress lines."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS_LINE.match(line)]
+
+
 def open_test_store(db):
     from sprkd_cli.store import open_store
 
@@ -214,3 +223,25 @@ def bucket_keys(bucket: str) -> set[str]:
 
     pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+# -- a small study: a saddle-tracked teacher, then compare with four arms (one of them kd again under
+# another name, so that its runs belong to two arms), a --tune grid and Hessian reports ------------------
+
+STUDY_ARMS = ("sgd", "kd", "kd2", "sprkd")
+
+
+@pytest.fixture(scope="session")
+def study(tmp_path_factory) -> Path:
+    """The store of the study (runs.db; artifacts beside it), made once per session."""
+    folder = tmp_path_factory.mktemp("study")
+    db = folder / "runs.db"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPRKD_ARTIFACTS", str(folder / "runs"))
+        patch.delenv("SPRKD_DB", raising=False)
+        teacher = sprkd_json(db, *TEACHER_ARGS, "--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8")
+        assert teacher["status"] == "finished"
+        result = sprkd(db, "compare", *STUDENT_ARGS, "--arm", "sgd", "--arm", "kd", "--arm", "kd2=kd", "--arm", "sprkd",
+                       "--seeds", "0-1", "--tune", "lr=0.01,0.03", "--hessian", "--saddle-alpha", "0", "--json")
+        assert result.exit_code == 0, (result.output, result.exception)
+    return db

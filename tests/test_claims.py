@@ -1,4 +1,4 @@
-"""The seeds' claims as metrics (METHODS.md): each against a hand-computed case. Curves are written into a
+"""The seeds' claims as metrics (docs/methods.md): each against a hand-computed case. Curves are written into a
 store directly; noise_acc and the Hessian claims come from tiny real runs."""
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["train-teacher", "--dataset", "nope"], ["unknown dataset 'nope'", "digits", "synthetic"]),
         (["train-teacher", "--dataset", DATA, "--model", "nope"],
          ["unknown model 'nope'", "cnn", "mlp", "mlp-large", "mlp-small"]),
-        (["distill", "--dataset", DATA, "--method", "nope"], ["unknown method 'nope'", "kd", "sgd"]),
+        (["distill", "--dataset", DATA, "--method", "nope"], ["bad --method 'nope'", "kd", "sgd"]),
         (["compare", "--dataset", DATA, "--methods", "sgd,nope"], ["unknown method 'nope'", "kd", "sgd"]),
         (["compare", "--dataset", DATA, "--methods", ","], ["--methods"]),
         (["stats", "--dataset", DATA, "--methods", "kd,nope"], ["unknown arm or method 'nope'", "kd", "sgd"]),
@@ -48,10 +48,10 @@ DIVERGE = ["--optimizer", "sgd", "--lr", "1e12", "--schedule", "constant"]
         (["train-teacher", "--dataset", DATA, "--optimizer", "lion"], ["bad --optimizer 'lion'", "adamw", "sgd"]),
         (["distill", "--dataset", DATA, "--teacher", "deadbeef"], ["no run 'deadbeef'"]),
         (["runs", "show", "deadbeef"], ["no run 'deadbeef'"]),
-        (["runs", "export", "--format", "xml"], ["unknown --format 'xml'", "csv", "json"]),
+        (["runs", "export", "--format", "xml"], ["bad --format 'xml'", "csv", "json"]),
         (["train-teacher", "--dataset", DATA, "--image-size", "16"], ["--image-size applies to malaria only"]),
-        (["runs", "list", "--status", "bogus"], ["unknown --status 'bogus'", "finished", "failed", "running"]),
-        (["runs", "list", "--kind", "bogus"], ["unknown --kind 'bogus'", "teacher", "student"]),
+        (["runs", "list", "--status", "bogus"], ["bad --status 'bogus'", "finished", "failed", "running"]),
+        (["runs", "list", "--kind", "bogus"], ["bad --kind 'bogus'", "teacher", "student"]),
         (["stats", "--dataset", DATA, "--metric", "bogus"], ["bad --metric 'bogus'"]),
         (["compare", "--dataset", DATA, "--jobs", "0"], ["--jobs"]),
     ],
@@ -271,7 +271,9 @@ def test_runs_list_filters(db, populated):
     everything = {p["teacher"], p["failed"], p["sgd"], *p["kd"]}
     assert _ids(db) == everything
     assert _ids(db, "--method", "kd") == set(p["kd"])
-    assert _ids(db, "--method", "sgd") == {p["teacher"], p["failed"], p["sgd"]}  # teachers train with sgd
+    assert _ids(db, "--method", "sgd") == {p["sgd"]}  # teachers train with sgd, but show as teachers
+    assert _ids(db, "--method", "teacher") == _ids(db, "--arm", "teacher") == {p["teacher"], p["failed"]}
+    assert _ids(db, "--arm", "kd") == set(p["kd"])
     assert _ids(db, "--kind", "teacher") == {p["teacher"], p["failed"]}
     assert _ids(db, "--kind", "student") == {p["sgd"], *p["kd"]}
     assert _ids(db, "--status", "failed") == {p["failed"]}
@@ -319,6 +321,9 @@ def test_runs_export_csv_and_json(db, populated, tmp_path):
     assert float(by_id[p["sgd"]]["test_acc"]) == pytest.approx(store.get_run(p["sgd"]).summary["test_acc"])
     assert by_id[p["kd"][0]]["teacher_ids"] == p["teacher"]
     assert by_id[p["failed"]]["status"] == "failed"
+    assert by_id[p["teacher"]]["arm"] == by_id[p["teacher"]]["method"] == "teacher"  # not sgd
+    assert by_id[p["kd"][0]]["arm"] == "kd" and by_id[p["kd"][0]]["config.method_options.temperature"] == "4.0"
+    assert by_id[p["sgd"]]["config.lr"] == "0.01" and by_id[p["sgd"]]["config.method_options.temperature"] == ""
 
     result = sprkd(db, "runs", "export", "--format", "json", "--method", "kd")
     assert result.exit_code == 0, result.output
@@ -342,5 +347,5 @@ def test_runs_export_csv_and_json(db, populated, tmp_path):
     assert result.exit_code == 0, result.output
     assert len(json.loads(out.read_text())) == len(finished) * 3 * len(METRIC_NAMES)  # the failed run has none
 
-    assert_user_error(sprkd(db, "runs", "export", "--format", "parquet"), "unknown --format 'parquet'")
+    assert_user_error(sprkd(db, "runs", "export", "--format", "parquet"), "--format parquet", "--output")
     assert_user_error(sprkd(db, "runs", "export", "--output", str(tmp_path / "nope" / "x.csv")), "cannot write")

@@ -26,6 +26,7 @@ from conftest import (
     sprkd_json,
     sql,
     train_teacher,
+    without_progress,
 )
 
 from sprkd_cli.services.lifecycle import (
@@ -74,7 +75,7 @@ def test_signal_ends_the_run_as_interrupted_with_its_epochs(db, signum, code):
         child.kill()
     assert child.returncode == code, (child.returncode, stderr)
     assert "Traceback" not in stderr
-    lines = stderr.strip().splitlines()
+    lines = without_progress(stderr)
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"interrupted by {signal.Signals(signum).name}; run "), lines[0]
     [run] = open_test_store(db).list_runs()
@@ -107,7 +108,7 @@ def assert_compare_sigterm_interrupts_two_runs(db, *args: str) -> None:
     finally:
         child.kill()
     assert child.returncode == 143, (child.returncode, stderr)
-    assert stderr.strip() == "interrupted by SIGTERM"
+    assert without_progress(stderr) == ["interrupted by SIGTERM"], stderr
     runs = open_test_store(db).list_runs()
     assert len(runs) == 2 and {r.status for r in runs} == {"interrupted"}, [(r.seed, r.status) for r in runs]
 
@@ -338,7 +339,7 @@ def test_list_filters_are_bound_parameters(store_url):
     assert store.list_runs(dataset=INJECTION) == []
     assert store.list_runs(method="kd' --") == []
     assert sprkd_json(db, "runs", "list", "--method", INJECTION, "--dataset", "x\"; DROP TABLE runs; --") == []
-    assert_user_error(sprkd(db, "runs", "list", "--status", INJECTION), "unknown --status")
+    assert_user_error(sprkd(db, "runs", "list", "--status", INJECTION), "bad --status")
     weird = add_run(store, method=INJECTION)
     assert [r.id for r in store.list_runs(method=INJECTION)] == [weird]
     assert {r.id for r in store.list_runs()} == ids | {weird}

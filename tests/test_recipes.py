@@ -33,6 +33,7 @@ def test_paper_sprkd_recipe_prints_every_table(tmp_path):
     assert out.count("pairwise tests") >= 7  # every metric's tests (a censored one may have fewer pairs)
     assert "Brown" in out  # the spread's test, for val_loss_sd
     assert "McNemar exact test" in out
+    assert "report of " in out and len(list(tmp_path.rglob("reports/malaria-*.html"))) == 1  # and the page
 
 
 @pytest.mark.slow
@@ -57,6 +58,7 @@ def test_paper_sage_recipe_tunes_every_arm_and_prints_every_table(tmp_path):
     for metric in ("test_acc", "epochs_to:0.6", "auc_val_acc", "val_loss_sd:2"):
         assert f"sst2:max_len=16: {metric} " in out, metric
     assert "McNemar exact test" in out
+    assert "report of " in out and len(list(tmp_path.rglob("reports/sst2_max_len_16-*.html"))) == 1
     # the student is the teacher's first layer, its data a seeded subset of the training sentences
     config = json.loads((tmp_path / "work" / "student-L1" / "config.json").read_text())
     assert config["num_hidden_layers"] == 1

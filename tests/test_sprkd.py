@@ -24,7 +24,7 @@ from conftest import (
     sprkd_json,
 )
 
-# Settings under which tiny teachers do have saddle candidates: with METHODS.md's default top 4
+# Settings under which tiny teachers do have saddle candidates: with docs/methods.md's default top 4
 # eigenvalues by magnitude these MLPs show none (their largest |λ| are all positive).
 TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
 TRACKED_TEACHER = ["train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, *TRACK]
@@ -664,7 +664,7 @@ def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
 
 @pytest.mark.slow
 def test_a_converging_digits_student_takes_eigensteps_and_perturbations_through_the_tensor_gate(db):
-    """METHODS.md 3b/3c with the default gate: small per-tensor gradients come as a student converges
+    """docs/methods.md 3b/3c with the default gate: small per-tensor gradients come as a student converges
     (40 epochs at lr 3e-3 on digits), and then NHE and PGD run; the ablations switch each off."""
     teacher = sprkd_json(db, "train-teacher", "--dataset", "digits", "--model", "mlp:width=32,depth=1", "--epochs", "3",
                          "--track-saddles", "--saddle-every", "5", "--saddle-top-n", "16")["run_id"]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from .app import SprkdGroup
-from . import hessian, runs, stats, train
+from . import hessian, report, runs, stats, train
 
 app = typer.Typer(
     cls=SprkdGroup,
@@ -29,7 +29,7 @@ def _global(
     artifacts: Annotated[Optional[str], typer.Option(
         "--artifacts", envvar="SPRKD_ARTIFACTS", show_envvar=False,
         help="Artifact root (checkpoints, training states, saddle snapshots, plots): a folder or an fsspec URL "
-             "such as s3://bucket/prefix (pip install 'sprkd[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
+             "such as s3://bucket/prefix (pip install 'sprkd\\[s3]') \\[env SPRKD_ARTIFACTS; default: runs/ beside "
              "a SQLite store, else ./runs].")] = None,
     threads: Annotated[Optional[str], typer.Option(
         "--threads", envvar="SPRKD_THREADS", show_envvar=False, metavar="N",
@@ -52,6 +52,7 @@ def _global(
 train.register(app)
 stats.register(app)
 hessian.register(app)
+report.register(app)
 app.add_typer(runs.app, name="runs")
 
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import Interrupted, UserError, os_error_message
 
@@ -22,7 +22,22 @@ except ImportError:
     USAGE_ERRORS = (click.UsageError,)
 
 
-class SprkdGroup(TyperGroup):
+class _PlainFlags:
+    """--help shows no type for a flag (`--json`, `--help`): a flag takes no value."""
+
+    def get_params(self, ctx: click.Context):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class SprkdCommand(_PlainFlags, TyperCommand):
+    """Every sprkd command: its flags listed without a type."""
+
+
+class SprkdGroup(_PlainFlags, TyperGroup):
     """Prints a UserError, a usage error of a command, an OSError (its path and reason) or a database
     error of the store (naming it) as one line on stderr and exits with code 2, without a traceback; an
     interrupted run (SIGINT, SIGTERM) as one line, exiting with 130 or 143."""
@@ -35,7 +50,7 @@ class SprkdGroup(TyperGroup):
             ctx.exit(2)
         except USAGE_ERRORS as exc:  # click's own (a bad number, a misspelt flag): one line too
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            message = " ".join(exc.format_message().split())
+            message = _refused_choice(" ".join(exc.format_message().split()))
             _say(ctx, f"error: {message} (see '{where} --help')")
             ctx.exit(2)
         except Interrupted as exc:
@@ -67,6 +82,19 @@ def _say(ctx: click.Context, line: str) -> None:
     from ..redact import scrub
 
     click.echo(scrub(line, _given_store(ctx)), err=True)
+
+
+def _refused_choice(message: str) -> str:
+    """The parser's refusal of a value outside an option's choices, worded as sprkd words its own
+    (`bad --mode 'x'; valid: eval, train`); any other message as it is."""
+    import re
+
+    match = re.fullmatch(r"Invalid value for '(?P<flag>[^']+)': (?:Value error, )?(?P<value>'.*'|\".*\") is not one "
+                         r"of (?P<choices>'.*')\.", message)
+    if match is None:
+        return message
+    choices = ", ".join(c.strip().strip("'") for c in match["choices"].split(","))
+    return f"bad {match['flag']} {match['value']}; valid: {choices}"
 
 
 def _store_error(ctx: click.Context, exc: Exception) -> UserError | None:
@@ -119,16 +147,64 @@ def console():
 
 
 @contextmanager
-def progress(enabled: bool):
-    """A Rich progress bar on stderr, shown only on a terminal."""
+def progress(enabled: bool, interval: float = 5.0):
+    """Progress on stderr: Rich bars on a terminal; elsewhere (a log file, a pipe) plain lines, at most one
+    per task every `interval` seconds (see PlainProgress); nothing when not `enabled` (--json)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True)
+    if enabled and not err.is_terminal:
+        yield PlainProgress(interval)
+        return
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TextColumn("{task.fields[info]}"), console=err, transient=True,
-                  disable=not (enabled and err.is_terminal)) as bar:
+                  TextColumn("{task.fields[info]}"), console=err, transient=True, disable=not enabled) as bar:
         yield bar
+
+
+class PlainProgress:
+    """Rich Progress's add_task / update / remove_task as plain lines on stderr, for a log: a line when a
+    task's count moves (an epoch or a run finished) or its info changes, at most one per task every
+    `interval` seconds (a task's own `plain_interval`, e.g. 0: every change), and always its last count;
+    no control characters."""
+
+    def __init__(self, interval: float):
+        import time
+
+        self.interval, self.clock, self.started = interval, time.monotonic, time.monotonic()
+        self.tasks: dict[int, dict] = {}
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
+        task_id = len(self.tasks)
+        self.tasks[task_id] = {"description": description, "total": total, "completed": completed,
+                               "info": fields.get("info", ""), "printed": None, "at": -float("inf"),
+                               "every": fields.get("plain_interval", self.interval)}
+        return task_id
+
+    def remove_task(self, task_id: int) -> None:
+        self.tasks.pop(task_id, None)
+
+    def update(self, task_id: int, *, total: float | None = None, completed: float | None = None,
+               advance: float | None = None, description: str | None = None, info: str | None = None,
+               **_) -> None:
+        task = self.tasks.get(task_id)
+        if task is None:
+            return
+        for key, value in (("total", total), ("completed", completed), ("description", description), ("info", info)):
+            if value is not None:
+                task[key] = value
+        if advance:
+            task["completed"] += advance
+        shown = (task["description"], task["completed"], task["total"], task["info"])
+        done = task["total"] is not None and task["completed"] >= task["total"] > 0
+        if shown == task["printed"] or (self.clock() - task["at"] < task["every"] and not done):
+            return
+        task["printed"], task["at"] = shown, self.clock()
+        count = f" {task['completed']:g}/{task['total']:g}" if task["total"] is not None else ""
+        info = f" {task['info']}" if task["info"] else ""
+        line = f"[{self.clock() - self.started:6.0f}s] {task['description']}{count}{info}"
+        sys.stderr.write("".join(ch for ch in line if ch.isprintable()) + "\n")
+        sys.stderr.flush()
 
 
 def fmt(value, digits: int = 4) -> str:

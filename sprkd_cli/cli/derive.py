@@ -11,38 +11,31 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
+from rich.markup import escape
 
 from ..config import TrainConfig
-from ..errors import UserError
 from ..methods.options import METHOD_OPTIONS
 from ..options import Declared, declared_fields, default_of, flag_name, value_type
 
 
-def one_of(flag: str, choices: tuple[str, ...]) -> dict:
-    """typer.Option arguments for a choice: --help lists the choices, and a refusal is sprkd's one line
-    (`bad --flag 'value'; valid: a, b`, exit 2)."""
-
-    def parse(value: str) -> str:
-        if value not in choices:
-            raise UserError(f"bad {flag} '{value}'; valid: {', '.join(choices)}")
-        return value
-
-    return {"parser": parse, "metavar": "[" + "|".join(choices) + "]"}
+def choice(values: tuple[str, ...]):
+    """The type of an option with fixed values: the parser refuses any other (exit 2, one line), and
+    --help lists them."""
+    return Literal[tuple(values)]
 
 
 def _param(name: str, kind: type, declared: Declared, default, help_text: str, *, optional: bool) -> inspect.Parameter:
-    extra = one_of(flag_name(name, declared), declared.choices) if declared.choices is not None else {}
+    decls = [flag_name(name, declared)]
     if kind is bool:
-        decls = [flag_name(name, declared)]
         name = decls[0].lstrip("-").replace("-", "_")
         annotation, default = bool, False
     else:
-        decls = [flag_name(name, declared)]
-        annotation = Optional[kind] if optional else kind
-    info = typer.Option(*decls, help=help_text, rich_help_panel=declared.panel, **extra)
+        value = choice(declared.choices) if declared.choices is not None else kind
+        annotation = Optional[value] if optional else value
+    info = typer.Option(*decls, help=escape(help_text), rich_help_panel=declared.panel)
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, info])
 

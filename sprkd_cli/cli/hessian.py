@@ -6,8 +6,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
 from . import options as o
-from .app import console, fmt, open_store_from, print_json
+from .derive import choice
+from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
 
 PROBE = "Probe set"
 ESTIMATORS = "Estimators"
@@ -25,7 +27,7 @@ def register(app: typer.Typer) -> None:
     signature = inspect.signature(hessian_report, eval_str=True)
     params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
     hessian_report.__signature__ = signature.replace(parameters=params + shared_params(SHARED_OPTIONS, PROBE))
-    app.command("hessian-report")(hessian_report)
+    app.command("hessian-report", cls=SprkdCommand)(hessian_report)
 
 
 def hessian_report(
@@ -35,7 +37,7 @@ def hessian_report(
     top_k: Annotated[int, typer.Option(help="Largest (algebraic) eigenvalues.", rich_help_panel=ESTIMATORS)] = 5,
     bottom_k: Annotated[int, typer.Option(help="Smallest (algebraic) eigenvalues: negative ones show saddles.", rich_help_panel=ESTIMATORS)] = 1,
     trace: Annotated[bool, typer.Option("--trace", help="Estimate the trace (Hutch++ by default).", rich_help_panel=ESTIMATORS)] = False,
-    trace_method: Annotated[str, typer.Option(help="hutchpp or hutchinson.", rich_help_panel=ESTIMATORS)] = "hutchpp",
+    trace_method: Annotated[choice(TRACE_METHODS), typer.Option(help="Trace estimator: Hutch++ or Hutchinson's.", rich_help_panel=ESTIMATORS)] = "hutchpp",
     trace_hvp: Annotated[int, typer.Option(help="HVPs the trace estimate may spend.", rich_help_panel=ESTIMATORS)] = 99,
     density: Annotated[bool, typer.Option("--density", help="Eigenvalue density by stochastic Lanczos quadrature; writes a PNG.", rich_help_panel=ESTIMATORS)] = False,
     slq_runs: Annotated[int, typer.Option(help="SLQ random starts.", rich_help_panel=ESTIMATORS)] = 10,
@@ -43,12 +45,12 @@ def hessian_report(
     probe_batches: Annotated[Optional[int], typer.Option(help="Batches in the probe set \\[default: the run's own --probe-batches, 2 unless it was given].", rich_help_panel=PROBE)] = None,
     probe_size: Annotated[Optional[int], typer.Option(help="Examples per probe batch \\[default: the run's own --probe-size, 256 unless it was given].", rich_help_panel=PROBE)] = None,
     probe_seed: Annotated[Optional[int], typer.Option(help="Draw another probe set \\[default: the run's seed, i.e. the run's own probe set].", rich_help_panel=PROBE)] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Model mode during the probe: eval or train (restored after) \\[default: the run's own --probe-mode, eval unless it was given].", rich_help_panel=PROBE)] = None,
-    dtype: Annotated[str, typer.Option(help="float32 or float64.", rich_help_panel=PROBE)] = "float32",
-    hvp: Annotated[str, typer.Option(help="auto, func (forward-over-reverse) or double (double backward).", rich_help_panel=PROBE)] = "auto",
+    mode: Annotated[Optional[choice(MODES)], typer.Option(help="Model mode during the probe (restored after) \\[default: the run's own --probe-mode, eval unless it was given].", rich_help_panel=PROBE)] = None,
+    dtype: Annotated[choice(DTYPES), typer.Option(help="Precision of the Hessian-vector products.", rich_help_panel=PROBE)] = "float32",
+    hvp: Annotated[choice(HVP_KINDS), typer.Option(help="How Hessian-vector products are made: func (forward-over-reverse), double (double backward) or auto (times both, keeps the faster that works).", rich_help_panel=PROBE)] = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the random vectors only (Lanczos start, trace and SLQ probes).", rich_help_panel=PROBE)] = 0,
     layer: Annotated[Optional[str], typer.Option(help="Only the parameters of this module, e.g. embed.1 or body.", rich_help_panel=PROBE)] = None,
-    weights: Annotated[str, typer.Option(help="The run's final weights, or best-val: those whose accuracy it reports (what stats --metric hessian.* reads at --at best-val).", rich_help_panel=PROBE)] = "final",
+    weights: Annotated[choice(WEIGHTS), typer.Option(help="The run's final weights, or best-val: those whose accuracy it reports (what stats --metric hessian.* reads at --at best-val).", rich_help_panel=PROBE)] = "final",
     as_json: o.Json = False,
     **shared,
 ) -> None:
@@ -72,7 +74,12 @@ def hessian_report(
                              dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights,
                              micro_batch=shared.get("probe_micro_batch"))
     set_threads()
-    result = report_run(store, runs[0], request)
+    from ..activity import listening
+
+    with progress(not as_json, interval=0) as bar:  # few, long steps: each one's start is a line
+        task = bar.add_task(f"Hessian of run {runs[0]}", total=None, info="loading the run")
+        with listening(lambda what: what and bar.update(task, info=what)):
+            result = report_run(store, runs[0], request)
     if as_json:
         print_json({k: v for k, v in result.items() if k != "probe"} | {"probe_sizes": result["probe"]["sizes"]})
         return

@@ -7,51 +7,53 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import EXPORT_FORMATS, RUN_KINDS, RUN_STATUSES
 from . import options as o
-from .app import SprkdGroup, console, fmt, open_store_from, print_json
+from .derive import choice
+from .app import SprkdCommand, SprkdGroup, console, fmt, open_store_from, print_json
 
 app = typer.Typer(cls=SprkdGroup, no_args_is_help=True, help="Browse and export the runs in the store.")
 
-@app.command("list")
+@app.command("list", cls=SprkdCommand)
 def list_runs(
     ctx: typer.Context,
-    method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
+    method: Annotated[Optional[str], typer.Option(help="Only this method (teacher: the teachers).")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="Only this arm (teacher: the teachers).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status: running, finished, failed, interrupted, crashed.")] = None,
-    kind: Annotated[Optional[str], typer.Option(help="Only teacher or student runs.")] = None,
+    status: Annotated[Optional[choice(RUN_STATUSES)], typer.Option(help="Only runs of this status.")] = None,
+    kind: Annotated[Optional[choice(RUN_KINDS)], typer.Option(help="Only teacher or only student runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first (0: all).")] = 50,
     as_json: o.Json = False,
 ) -> None:
-    """The runs in the store, newest first."""
+    """The runs in the store, newest first, with the arms each belongs to (compare's --arm names; teachers:
+    teacher)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from ..errors import UserError
-    from ..services.lifecycle import read_runs
-    from ..services.runs import run_row
-    from ..store import RUN_KINDS, RUN_STATUSES
+    from ..services.runs import run_arms, run_row, select_runs, shown_method
 
     if limit < 0:
         raise UserError(f"--limit must be >= 0 (0: all; got {limit})")
-    for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
-        if value is not None and value not in valid:
-            raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
-    runs = read_runs(open_store_from(ctx), method=method, dataset=dataset, status=status, kind=kind,
-                     limit=limit or None, brief=True)
+    store = open_store_from(ctx)
+    runs = select_runs(store, method=method, arm=arm, dataset=dataset, status=status, kind=kind,
+                       limit=limit or None, brief=True)
+    arms = store.arms_of_runs([r.id for r in runs])
     if as_json:
-        print_json([run_row(r) for r in runs])
+        print_json([run_row(r, run_arms(r, arms)) for r in runs])
         return
     table = Table()
-    for column in ("id", "kind", "method", "dataset", "model", "seed", "status", "test_acc", "created"):
+    for column in ("id", "arm", "method", "dataset", "model", "seed", "status", "test_acc", "created"):
         table.add_column(column, justify="right" if column in ("seed", "test_acc") else "left")
     for r in runs:
         status_text = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]",
                        "crashed": "[red]crashed[/red]", "interrupted": "[yellow]interrupted[/yellow]"}.get(r.status, r.status)
-        table.add_row(r.id, r.kind, r.method, r.dataset, r.model, str(r.seed), status_text,
-                      fmt(r.summary.get("test_acc")), r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(r.id, escape(", ".join(run_arms(r, arms))), shown_method(r), r.dataset, r.model, str(r.seed),
+                      status_text, fmt(r.summary.get("test_acc")), r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
     console().print(table)
 
 
-@app.command("show")
+@app.command("show", cls=SprkdCommand)
 def show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
@@ -68,7 +70,8 @@ def show(
         print_json(r)
         return
     out = console()
-    out.print(f"[bold]run {r['id']}[/bold]  {r['kind']} · {r['method']} · {r['dataset']} · {r['model']} · "
+    method = "" if r["kind"] == "teacher" else f" · {r['method']}"
+    out.print(f"[bold]run {r['id']}[/bold]  {r['kind']}{method} · {r['dataset']} · {r['model']} · "
               f"seed {r['seed']} · {r['status']}")
     if r["error"]:
         out.print(f"[red]error:[/red] {r['error']}")
@@ -154,36 +157,45 @@ def _hessian_table(rows: list[dict]):
     return table
 
 
-@app.command("export")
+@app.command("export", cls=SprkdCommand)
 def export(
     ctx: typer.Context,
-    fmt_: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt_: Annotated[choice(EXPORT_FORMATS), typer.Option("--format", help="File format (parquet: with --output).")] = "csv",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write ('-': stdout) \\[default: stdout]. Never the store or another SQLite database.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,
-    metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row (long format) instead of one row per run.")] = False,
-    method: Annotated[Optional[str], typer.Option(help="Only this method.")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row of the runs (long format: run_id, step, epoch, split, name, value) instead of one row per run and arm.")] = False,
+    method: Annotated[Optional[str], typer.Option(help="Only this method (teacher: the teachers).")] = None,
+    arm: Annotated[Optional[str], typer.Option(help="Only this arm (teacher: the teachers).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,
-    status: Annotated[Optional[str], typer.Option(help="Only this status.")] = None,
+    status: Annotated[Optional[choice(RUN_STATUSES)], typer.Option(help="Only runs of this status.")] = None,
+    kind: Annotated[Optional[choice(RUN_KINDS)], typer.Option(help="Only teacher or only student runs.")] = None,
 ) -> None:
-    """Runs (or their metrics) as CSV or JSON, for pandas, R or a spreadsheet."""
-    import pandas as pd
-
+    """One row per run and arm (a run two arms share is a row of each; teachers are the arm teacher): its
+    arm, its columns, its summary numbers and its config flattened into config.* columns; for pandas, R or
+    a spreadsheet (in Python: sprkd_cli.api.load_runs)."""
+    from ..api import load_metrics, load_runs, write_frame
     from ..errors import UserError
     from ..services.outputs import check_output, write_output
-    from ..services.runs import export_rows
     from ..store import store_url
 
-    if fmt_ not in ("csv", "json"):
-        raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
     if output is not None and str(output) == "-":
         output = None
+    if fmt_ == "parquet" and output is None:
+        raise UserError("--format parquet writes a binary file: give --output FILE")
     if output is not None:  # before the store is opened: a wrong path changes nothing anywhere
         check_output(output, store_url((ctx.find_root().obj or {}).get("db")), force=force)
-    columns, rows = export_rows(open_store_from(ctx), metrics=metrics, method=method, dataset=dataset, status=status)
-    frame = pd.DataFrame(rows, columns=columns)
-    text = frame.to_csv(index=False) if fmt_ == "csv" else frame.to_json(orient="records", date_format="iso", indent=1) + "\n"
+    store = open_store_from(ctx)
+    filters = {"method": method, "arm": arm, "dataset": dataset, "status": status, "kind": kind}
+    frame = load_metrics(store, **filters) if metrics else load_runs(store, **filters)
+    import io
+
+    buffer = io.BytesIO() if fmt_ == "parquet" else io.StringIO()
+    write_frame(frame, buffer, fmt_)
+    data = buffer.getvalue()
+    if fmt_ == "json":
+        data += "\n"
     if output is None:
-        typer.echo(text, nl=False)
-    else:
-        write_output(output, text)
-        console().print(f"wrote {len(frame)} rows to {output}")
+        typer.echo(data, nl=False)
+        return
+    write_output(output, data)
+    console().print(f"wrote {len(frame)} rows to {output}")

@@ -6,13 +6,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..choices import AT, CORRECTIONS, TESTS
 from . import options as o
-from .app import console, fmt, fmt_p, open_store_from, print_json
+from .derive import choice
+from .app import SprkdCommand, console, fmt, fmt_p, open_store_from, print_json
 
 
 METRIC_HELP = (
     "One value per run, tested across seeds. SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss (at "
-    "--at's epoch). The claims (METHODS.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
+    "--at's epoch). The claims (docs/methods.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
     "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank test); auc_val_acc, the mean val accuracy over the "
     "run's epochs; val_loss_sd:K, the sd of val loss over the last K epochs (with the Brown–Forsythe test); "
     "hessian.top1, hessian.trace, hessian.min: largest eigenvalue, trace and smallest eigenvalue of the run's "
@@ -22,7 +24,7 @@ METRIC_HELP = (
 
 
 def register(app: typer.Typer) -> None:
-    app.command("stats")(stats)
+    app.command("stats", cls=SprkdCommand)(stats)
 
 
 def stats(
@@ -30,9 +32,9 @@ def stats(
     methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
     dataset: o.Dataset = "digits",
     metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP + " Repeat --metric to test several in one call: one table each, and every test of the call one family for --correction. Default: test_acc.")] = None,
-    at: Annotated[str, typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
-    test: Annotated[str, typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
-    correction: Annotated[str, typer.Option(help="Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired p-values each a family): holm, bonferroni or none.")] = "holm",
+    at: Annotated[choice(AT), typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
+    test: Annotated[choice(TESTS), typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
+    correction: Annotated[choice(CORRECTIONS), typer.Option(help="Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired p-values each a family): holm, bonferroni or none.")] = "holm",
     spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted with the call's --correction; always on with val_loss_sd:K.")] = False,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,

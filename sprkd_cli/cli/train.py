@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Annotated, Optional
 
 import typer
 
+from ..choices import EXECUTORS
 from ..config import TrainConfig
+from ..methods.options import method_names
 from . import options as o
-from .app import console, fmt, open_store_from, print_json, progress
-from .derive import command, one_of, method_params, method_values, training_params, training_values
+from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
+from .derive import choice, command, method_params, method_values, training_params, training_values
 
 
 def _config(kind: str, method: str, dataset: str, model: str, seed: int, values: dict, **fields) -> TrainConfig:
@@ -66,14 +69,20 @@ def _resume_and_report(ctx: typer.Context, kind: str, ref: str, as_json: bool) -
 def _with_progress(label: str, epochs: int | None, as_json: bool, train) -> None:
     """train(on_epoch, on_data) under a progress bar (epochs, and dataset decoding on first use); prints
     the outcome and exits 1 unless the run finished."""
+    from ..activity import listening
     from ..services.training import set_threads
 
     set_threads(1)
     with progress(not as_json) as bar:
         task = bar.add_task(label, total=epochs, info="")
+        last = [""]  # the latest epoch's numbers, shown again once an activity (a saddle check, ...) ends
 
         def on_epoch(record):
-            bar.update(task, completed=record.epoch, info=f"val_acc {record.metrics[('val', 'acc')]:.4f}")
+            last[0] = f"val_acc {record.metrics[('val', 'acc')]:.4f}"
+            bar.update(task, completed=record.epoch, info=last[0])
+
+        def on_activity(what):
+            bar.update(task, info=f"{what}..." if what else last[0])
 
         decoding = []
 
@@ -82,7 +91,8 @@ def _with_progress(label: str, epochs: int | None, as_json: bool, train) -> None
                 decoding.append(bar.add_task(what, total=total, info=""))
             bar.update(decoding[0], completed=done)
 
-        outcome = train(on_epoch, on_data)
+        with listening(on_activity):
+            outcome = train(on_epoch, on_data)
     if as_json:
         print_json(outcome)
     else:
@@ -116,12 +126,12 @@ def _param(name: str, annotation, default) -> inspect.Parameter:
 
 
 Model = Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")]
-Method = Annotated[str, typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
+Method = Annotated[choice(tuple(method_names())), typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
 Methods = Annotated[Optional[str], typer.Option(help="Comma-separated methods, each an arm named after it, e.g. sgd,kd,sage \\[default: sgd,kd when no --arm is given].")]
 ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=METHOD[:key=value,...]", help="An arm: a named method with its own options, e.g. rkd=kd:temperature=1,ce_weight=0,kd_weight=1 or sprkd-no-nhe=sprkd:nhe=false; teacher=RUN[+RUN] picks its teachers. Repeatable; a bare METHOD is an arm named after it. Its options override the flags below.")]
 Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")]
 Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
-Executor = Annotated[str, typer.Option(**one_of("--executor", ("local", "ray")), help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
+Executor = Annotated[choice(EXECUTORS), typer.Option(help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
 HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
 ConvergedAt = Annotated[Optional[float], typer.Option("--converged-at", metavar="X", help="Add to the table, per arm, how many runs reached validation accuracy X and their Kaplan–Meier median epoch to it (a run that never did is censored at its last epoch; stats --metric epochs_to:X tests it).")]
 TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
@@ -174,14 +184,15 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         raise UserError(f"bad --converged-at {converged_at:g}: give a validation accuracy in (0, 1]")
     template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
-    with progress(not as_json) as bar:
-        task = bar.add_task("runs", total=None, info="")
+    with progress(not as_json) as bar, _runs_in_flight(store, bar):
+        task = bar.add_task("runs", total=None, info="", plain_interval=0)  # in a log: a line per finished run
 
         def planned(phase, total, todo):
-            bar.update(task, total=todo, completed=0, info=f"{phase}: {total - todo} of {total} reused")
+            bar.update(task, description=phase, total=todo, completed=0, info=f"({total - todo} of {total} reused)")
 
         def done(outcome):
-            bar.update(task, advance=1)
+            ended = f"test_acc {fmt(outcome.get('test_acc'))}" if outcome["status"] == "finished" else outcome["status"]
+            bar.update(task, advance=1, info=f"(run {outcome['run_id']} {ended})")
 
         result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
                              method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
@@ -229,7 +240,42 @@ COMMANDS = {
 
 def register(app: typer.Typer) -> None:
     for name, (body, params, doc) in COMMANDS.items():
-        app.command(name)(command(name, doc, params, body))
+        app.command(name, cls=SprkdCommand)(command(name, doc, params, body))
+
+
+@contextmanager
+def _runs_in_flight(store, bar, every: float = 2.0):
+    """While the block runs, a line under the bar for each run in progress (its arm, seed, epoch and
+    validation accuracy), read from the store every `every` seconds (the runs may train in other processes)."""
+    import threading
+
+    from ..services.compare import in_flight
+    from ..store import utcnow
+
+    since, stop, tasks = utcnow(), threading.Event(), {}
+
+    def poll():
+        while not stop.wait(every):
+            try:
+                rows = in_flight(store, since)
+            except Exception:  # a busy store: next time
+                continue
+            for row in rows:
+                if row["run_id"] not in tasks:
+                    label = f"  {'/'.join(row['arms'])} seed {row['seed']}"
+                    tasks[row["run_id"]] = bar.add_task(label, total=row["epochs"], info="")
+                acc = "" if row["val_acc"] is None else f"val_acc {row['val_acc']:.4f}"
+                bar.update(tasks[row["run_id"]], completed=row["epoch"], info=acc)
+            for run_id in set(tasks) - {row["run_id"] for row in rows}:
+                bar.remove_task(tasks.pop(run_id))
+
+    thread = threading.Thread(target=poll, daemon=True, name="sprkd-progress")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _reached(row: dict) -> str:

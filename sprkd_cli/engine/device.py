@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ..config import DEVICES
 from ..errors import UserError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from ..activity import doing
 from .density import slq_density
 from .lanczos import LanczosResult, lanczos
 from .operator import HessianOperator
@@ -17,10 +18,12 @@ TRACE_METHODS = {"hutchpp": hutchpp_trace, "hutchinson": hutchinson_trace}
 T = TypeVar("T")
 
 
-def _measured(op: HessianOperator, part: Callable[[], T], costs: dict, name: str) -> T:
-    """Run ``part`` and record its wall time, HVP time and HVP count under ``name``."""
+def _measured(op: HessianOperator, part: Callable[[], T], costs: dict, name: str, label: str) -> T:
+    """Run ``part`` (shown to progress displays as ``label``) and record its wall time, HVP time and HVP
+    count under ``name``."""
     start, hvps, hvp_seconds = time.perf_counter(), op.n_hvp, op.hvp_seconds
-    result = part()
+    with doing(label):
+        result = part()
     costs[name] = {
         "seconds": time.perf_counter() - start,
         "hvp_seconds": op.hvp_seconds - hvp_seconds,
@@ -75,8 +78,9 @@ def full_report(
         lambda: lanczos(op, k_top=top_k, k_bottom=bottom_k, max_iter=max_iter, tol=tol, seed=seed),
         costs,
         "lanczos",
+        f"Lanczos: top {top_k}, bottom {bottom_k} eigenvalues",
     )
-    residuals = _measured(op, lambda: explicit_residuals(op, eig), costs, "residuals")
+    residuals = _measured(op, lambda: explicit_residuals(op, eig), costs, "residuals", "residuals")
     report: dict = {
         "top_eigenvalues": eig.top_values.tolist(),
         "bottom_eigenvalues": eig.bottom_values.tolist(),
@@ -98,11 +102,13 @@ def full_report(
     }
     if trace:
         method = TRACE_METHODS[trace_method]
-        estimate = _measured(op, lambda: method(op, n_hvp=trace_hvp, seed=seed + 1), costs, "trace")
+        label = f"{'Hutch++' if trace_method == 'hutchpp' else 'Hutchinson'} trace: {trace_hvp} HVPs"
+        estimate = _measured(op, lambda: method(op, n_hvp=trace_hvp, seed=seed + 1), costs, "trace", label)
         report.update(trace=estimate.value, trace_se=estimate.se, trace_n_hvp=estimate.n_hvp)
     if density:
         dens = _measured(
-            op, lambda: slq_density(op, runs=slq_runs, steps=slq_steps, seed=seed + 2), costs, "density"
+            op, lambda: slq_density(op, runs=slq_runs, steps=slq_steps, seed=seed + 2), costs, "density",
+            f"SLQ density: {slq_runs} runs x {slq_steps} Lanczos steps",
         )
         report.update(
             density_nodes=dens.nodes.tolist(), density_weights=dens.weights.tolist(), density_n_hvp=dens.n_hvp,

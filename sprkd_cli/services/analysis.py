@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from ..store import Store
 from .lifecycle import read_run
+from ..choices import TESTS
 
 SPLITS = ("train", "val", "test")
 HESSIAN_CLAIMS = ("top1", "trace", "min")
@@ -212,7 +213,6 @@ def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, flo
     return out
 
 
-TESTS = ("t", "rank", "aso")
 """stats --test: t (Welch's and the paired t-test), rank (Mann–Whitney and Wilcoxon's signed-rank test), aso
 (Almost Stochastic Order: ε_min both ways)."""
 

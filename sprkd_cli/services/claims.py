@@ -1,4 +1,4 @@
-"""The claims a run is measured on (METHODS.md: the claims as metrics), stored with the run.
+"""The claims a run is measured on (docs/methods.md: the claims as metrics), stored with the run.
 
 Where each lives:
 - auc_val_acc and noise_acc:S are keys of the run's summary (JSON), written when it finishes:

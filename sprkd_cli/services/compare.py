@@ -15,6 +15,7 @@ from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from ..arms import Arm
+from ..choices import EXECUTORS
 from ..config import TrainConfig
 from ..errors import Interrupted, UserError
 from ..store import Store
@@ -151,9 +152,6 @@ def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict],
             wait(futures)
             raise
     return outcomes
-
-
-EXECUTORS = ("local", "ray")
 
 
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,
@@ -352,7 +350,7 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         reached = epochs_to_summary(store, curves, converged_at)
         for row in rows:
             row["epochs_to"] = reached[row["arm"]]
-    plot = learning_curves(store, curves, template.dataset)
+    plot = learning_curves(store, curves, template.dataset, template.model)
     ran = sum(1 for o in outcomes if not o.get("reused"))  # a run another process trained meanwhile is reused
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
     return {"dataset": template.dataset, "student": template.model, "teacher": first_teacher, "metric": "test_acc",
@@ -384,43 +382,78 @@ def epochs_to_summary(store: Store, runs_by_arm: dict[str, list[str]], threshold
     return out
 
 
-def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str) -> "Path | str | None":
-    """Validation accuracy per epoch, mean ± sd over seeds, one line per arm, as a PNG."""
+def learning_curves(store: Store, runs_by_method: dict[str, list[str]], dataset: str,
+                    student: str | None = None) -> "Path | str | None":
+    """Validation accuracy and loss per epoch, mean ± sample sd over seeds, one line per arm, as a PNG
+    named for the dataset, the arms and the runs (another comparison of the same arms gets its own file)."""
+    import hashlib
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     all_ids = [rid for ids in runs_by_method.values() for rid in ids]
     if not all_ids:
         return None
-    series: dict[str, dict[int, list[float]]] = {}
-    by_run = {rid: method for method, ids in runs_by_method.items() for rid in ids}
-    for m in store.metrics(all_ids):
-        if m.split == "val" and m.name == "acc":
-            series.setdefault(by_run[m.run_id], {}).setdefault(m.epoch, []).append(m.value)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, per_epoch in series.items():
-        epochs = sorted(per_epoch)
-        mean = np.array([np.mean(per_epoch[e]) for e in epochs])
-        # the sample sd (n − 1), as every table; no band where fewer than 2 runs have the epoch
-        sd = np.array([np.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else np.nan for e in epochs])
-        ax.plot(epochs, mean, label=f"{method} (n={len(runs_by_method[method])})")
-        ax.fill_between(epochs, mean - sd, mean + sd, alpha=0.2)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{dataset}: validation accuracy, mean ± sample sd over seeds")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}.png")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    curve_axes(store, runs_by_method, axes)
+    fig.suptitle(f"{dataset}: {student + ' students, ' if student else ''}mean ± sd over seeds")
     fig.tight_layout()
+    runs = hashlib.sha256(",".join(sorted(all_ids)).encode()).hexdigest()[:8]
+    out = store.artifact_path("compare", f"{dataset}-{'-'.join(runs_by_method)}-{runs}.png")
     from ..store.artifacts import local_file_for
 
     with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded
         fig.savefig(local, dpi=120, format="png")
     plt.close(fig)
     return out
+
+
+def curve_axes(store: Store, runs_by_arm: dict[str, list[str]], axes) -> None:
+    """On two matplotlib axes: validation accuracy and validation loss per epoch, each arm's mean across its
+    runs with a band of ± one sample sd (none where one run reaches that epoch), integer epoch ticks."""
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    by_run = {rid: arm for arm, ids in runs_by_arm.items() for rid in ids}
+    series: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for m in store.metrics(list(by_run)):
+        if m.split == "val" and m.name in ("acc", "loss"):
+            series.setdefault((by_run[m.run_id], m.name), {}).setdefault(m.epoch, []).append(m.value)
+    for ax, name, label in zip(axes, ("acc", "loss"), ("validation accuracy", "validation loss")):
+        for index, arm in enumerate(runs_by_arm):
+            per_epoch = series.get((arm, name))
+            if not per_epoch:
+                continue
+            epochs = sorted(per_epoch)
+            mean = np.array([np.mean(per_epoch[e]) for e in epochs])
+            sd = np.array([np.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else 0.0 for e in epochs])
+            ax.plot(epochs, mean, color=f"C{index}", label=f"{arm} (n={len(runs_by_arm[arm])})")
+            ax.fill_between(epochs, mean - sd, mean + sd, color=f"C{index}", alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+
+
+def in_flight(store: Store, since) -> list[dict]:
+    """The runs running now that have shown life since `since` (a UTC time, as the store keeps them): per
+    run its id, arms, seed, epochs done and planned, and latest validation accuracy (None before its first
+    epoch). Read from the store, so it sees the runs of every executor (worker processes, Ray)."""
+    runs = [r for r in store.list_runs(status="running") if (r.heartbeat_at or r.created_at) >= since]
+    if not runs:
+        return []
+    arms = store.arms_of_runs([r.id for r in runs])
+    latest: dict[str, dict] = {}
+    for m in store.metrics([r.id for r in runs]):
+        row = latest.setdefault(m.run_id, {"epoch": 0, "val_acc": None})
+        row["epoch"] = max(row["epoch"], m.epoch)
+        if m.split == "val" and m.name == "acc" and m.epoch >= row["epoch"]:
+            row["val_acc"] = m.value
+    return [{"run_id": r.id, "arms": arms.get(r.id, [r.method]), "seed": r.seed, "epochs": r.config.get("epochs"),
+             **latest.get(r.id, {"epoch": 0, "val_acc": None})} for r in runs]
 
 
 def check_executor(executor: str, ray_address: str | None, gpus_per_run: float = 0.0, device: str = "auto") -> None:

@@ -9,11 +9,7 @@ from ..errors import UserError
 from ..store import Store
 from ..store.artifacts import join, local_file_for, location
 
-DTYPES = ("float32", "float64")
-MODES = ("eval", "train")
-HVP_KINDS = ("auto", "func", "double")
-TRACE_METHODS = ("hutchpp", "hutchinson")
-WEIGHTS = ("final", "best-val")
+from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
 
 
 @dataclass
@@ -141,8 +137,9 @@ def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     report_id = store.add_hessian_report(run.id, asdict(request), result)
     plot = None
     if request.density:
-        plot = density_plot({f"{run.id} ({run.method})": result}, join(location(run.artifact_dir), f"hessian-{report_id}.png"),
-                            title=f"Hessian eigenvalue density, run {run.id}")
+        plot = density_plot({density_label(run, asdict(request)): result},
+                            join(location(run.artifact_dir), f"hessian-{report_id}.png"),
+                            title=f"Hessian eigenvalue density, run {run.id} ({run.model})")
     return {"report_id": report_id, "run_id": run.id, "request": asdict(request), **result,
             "plot": str(plot) if plot else None}
 
@@ -167,6 +164,8 @@ def negative_mass(result: dict) -> float | None:
 
 def compare_runs(store: Store, refs: list[str]) -> dict:
     """The latest stored report of each run side by side, and their densities in one figure."""
+    from .runs import shown_method
+
     rows, densities = [], {}
     for ref in refs:
         run = store.get_run(ref)
@@ -175,12 +174,12 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
             raise UserError(f"run {run.id} has no Hessian report; make one: sprkd hessian-report {run.id} --trace --density")
         report = next((r for r in reversed(reports) if r.step is None), reports[-1])
         result = report.result
-        rows.append({"run_id": run.id, "method": run.method, "kind": run.kind, "report_id": report.id,
+        rows.append({"run_id": run.id, "method": shown_method(run), "kind": run.kind, "report_id": report.id,
                      "step": report.step, "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
                      "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0], "trace": result["trace"],
                      "trace_se": result["trace_se"], "negative_mass": negative_mass(result)})
         if result.get("density_nodes"):
-            densities[f"{run.id} ({run.method})"] = result
+            densities[density_label(run, report.config)] = result
     plot = None
     if densities:
         plot = density_plot(densities, store.artifact_path("hessian", f"compare-{'-'.join(r['run_id'] for r in rows)}.png"),
@@ -189,6 +188,16 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
 
 
 PLOT_FLOOR = 1e-10
+
+
+def density_label(run, request: dict) -> str:
+    """A density's legend entry: the run, teacher or its method, the weights and the probe set measured."""
+    from .runs import shown_method
+
+    seed = run.seed if request.get("probe_seed") is None else request["probe_seed"]
+    probe = f"probe {request.get('probe_batches')}x{request.get('probe_size')} seed {seed}, {request.get('mode')} mode"
+    layer = f", layer {request['layer']}" if request.get("layer") else ""
+    return f"{run.id} ({shown_method(run)}; {request.get('weights', 'final')} weights; {probe}{layer})"
 
 
 def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Path | str":
@@ -212,7 +221,7 @@ def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Pa
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel(f"density (log scale; below {PLOT_FLOOR:g} × the peak not drawn)")
     ax.set_title(title)
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded

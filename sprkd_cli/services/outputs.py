@@ -56,8 +56,8 @@ def _is_sqlite(path: Path) -> bool:
         return False
 
 
-def write_output(path: Path, text: str) -> None:
-    """`text` into `path`, whole or not at all: written to a temporary file beside it, then renamed over
+def write_output(path: Path, text: str | bytes) -> None:
+    """`text` (or bytes) into `path`, whole or not at all: written to a temporary file beside it, then renamed over
     it. On failure (a full disk, a folder not writable) the temporary file is removed and a UserError
     names the path."""
     folder = path.parent
@@ -66,7 +66,7 @@ def write_output(path: Path, text: str) -> None:
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

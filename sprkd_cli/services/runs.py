@@ -21,16 +21,52 @@ RUN_FIELDS = ("id", "kind", "method", "dataset", "model", "seed", "status", "con
               "n_params", "device", "git_commit", "git_dirty", "created_at", "ended_at", "error")
 SUMMARY_FIELDS = ("test_acc", "best_val_acc", "final_test_acc", "best_epoch", "epochs")
 METRIC_FIELDS = ("run_id", "step", "epoch", "split", "name", "value")
+TEACHER = "teacher"  # a teacher's method and arm as listings show them
+# config keys that are columns of the run's row already, or say nothing about the experiment's settings
+CONFIG_LEFT_OUT = ("kind", "method", "dataset", "model", "seed", "teacher_ids", "arm")
 
 
 # -- describing runs ---------------------------------------------------------------------------------
 
-def run_row(run) -> dict:
-    """A run's columns (RUN_FIELDS) and the headline numbers of its summary (SUMMARY_FIELDS)."""
-    row = {field: getattr(run, field) for field in RUN_FIELDS}
+def shown_method(run) -> str:
+    """A run's method as listings show it: a teacher's is "teacher" (it learns from the labels alone, as an
+    sgd student does, but it is no run of the sgd arm)."""
+    return TEACHER if run.kind == "teacher" else run.method
+
+
+def run_arms(run, arms: dict[str, list[str]]) -> list[str]:
+    """The arms a run belongs to (`arms`: Store.arms_of_runs): a teacher's is "teacher", a student's with
+    none recorded the one named after its method."""
+    if run.kind == "teacher":
+        return [TEACHER]
+    return arms.get(run.id) or [run.method]
+
+
+def run_row(run, arms: list[str] | None = None) -> dict:
+    """A run's columns (RUN_FIELDS, its method as shown_method gives it), its arms, and the headline
+    numbers of its summary (SUMMARY_FIELDS)."""
+    row = {field: getattr(run, field) for field in RUN_FIELDS} | {"method": shown_method(run)}
+    if arms is not None:
+        row["arms"] = arms
     for key in SUMMARY_FIELDS:
         row[key] = run.summary.get(key)
     return row
+
+
+def select_runs(store: Store, *, method: str | None = None, arm: str | None = None, kind: str | None = None,
+                **filters) -> list:
+    """read_runs with `method` as listings show it: "teacher" selects the teachers, any other method its
+    students (not the teachers, which store the sgd they train with). `arm`: the runs of that arm ("teacher":
+    the teachers)."""
+    if TEACHER in (method, arm):
+        if kind == "student" or (method not in (None, TEACHER)) or (arm not in (None, TEACHER)):
+            return []
+        return read_runs(store, kind=TEACHER, **filters)
+    if method is not None or arm is not None:
+        if kind == TEACHER:
+            return []
+        kind = "student"
+    return read_runs(store, method=method, arm=arm, kind=kind, **filters)
 
 
 def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
@@ -56,7 +92,7 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
 
 
 def _saddle_row(point) -> dict:
-    """A stored saddle candidate, and whether it passes each rule at its default (METHODS.md, sprkd)."""
+    """A stored saddle candidate, and whether it passes each rule at its default (docs/methods.md, sprkd)."""
     from ..methods.options import SPRKDOptions
     from ..methods.sprkd.saddles import SaddleScore, is_strong
 
@@ -76,15 +112,68 @@ def _hessian_row(report) -> dict:
             "trace_se": result["trace_se"], "n_hvp": report.n_hvp, "seconds": report.seconds}
 
 
-def export_rows(store: Store, *, metrics: bool, method: str | None = None, dataset: str | None = None,
-                status: str | None = None) -> tuple[list[str], list[dict]]:
-    """(columns, rows) of `runs export`: one row per run (teacher ids joined by commas), or with
-    `metrics` every metric row of those runs (long format)."""
-    runs = read_runs(store, method=method, dataset=dataset, status=status)
-    if metrics:
-        return list(METRIC_FIELDS), [{field: getattr(m, field) for field in METRIC_FIELDS}
-                                     for m in store.metrics([r.id for r in runs])]
-    return list(RUN_FIELDS + SUMMARY_FIELDS), [run_row(r) | {"teacher_ids": ",".join(r.teacher_ids)} for r in runs]
+def flat(prefix: str, value) -> dict:
+    """A nested dict as one level of dotted keys ({"a": {"b": 1}} -> {"prefix.a.b": 1}); a list or tuple as
+    its JSON text, so that every value is a scalar (a column pandas, CSV and Parquet take alike)."""
+    import json
+
+    if isinstance(value, dict):
+        return {k: v for key, inner in value.items() for k, v in flat(f"{prefix}.{key}", inner).items()}
+    if isinstance(value, (list, tuple)):
+        return {prefix: json.dumps(value)}
+    return {prefix: value}
+
+
+def export_rows(store: Store, *, method: str | None = None, arm: str | None = None, dataset: str | None = None,
+                status: str | None = None, kind: str | None = None) -> list[dict]:
+    """One row per run and arm (a run reused by two arms is in both; a teacher's arm is "teacher"): the
+    run's columns, its arm, every scalar of its summary (lists and dicts as JSON text; `summary.` before a
+    name a run column has already), and its config flattened into `config.` columns."""
+    runs = select_runs(store, method=method, arm=arm, dataset=dataset, status=status, kind=kind)
+    arms = store.arms_of_runs([r.id for r in runs])
+    rows = []
+    for run in runs:
+        base = {field: getattr(run, field) for field in RUN_FIELDS} | {"method": shown_method(run),
+                                                                       "teacher_ids": ",".join(run.teacher_ids)}
+        summary = {}
+        for key, value in run.summary.items():
+            summary |= flat(f"summary.{key}" if key in base or key == "arm" else key, value)
+        config = {k: v for key, value in run.config.items() if key not in CONFIG_LEFT_OUT
+                  for k, v in flat(f"config.{key}", value).items()}
+        for name in run_arms(run, arms):
+            if arm is None or name == arm:
+                rows.append({"id": run.id, "arm": name} | base | summary | config)
+    return rows
+
+
+def metric_rows(store: Store, run_ids: list[str]) -> list[dict]:
+    """Every metric row of the runs (long format: METRIC_FIELDS)."""
+    return [{field: getattr(m, field) for field in METRIC_FIELDS} for m in store.metrics(run_ids)]
+
+
+def hessian_rows(store: Store, run_ids: list[str]) -> list[dict]:
+    """One row per stored Hessian report of the runs: what it was measured on (weights, probe set, mode,
+    dtype; step None: after training) and what it measured (eigenvalues, trace, the SLQ density's nodes
+    and weights when it has one, and the share of that density below zero)."""
+    from .hessian import negative_mass
+
+    rows = []
+    for run_id in run_ids:
+        for report in store.hessian_reports(run_id):
+            request, result = report.config, report.result
+            rows.append({"run_id": run_id, "report_id": report.id, "step": report.step,
+                         "epoch": request.get("epoch"), "weights": request.get("weights", "final"),
+                         "probe_batches": request.get("probe_batches"), "probe_size": request.get("probe_size"),
+                         "probe_seed": request.get("probe_seed"), "mode": request.get("mode"),
+                         "dtype": request.get("dtype"), "layer": request.get("layer"),
+                         "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
+                         "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0],
+                         "top_eigenvalues": result["top_eigenvalues"], "bottom_eigenvalues": result["bottom_eigenvalues"],
+                         "trace": result.get("trace"), "trace_se": result.get("trace_se"),
+                         "negative_mass": negative_mass(result), "density_nodes": result.get("density_nodes"),
+                         "density_weights": result.get("density_weights"), "dim": result.get("dim"),
+                         "n_hvp": report.n_hvp, "seconds": report.seconds, "created_at": report.created_at})
+    return rows
 
 
 # -- teachers ----------------------------------------------------------------------------------------

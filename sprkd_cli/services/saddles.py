@@ -37,11 +37,12 @@ def load_snapshot(path: Path) -> list[tuple[str, object]]:
 # -- phase 1: tracking during train-teacher -----------------------------------------------------
 def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
                    artifacts: Path) -> Callable[[int, int], None]:
-    """on_step hook of --track-saddles: a saddle check every cfg.saddle_every steps (METHODS.md, sprkd
+    """on_step hook of --track-saddles: a saddle check every cfg.saddle_every steps (docs/methods.md, sprkd
     phase 1). A check with negative curvature among its eigenvalues is a candidate; the cfg.max_saddles
     candidates of highest S-/S+ and the cfg.max_saddles of highest S- are kept (parameters as an
     artifact, a saddle_points row), whatever rule a student applies later. Every check is a
     `saddle_check` event; storing and dropping are events too."""
+    from ..activity import doing
     from ..hessian import ProbeSet
     from ..methods.sprkd.saddles import measure_saddle
     from .hessian import out_of_memory_message
@@ -51,7 +52,8 @@ def saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data,
     def track(step: int, epoch: int) -> None:
         if step % cfg.saddle_every:
             return
-        with out_of_memory_message(lambda: cfg.probe_micro_batch or sum(probe.sizes)):
+        with out_of_memory_message(lambda: cfg.probe_micro_batch or sum(probe.sizes)), \
+                doing(f"saddle check at step {step}"):
             loss, s, iterations = measure_saddle(model, probe, cfg.saddle_top_n, cfg.probe_mode, seed=cfg.seed + step)
         candidate = s.s_neg > 0
         facts = {"probe_loss": loss, "eigenvalues": s.eigenvalues, "s_neg": s.s_neg, "s_pos": s.s_pos,

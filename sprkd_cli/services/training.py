@@ -372,6 +372,7 @@ def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> 
 
     The probe restores the model's mode and gradients and draws its random vectors from private
     generators, so the run trains exactly as it would without it."""
+    from ..activity import doing
     from .hessian import HessianRequest, measure
 
     request = HessianRequest(trace=True, density=cfg.hessian_density).for_run(cfg)
@@ -379,8 +380,9 @@ def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> 
 
     def probe(step: int, epoch: int) -> None:
         if step % cfg.hessian_every == 0:
-            store.add_hessian_report(run_id, config | {"epoch": epoch}, measure(model, data, request, cfg.seed),
-                                     step=step)
+            with doing(f"Hessian report at step {step}"):
+                report = measure(model, data, request, cfg.seed)
+            store.add_hessian_report(run_id, config | {"epoch": epoch}, report, step=step)
 
     return probe
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from ..choices import CORRECTIONS
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
@@ -30,7 +31,6 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted.tolist()
 
 
-CORRECTIONS = ("holm", "bonferroni", "none")
 
 
 def adjust(pvalues: Sequence[float], correction: str = "holm") -> list[float]:

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from sqlalchemy import delete, insert, select, text, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..choices import RUN_KINDS, RUN_STATUSES  # noqa: F401  (the store's vocabulary)
 from ..errors import UserError
 from ..redact import scrub
 from .artifacts import join as artifact_join
@@ -24,8 +25,6 @@ from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, Saddl
 __all__ = ["Store", "RunTaken", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
-RUN_STATUSES = ("running", "finished", "failed", "interrupted", "crashed")
-RUN_KINDS = ("teacher", "student")
 BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_runs(brief=True)
 
 
@@ -211,6 +210,16 @@ class Store:
     def arms_of(self, run_id: str) -> list[str]:
         with self.session() as s:
             return sorted(s.scalars(select(RunArm.arm).where(RunArm.run_id == run_id)))
+
+    def arms_of_runs(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        """{run id: its arms, sorted} for the runs of `run_ids` that belong to some arm."""
+        out: dict[str, list[str]] = {}
+        with self.session() as s:
+            for start in range(0, len(run_ids), 500):  # bound parameters per statement stay few
+                query = select(RunArm.run_id, RunArm.arm).where(RunArm.run_id.in_(list(run_ids[start:start + 500])))
+                for run_id, arm in s.execute(query.order_by(RunArm.run_id, RunArm.arm)):
+                    out.setdefault(run_id, []).append(arm)
+        return out
 
     @retry_when_locked
     def update_run(self, run_id: str, **fields) -> None:

@@ -1,4 +1,4 @@
-"""SAGE: Synthetic Adaptive Guided Embeddings (METHODS.md, "sage").
+"""SAGE: Synthetic Adaptive Guided Embeddings (docs/methods.md, "sage").
 
 The teacher's frozen `embed` vectorises the training inputs (once for vision; batch by batch for
 token sequences, whose vectors are too big to keep: pool.py); the student's `body` trains on those
@@ -20,6 +20,7 @@ import copy
 import numpy as np
 import torch
 
+from ...activity import doing
 from ...errors import UserError
 from ...seeds import derive_seed
 from ..base import EventSink, Method
@@ -111,7 +112,8 @@ class SAGE(Method):
     def start_epoch(self, model, epoch: int, step: int) -> None:
         every, rounds = self.options["sage_every"], self.options["sage_rounds"]
         if epoch > 1 and (epoch - 1) % every == 0 and self.rounds_done < rounds:
-            self.run_round(model, epoch, step)
+            with doing(f"sage round {self.rounds_done + 1}/{rounds} (UMAP, inversion)"):
+                self.run_round(model, epoch, step)
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         self._order = torch.randperm(len(self.pool), generator=generator).to(self.device)
         self._real_seen = 0
