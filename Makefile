@@ -21,7 +21,8 @@ install: $(STAMP)
 
 # The main job on digits. Two teachers: a small one tracked for saddles (sprkd's teacher; on
 # digits negative curvature shows only among the 16 largest-magnitude eigenvalues, and only in the
-# first few dozen steps, hence the flags; its candidates reach S-/S+ of about 0.14, hence sprkd's
+# first few dozen steps, hence the flags; its candidates' negative mass S- stays far below the
+# magnitude rule's beta of 7 but reaches S-/S+ of about 0.14, hence sprkd's --saddle-rule ratio
 # --saddle-alpha 0.1 in compare),
 # then mlp:width=128,depth=2 at a tuned learning rate, the latest finished teacher, which kd and sage
 # use. The student's body takes the teacher's 128-wide embedding (sage needs it). Every arm's
@@ -33,7 +34,8 @@ demo: $(STAMP)
 	  --track-saddles --saddle-every 5 --saddle-top-n 16
 	$(SPRKD) train-teacher --dataset digits --model mlp:width=128,depth=2 --epochs 40 --lr 0.01 --seed 0 --reuse
 	$(SPRKD) compare --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --seeds 0-4 \
-	  --epochs 60 --patience 15 --tune lr=0.003,0.01,0.03 --jobs 2 --saddle-alpha 0.1
+	  --epochs 60 --patience 15 --tune lr=0.003,0.01,0.03 --jobs 2 \
+	  --saddle-rule ratio --saddle-alpha 0.1
 	$(SPRKD) stats --dataset digits --methods sgd,kd,sprkd,sage --student $(DEMO_STUDENT)
 	$(SPRKD) report --dataset digits --arms sgd,kd,sprkd,sage --student $(DEMO_STUDENT) --output report-digits.html
 

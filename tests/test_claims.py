@@ -166,6 +166,9 @@ def test_one_arm_reaches_and_the_other_never_does_end_to_end(db):
     (row,) = compared["methods"]
     assert row["epochs_to"]["reached"] == 3 and 0.0 <= row["ci_low"] <= row["ci_high"] <= 1.0
     assert row["ci_method"] == "t interval, cut to the metric's range [0, 1]"
+    from pathlib import Path
+
+    assert Path(compared["km_plot"]).stat().st_size > 0  # the arms' Kaplan–Meier curves, drawn
 
 
 def test_val_loss_sd_comes_with_brown_forsythe(db):

@@ -18,15 +18,25 @@ def test_paper_sprkd_recipe_prints_every_table(tmp_path):
     db = tmp_path / "runs.db"
     done = subprocess.run(
         [sys.executable, str(REPO / "recipes" / "paper_sprkd.py"), "--data-dir", str(root), "--db", str(db),
-         "--seeds", "0-1", "--teachers", "2", "--teacher-epochs", "2", "--epochs", "3", "--batch-size", "8",
-         "--saddle-every", "1", "--converged-at", "0.5", "--last-epochs", "2", "--eval-noise", "0.1"],
+         "--seeds", "0-1", "--teachers", "2", "--teacher-epochs", "2", "--epochs", "3", "--patience", "2",
+         "--tune", "lr=0.001,0.01", "--batch-size", "8", "--saddle-every", "1", "--converged-at", "0.5",
+         "--last-epochs", "2", "--eval-noise", "0.1"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
     assert "Traceback" not in out + done.stderr
     assert "students, test accuracy at best-val epoch" in out  # compare's table of the three arms
-    for arm in ("sgd", "rkd (kd)", "sprkd"):
-        assert arm in out
+    for arm in ("sgd", "rkd (kd)", "sprkd", "sprkd-no-nhe", "sprkd-no-pgd", "sprkd-no-asr", "sprkd-asr-only",
+                "sprkd-revive"):
+        assert arm in out, arm
+    published = out[out.index("beside the sources'"):]
+    assert "94.80" in published and "91.3" in published  # the sources' figures beside ours
+    tuned = json.loads(subprocess.run(
+        [sys.executable, "-m", "sprkd_cli", "--db", str(db), "runs", "list", "--json", "--limit", "0"],
+        capture_output=True, text=True, cwd=tmp_path).stdout)
+    ablated = [r for r in tuned if r.get("method") == "sprkd" and "sprkd-no-nhe" in (r.get("arms") or [])]
+    assert len(ablated) == 2  # the ablations ran on both seeds
+    assert "recipe wall time:" in out
     for metric in ("test_acc", "epochs_to:0.5", "auc_val_acc", "val_loss_sd:2", "hessian.top1", "hessian.trace",
                    "hessian.min", "noise_acc:0.1"):
         assert f"malaria: {metric} " in out, metric  # "at best-val", or "(whole run)" for a curve

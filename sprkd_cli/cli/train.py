@@ -315,6 +315,8 @@ def _print_compare(result: dict) -> None:
               "within half a test example); epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
               "without it, a quarter of the epochs) before their last")
     if converged is not None:
+        if result.get("km_plot"):
+            out.print(f"Kaplan–Meier curves of epochs to {converged:g}: {result['km_plot']}")
         out.print(f"reached {converged:g}: runs whose validation accuracy reached {converged:g}, and the Kaplan–Meier "
                   "median epoch to it (a run that never did is censored at its last epoch; not reached: fewer than "
                   f"half got there); stats --metric epochs_to:{converged:g} tests it")

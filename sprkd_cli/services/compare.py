@@ -346,10 +346,13 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
                          plateau_window(r.config.get("patience", 0), r.config["epochs"]))),
                      "tuned": tuning.get(arm.name, {}).get("chosen", {}), "tuning": tuning.get(arm.name)})
         curves[arm.name] = [r.id for r in runs]
+    km_plot = None
     if converged_at is not None:
         reached = epochs_to_summary(store, curves, converged_at)
         for row in rows:
-            row["epochs_to"] = reached[row["arm"]]
+            row["epochs_to"] = {k: v for k, v in reached[row["arm"]].items() if k != "curve"}
+        km_plot = kaplan_meier_plot(store, {arm: r["curve"] for arm, r in reached.items()}, template.dataset,
+                                    converged_at)
     plot = learning_curves(store, curves, template.dataset, template.model)
     ran = sum(1 for o in outcomes if not o.get("reused"))  # a run another process trained meanwhile is reused
     first_teacher = next((c.teacher_ids[0] for c in configs if c.teacher_ids), None)
@@ -357,7 +360,8 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
             "at": "best-val", "converged_at": converged_at, "methods": rows, "ran": ran, "reused": len(configs) - ran,
             "resumed": [o["resumed"] for o in outcomes if "resumed" in o],
             "not_resumed": [o["resume_refused"] for o in outcomes if "resume_refused" in o],
-            "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None}
+            "failed": [o for o in outcomes if o["status"] != "finished"], "plot": str(plot) if plot else None,
+            "km_plot": str(km_plot) if km_plot else None}
 
 
 def epochs_to_summary(store: Store, runs_by_arm: dict[str, list[str]], threshold: float) -> dict[str, dict]:
@@ -378,7 +382,42 @@ def epochs_to_summary(store: Store, runs_by_arm: dict[str, list[str]], threshold
         km = kaplan_meier(values)
         finite = lambda x: None if x != x or x in (float("inf"), float("-inf")) else x  # noqa: E731
         out[arm] = {"threshold": threshold, "reached": km.reached, "censored": km.censored,
-                    "median": finite(km.median), "ci_low": finite(km.ci_low), "ci_high": finite(km.ci_high)}
+                    "median": finite(km.median), "ci_low": finite(km.ci_low), "ci_high": finite(km.ci_high),
+                    "curve": (km.n, km.times, km.survival, max((v.at for v in values if isinstance(v, Censored)),
+                                                               default=0))}
+    return out
+
+
+def kaplan_meier_plot(store: Store, curves: dict[str, tuple], dataset: str, threshold: float) -> "Path | str | None":
+    """Per arm, the Kaplan–Meier curve of the share of runs not yet at validation accuracy `threshold`, by epoch
+    (a step function; censored runs end their arm's curve at their last epoch), as a PNG."""
+    if not any(n for n, *_ in curves.values()):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm, (n, times, survival, last_censored) in curves.items():
+        if not n:
+            continue
+        end = max([*times, last_censored])
+        xs, ys = [0.0, *times, end], [1.0, *survival, survival[-1] if survival else 1.0]
+        ax.step(xs, ys, where="post", label=f"{arm} (n={n})")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"share of runs not yet at val acc {threshold:g}")
+    ax.set_title(f"{dataset}: epochs to validation accuracy {threshold:g} (Kaplan–Meier)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    out = store.artifact_path("compare", f"{dataset}-{'-'.join(curves)}-epochs-to-{threshold:g}.png")
+    fig.tight_layout()
+    from ..store.artifacts import local_file_for
+
+    with local_file_for(out, ".png") as local:
+        fig.savefig(local, dpi=120, format="png")
+    plt.close(fig)
     return out
 
 
