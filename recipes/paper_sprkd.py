@@ -67,7 +67,8 @@ def main() -> None:
         teachers.append(outcome["run_id"])
     ensemble = "+".join(teachers)
     students = ["--student", "malaria-student", "--seeds", args.seeds, "--epochs", str(args.epochs), "--patience",
-                str(args.patience), "--jobs", str(args.jobs), "--eval-noise", args.eval_noise]
+                str(args.patience), "--jobs", str(args.jobs), "--eval-noise", args.eval_noise, "--converged-at",
+                f"{args.converged_at:g}"]
     arms = ["--arm", "sgd", "--arm", f"rkd=kd:temperature=1,ce_weight=0,kd_weight=1,teacher={teachers[0]}",
             "--arm", f"sprkd=sprkd:teacher={ensemble}"]
     main_compare = ["compare", *data, *students, "--tune", args.tune, "--hessian", *arms]
