@@ -79,7 +79,7 @@ def main() -> None:
         lr = next(row["tuned"]["lr"] for row in result["methods"] if row["arm"] == "sprkd")
         ablations = [a for name, options in ABLATIONS.items()
                      for a in ("--arm", f"{name}=sprkd:{options},teacher={ensemble}")]
-        ablation_compare = ["compare", *data, *students, "--lr", str(lr), *ablations]
+        ablation_compare = ["compare", *data, *students, "--hessian", "--lr", str(lr), *ablations]
         sprkd(args.db, *ablation_compare)
         ablated = json.loads(sprkd(args.db, *ablation_compare, "--json", capture=True))
         result["methods"] += [row | {"tuned": {"lr": lr}} for row in ablated["methods"]]
