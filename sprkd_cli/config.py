@@ -114,7 +114,7 @@ class TrainConfig:
                                        "at once (peak memory); the products sum over micro-batches, the same Hessian "
                                        "up to rounding (in --probe-mode train a micro-batch has its own batch statistics "
                                        "and dropout masks). 0: from the model's size (all of the probe set for a model "
-                                       "under 4M parameters in eval mode, 16 examples for bert-base; the whole probe "
+                                       "of up to 4M parameters in eval mode, 16 examples for bert-base; the whole probe "
                                        "set in train mode). Lower it when a Hessian runs out of memory.",
                                     panel=PROBE, check=at_least(0))
     probe_mode: str = option("eval", "Module mode during a probe (restored after).", panel=PROBE,

@@ -189,3 +189,33 @@ def test_basis_grows_as_needed(setup):
         buffers.rows[:3] = 1.0
         buffers.grow(33)
         assert buffers.rows.shape[0] == op.dim and bool((buffers.rows[:3] == 1.0).all())
+
+
+@pytest.mark.slow
+def test_saddle_checks_and_hessian_every_follow_the_runs_micro_batch(db, monkeypatch):
+    """--probe-micro-batch reaches the probes during training (saddle checks, --hessian-every): the same
+    eigenvalues up to rounding, measured in micro-batches of the given size."""
+    from conftest import open_test_store, train_teacher
+
+    import sprkd_cli.hessian.operator as operator
+
+    sizes = []
+    build = operator.HessianOperator._build
+
+    def spy(self):
+        backend = build(self)
+        sizes.append(self.micro_batch)
+        return backend
+
+    monkeypatch.setattr(operator.HessianOperator, "_build", spy)
+    args = ["--track-saddles", "--saddle-every", "3", "--saddle-top-n", "2", "--hessian-every", "6", "--epochs", "2",
+            "--probe-batches", "1", "--probe-size", "40"]
+    runs = [train_teacher(db, *args)["run_id"], train_teacher(db, *args, "--probe-micro-batch", "16")["run_id"]]
+    assert set(sizes) == {None, 16}
+    store = open_test_store(db)
+    checks = [[e.payload["eigenvalues"] for e in store.events(r) if e.kind == "saddle_check"] for r in runs]
+    reports = [[h.result["top_eigenvalues"] for h in store.hessian_reports(r)] for r in runs]
+    assert len(checks[0]) == len(checks[1]) > 0 and len(reports[0]) == len(reports[1]) > 0
+    np.testing.assert_allclose(np.array(checks[1]), np.array(checks[0]), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(np.array(reports[1]), np.array(reports[0]), rtol=1e-3, atol=1e-5)
+    assert store.get_run(runs[0]).config_hash == store.get_run(runs[1]).config_hash  # the same experiment

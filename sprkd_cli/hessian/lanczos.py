@@ -144,7 +144,7 @@ class _Basis:
 class BasisBuffers:
     """Storage for a Lanczos basis, reused across runs (no page faults). Rows are allocated as the basis
     grows, doubling up to ``capacity``: a run that converges in a few steps holds a few parameter-sized
-    vectors, not ``capacity`` of them (300 of bert-base's would be 132 GB in float32)."""
+    vectors, not ``capacity`` of them (300 of bert-base's would be 131 GB in float32)."""
 
     rows: torch.Tensor
     shadow: torch.Tensor | None
@@ -297,7 +297,7 @@ def available_bytes(device: torch.device) -> int | None:
 
 def memory_steps(op: HessianOperator) -> int:
     """The Lanczos steps whose basis (one parameter-sized vector each) fits in MEMORY_SHARE of the memory
-    available now: 300 float32 vectors of bert-base's 110M parameters would be 132 GB. A run stopped there
+    available now: 300 float32 vectors of bert-base's 109M parameters would be 131 GB. A run stopped there
     reports its pairs not converged."""
     free = available_bytes(op.device)
     if free is None:
