@@ -56,7 +56,7 @@ def test_training_flags_come_from_the_config_declarations():
 def test_method_flags_name_each_methods_default_in_their_help():
     help_text = " ".join(sprkd(None, "distill", "--help").stdout.split())
     assert "kd, sage: 0.9; sprkd: 0" in help_text.replace("0.0", "0")
-    assert "<lowest-loss|last>" in help_text
+    assert "<last|lowest-loss>" in help_text
 
 
 @pytest.mark.parametrize("args, needle", [

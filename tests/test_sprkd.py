@@ -448,7 +448,7 @@ def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
     run = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, "--dataset", DATA, "--student",
                      "mlp:width=8,depth=1", *OPEN_GATE, "--cooldown", "2", "--nhe-step", "eigenvector",
                      "--nhe-hessian", "probe", "--pgd-noise", "relative", "--pgd-sigma", "0.1",
-                     "--accept", "probe-loss")["run_id"]
+                     "--accept", "probe-loss", "--nhe-budget", "100")["run_id"]  # the probe set is larger than an epoch
     nhe = events_of(store, run, "nhe_kept") + events_of(store, run, "nhe_reverted")
     pgd = events_of(store, run, "pgd_kept") + events_of(store, run, "pgd_reverted")
     assert nhe and pgd
@@ -578,7 +578,7 @@ def test_sprkd_user_errors_are_one_line(db):
                       "--saddle-top-n")
     assert_user_error(sprkd(db, *base, "--teacher", narrow, "--saddle-rule", "ratio", "--saddle-alpha", "1000",
                             "--saddle-fallback", "none"), narrow, "passes the ratio rule", "alpha 1000",
-                      "--saddle-fallback best")
+                      "--saddle-fallback last or best")
     assert_user_error(sprkd(db, *base, "--teacher", f"{narrow},{wide}"), "different architectures", narrow, wide,
                       "tensor 0: embed.1.weight 16x8 vs embed.1.weight 24x8")
     assert_user_error(sprkd(db, "distill", "--method", "sprkd", "--teacher", narrow, "--dataset", DATA,
@@ -706,7 +706,8 @@ def test_a_teacher_tracked_by_the_earlier_version_still_serves(db):
     config = store.get_run(teacher).config | {"saddle_rule": "ratio", "saddle_alpha": 0.1, "saddle_beta": 7.0}
     store.update_run(teacher, config=config)
     assert sql(db, "select count(*) from saddle_points where run_id = :r", {"r": teacher})[0][0] > 0
-    outcome = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-alpha", "0")
+    outcome = sprkd_json(db, "distill", "--method", "sprkd", "--teacher", teacher, *STUDENT_ARGS, "--saddle-rule",
+                         "ratio", "--saddle-alpha", "0", "--asr-pick", "lowest-loss")
     (built,) = events_of(store, outcome["run_id"], "asr_built")
     lowest = min(store.saddle_points(teacher), key=lambda p: (p.probe_loss, p.step))
     assert built.payload["teachers"][0]["saddle_id"] == lowest.id and "warnings" not in outcome

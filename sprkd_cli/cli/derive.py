@@ -58,7 +58,7 @@ def shared_params(names: tuple[str, ...], panel: str) -> list[inspect.Parameter]
     for f, declared in declared_fields(TrainConfig):
         if f.name in names:
             params.append(_param(f.name, value_type(f), replace(declared, panel=panel), None,
-                                 f"{declared.help} \\[default: the run's own]", optional=True))
+                                 f"{declared.help} [default: the run's own]", optional=True))
     return params
 
 
