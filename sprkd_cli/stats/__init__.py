@@ -1,4 +1,4 @@
-"""Statistics for comparing distillation methods across seeds (see METHODS.md).
+"""Statistics for comparing distillation methods across seeds (see docs/methods.md).
 
 Imports only numpy, scipy and the standard library.
 """

@@ -1,4 +1,4 @@
-"""The seeds' claims as per-run numbers (METHODS.md: the claims as metrics), and the Brown–Forsythe test
+"""The seeds' claims as per-run numbers (docs/methods.md: the claims as metrics), and the Brown–Forsythe test
 of equal spread between arms. Curves are per-epoch values in epoch order (epoch 1 first)."""
 
 from __future__ import annotations

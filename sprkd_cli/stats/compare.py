@@ -1,4 +1,4 @@
-"""Pairwise comparison of methods over seeds (METHODS.md: statistics)."""
+"""Pairwise comparison of methods over seeds (docs/methods.md: statistics)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""sprkd: Saddle Point Recruitment for Knowledge Distillation (METHODS.md, "sprkd").
+"""sprkd: Saddle Point Recruitment for Knowledge Distillation (docs/methods.md, "sprkd").
 
 The student starts from its own seeded initialisation, approaches the teachers' Approximated
 Saddle Region injected into its shapes, then trains with the base optimiser; where the gate opens
