@@ -31,6 +31,7 @@ def test_plain_progress_prints_at_most_a_line_per_interval_and_always_the_last(c
     assert capsys.readouterr().err.splitlines() == ["[    10s] runs 1/3", "[    10s] runs 2/3", "[    10s] runs 3/3"]
 
 
+@pytest.mark.slow
 def test_saddle_checks_are_announced_while_they_run(db):
     from sprkd_cli.config import TrainConfig
     from sprkd_cli.services.training import train_run
@@ -45,6 +46,7 @@ def test_saddle_checks_are_announced_while_they_run(db):
     assert labels.count(None) == len(checks)  # each one's end is told too
 
 
+@pytest.mark.slow
 def test_hessian_report_prints_its_steps_in_a_log(db):
     teacher = train_teacher(db)["run_id"]
     result = sprkd(db, "hessian-report", teacher, "--trace", "--density", "--slq-runs", "2", "--slq-steps", "6")

@@ -184,7 +184,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         raise UserError(f"bad --converged-at {converged_at:g}: give a validation accuracy in (0, 1]")
     template = _config("student", arms[0].method, dataset, student, 0, values)
     store = open_store_from(ctx)
-    with progress(not as_json) as bar, _runs_in_flight(store, bar):
+    with progress(not as_json) as bar, _runs_in_flight(store, bar, enabled=not as_json):
         task = bar.add_task("runs", total=None, info="", plain_interval=0)  # in a log: a line per finished run
 
         def planned(phase, total, todo):
@@ -244,10 +244,15 @@ def register(app: typer.Typer) -> None:
 
 
 @contextmanager
-def _runs_in_flight(store, bar, every: float = 2.0):
+def _runs_in_flight(store, bar, *, enabled: bool, every: float = 2.0):
     """While the block runs, a line under the bar for each run in progress (its arm, seed, epoch and
-    validation accuracy), read from the store every `every` seconds (the runs may train in other processes)."""
+    validation accuracy), read from the store every `every` seconds (the runs may train in other processes);
+    nothing when not `enabled` (--json)."""
     import threading
+
+    if not enabled:
+        yield
+        return
 
     from ..services.compare import in_flight
     from ..store import utcnow

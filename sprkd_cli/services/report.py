@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..store import Store
 
 SECTIONS = ("comparison", "statistics", "curves", "hessian", "events", "tuning", "provenance")
-CLAIMS = ("auc_val_acc", "hessian.top1", "hessian.trace")  # stats metrics shown when every run has them
+CLAIMS = ("auc_val_acc", "hessian.top1", "hessian.trace")  # stats metrics shown (hessian.*: where reports are stored)
 SPRKD_EVENTS = ("saddle_check", "saddle_stored", "asr_built", "nhe_kept", "nhe_reverted", "nhe_halved", "nhe_skipped",
                 "pgd_kept", "pgd_reverted", "approach_finished")
 
@@ -38,9 +38,12 @@ def gather(store: Store, request: ReportRequest) -> dict:
     arms_of = store.arms_of_runs([r.id for r in every_run])
     datasets = sorted({r.dataset for r in every_run})
     students = sorted({r.model for r in every_run if r.kind == "student"})
+    hessian = _hessian(store, runs_by_arm)
+    claims = CLAIMS if hessian else tuple(c for c in CLAIMS if not c.startswith("hessian."))
     return {"dataset": ", ".join(datasets), "students": students, "runs_by_arm": runs_by_arm,
-            "comparison": _comparison(runs_by_arm), "statistics": _statistics(store, request, runs_by_arm, datasets),
-            "tuning": _tuning(store, runs_by_arm), "hessian": _hessian(store, runs_by_arm),
+            "comparison": _comparison(runs_by_arm),
+            "statistics": _statistics(store, request, runs_by_arm, datasets, claims),
+            "tuning": _tuning(store, runs_by_arm), "hessian": hessian,
             "events": _events(store, runs_by_arm),
             "provenance": [{"run": r, "arms": run_arms(r, arms_of)} for r in every_run]}
 
@@ -88,14 +91,16 @@ def _comparison(runs_by_arm: dict[str, list]) -> list[dict]:
     return rows
 
 
-def _statistics(store: Store, request: ReportRequest, runs_by_arm: dict[str, list], datasets: list[str]) -> list[dict]:
-    """stats' pairwise tests (services.analysis) of test_acc and of the claims every run has, per metric."""
+def _statistics(store: Store, request: ReportRequest, runs_by_arm: dict[str, list], datasets: list[str],
+                claims: tuple[str, ...]) -> list[dict]:
+    """stats' pairwise tests (services.analysis) of test_acc and of `claims`, per metric (a claim some run
+    lacks is said, not tested)."""
     from .analysis import StatsRequest, method_stats
 
     if request.run_ids or len(datasets) != 1 or len(runs_by_arm) < 2:
         return []
     out = []
-    for metric in ("test_acc", *CLAIMS):
+    for metric in ("test_acc", *claims):
         try:
             stats_request = StatsRequest.parse(",".join(runs_by_arm), datasets[0], metric, "best-val",
                                                student=request.student)
