@@ -74,8 +74,6 @@ def _family(family: dict, key: str) -> str:
 
 
 def _print_table(out, table: dict, family: dict, dataset: str, at: str) -> None:
-    from rich.table import Table
-
     metric = table["metric"]
     empty = [arm["method"] for arm in table["arms"] if arm["n"] == 0 and not arm.get("unfinished")]
     for name in empty:
