@@ -12,7 +12,7 @@ from .app import console, fmt, fmt_p, open_store_from, print_json
 
 METRIC_HELP = (
     "One value per run, tested across seeds. SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss (at "
-    "--at's epoch). The claims (METHODS.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
+    "--at's epoch). The claims: epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
     "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank test); auc_val_acc, the mean val accuracy over the "
     "run's epochs; val_loss_sd:K, the sd of val loss over the last K epochs (with the Brown–Forsythe test); "
     "hessian.top1, hessian.trace, hessian.min: largest eigenvalue, trace and smallest eigenvalue of the run's "
