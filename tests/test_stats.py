@@ -308,8 +308,10 @@ def test_power_note_names_the_largest_and_smallest_effect() -> None:
     note = power_note(results)
     big = max(results, key=lambda r: abs(r.cohens_d))
     small = min(results, key=lambda r: abs(r.cohens_d))
-    assert f"{big.seeds_for_80_power} seeds per arm at |d| = {abs(big.cohens_d):.3g} ({big.a} − {big.b}), the largest" in note
-    assert f"{small.seeds_for_80_power} seeds per arm at |d| = {abs(small.cohens_d):.3g} ({small.a} − {small.b}), the smallest" in note
+    assert (f"{big.seeds_for_80_power} seeds per arm at |d| = {abs(big.cohens_d):.3g} ({big.a} − {big.b}), "
+            "the largest") in note
+    assert (f"{small.seeds_for_80_power} seeds per arm at |d| = {abs(small.cohens_d):.3g} ({small.a} − {small.b}), "
+            "the smallest") in note
     assert power_note(compare_methods({m: dict(enumerate(range(5))) for m in "xy"})) is None
 
 

@@ -76,8 +76,6 @@ def _family(family: dict, key: str) -> str:
 
 
 def _print_table(out, table: dict, family: dict, dataset: str, at: str) -> None:
-    from rich.table import Table
-
     metric = table["metric"]
     empty = [arm["method"] for arm in table["arms"] if arm["n"] == 0 and not arm.get("unfinished")]
     for name in empty:
@@ -169,7 +167,8 @@ def _print_aso(out, table: dict, family: dict) -> None:
     out.print("[dim]ε_min(a > b): an upper confidence bound on how far a's values are from being stochastically larger "
               "than b's (0: larger at every quantile; 1: smaller at every quantile). Below 0.5, a's values are almost "
               "stochastically larger (Dror et al. 2019); the stricter 0.2 is often recommended. Larger values: "
-              "better for accuracies, worse for losses.[/dim]")
+              "better for accuracies, worse for losses. ε_min is not a p-value: with a handful of seeds, two arms "
+              "from one distribution often fall below either threshold (bench/stats_calibration.py)[/dim]")
 
 
 def _aso_reading(p: dict) -> str:

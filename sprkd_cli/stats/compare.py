@@ -113,7 +113,8 @@ def power_note(pairs: list[PairResult], power: float = 0.8, alpha: float = 0.05)
     smallest = min(known, key=lambda p: abs(p.cohens_d))
     if largest is smallest:
         return head + f"{target} a t-test needs {needs(largest)}"
-    return head + f"{target} a t-test needs {needs(largest)}, the largest observed effect, and {needs(smallest)}, the smallest"
+    return (head + f"{target} a t-test needs {needs(largest)}, the largest observed effect, and "
+            f"{needs(smallest)}, the smallest")
 
 
 def _compare_pair(
