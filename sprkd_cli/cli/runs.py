@@ -27,14 +27,11 @@ def list_runs(
 
     from ..errors import UserError
     from ..services.lifecycle import read_runs
-    from ..services.runs import run_row
-    from ..store import RUN_KINDS, RUN_STATUSES
+    from ..services.runs import check_filters, run_row
 
-    if limit < 0:
-        raise UserError(f"--limit must be >= 0 (0: all; got {limit})")
-    for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
-        if value is not None and value not in valid:
-            raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
+    if not 0 <= limit < 2**63:
+        raise UserError(f"--limit must be >= 0 and below 2^63 (0: all; got {limit:.3g})")
+    check_filters(method=method, dataset=dataset, status=status, kind=kind)
     runs = read_runs(open_store_from(ctx), method=method, dataset=dataset, status=status, kind=kind,
                      limit=limit or None, brief=True)
     if as_json:
@@ -170,11 +167,12 @@ def export(
 
     from ..errors import UserError
     from ..services.outputs import check_output, write_output
-    from ..services.runs import export_rows
+    from ..services.runs import check_filters, export_rows
     from ..store import store_url
 
     if fmt_ not in ("csv", "json"):
         raise UserError(f"unknown --format '{fmt_}'; valid formats: csv, json")
+    check_filters(method=method, dataset=dataset, status=status)
     if output is not None and str(output) == "-":
         output = None
     if output is not None:  # before the store is opened: a wrong path changes nothing anywhere
