@@ -36,9 +36,21 @@ BAD = [
 ]
 
 
+@pytest.fixture
+def one_run(db):
+    """A store holding one finished run (written directly: these checks come before any training)."""
+    from sprkd_cli.services.lifecycle import this_process
+
+    store = open_test_store(db)
+    run = store.create_run(kind="teacher", method="sgd", dataset="digits", model="mlp-large", seed=0, config={},
+                           config_hash="h" * 16, teacher_ids=[], provenance={}, device="cpu", process=this_process())
+    store.finish_run(run.id, {"test_acc": 0.5}, 10)
+    return db
+
+
 @pytest.mark.parametrize("args,needles", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_is_one_line_and_changes_nothing(db, args, needles):
-    train_teacher(db)
+def test_bad_input_is_one_line_and_changes_nothing(one_run, args, needles):
+    db = one_run
     assert_user_error(sprkd(db, *args), *needles)
     runs = open_test_store(db).list_runs()
     assert len(runs) == 1 and runs[0].status == "finished"

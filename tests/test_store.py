@@ -149,6 +149,7 @@ app(["--db", url, "runs", "list", "--json"])
 """
 
 
+@pytest.mark.slow
 def test_eight_processes_opening_a_new_store_at_once_all_find_it_current(store_url):
     """The schema check and its upgrade happen under the migration lock: of 8 processes opening a store
     that does not exist yet at the same moment, none finds it half made (sprkd's tables without a
