@@ -39,6 +39,8 @@ def parse_arm(text: str) -> Arm:
         key = key.strip()
         if not eq or not key:
             raise UserError(f"bad option '{item}' in arm '{text}': write key=value")
+        if key in options or (key == "teacher" and teacher is not None):
+            raise UserError(f"option {key} is given twice in arm '{text}'; give it once")
         if key == "teacher":
             refs = [r.strip() for r in raw.split("+") if r.strip()]
             if not refs:

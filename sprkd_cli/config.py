@@ -8,7 +8,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import UserError
-from .options import above, at_least, check_options, option
+from .options import above, at_least, capped, check_options, from_below, option
 from .specs import SEED_LIMIT
 
 
@@ -62,15 +62,16 @@ class TrainConfig:
     model: str
     seed: int = 0
     split_seed: int = option(0, "Seed of the train/val/test split (stored with the run).", check=seed_range)
-    epochs: int = option(30, "Training epochs.", panel=TRAIN, check=at_least(1))
+    epochs: int = option(30, "Training epochs (at most 100000 unless sprkd --no-caps).", panel=TRAIN,
+                         check=capped(1, 100_000))
     patience: int = option(0, "Early stopping: end the run this many epochs after its best validation epoch "
                                  "(accuracy, ties by lowest loss); 0: train every epoch.", panel=TRAIN,
                            check=at_least(0))
-    batch_size: int = option(64, "Mini-batch size.", panel=TRAIN, check=at_least(1))
+    batch_size: int = option(64, "Mini-batch size.", panel=TRAIN, check=capped(1, 1_000_000))
     optimizer: str = option("adamw", "Base optimizer.", panel=TRAIN, choices=OPTIMIZERS)
     lr: float = option(1e-3, "Learning rate.", panel=TRAIN, check=above(0))
     weight_decay: float = option(0.01, "Weight decay.", panel=TRAIN, check=at_least(0))
-    momentum: float = option(0.9, "Momentum (sgd optimizer only).", panel=TRAIN, check=at_least(0))
+    momentum: float = option(0.9, "Momentum (sgd optimizer only), in [0, 1).", panel=TRAIN, check=from_below(0, 1))
     betas: tuple[float, float] = option(None, "Adam betas.", cli=False, factory=lambda: (0.9, 0.99))
     schedule: str = option("cosine", "Learning-rate schedule per step.", panel=TRAIN, choices=SCHEDULES)
     teacher_ids: list[str] = field(default_factory=list)

@@ -40,6 +40,16 @@ def option(default: Any, help: str, *, panel: str | None = None, check: Check | 
     return field(default=default, metadata=meta)
 
 
+INT_LIMIT = 2**63  # integers are stored as 64-bit signed numbers
+NO_CAPS_ENV = "SPRKD_NO_CAPS"  # set by `sprkd --no-caps`: the sanity caps on sizes (epochs, seeds) are lifted
+
+
+def caps_lifted() -> bool:
+    import os
+
+    return os.environ.get(NO_CAPS_ENV, "") not in ("", "0")
+
+
 def at_least(low: float) -> Check:
     return lambda v: None if v >= low else f"must be >= {low:g}"
 
@@ -50,6 +60,25 @@ def above(low: float) -> Check:
 
 def between(low: float, high: float) -> Check:
     return lambda v: None if low <= v <= high else f"must be in [{low:g}, {high:g}]"
+
+
+def from_below(low: float, high: float) -> Check:
+    """low <= v < high (a momentum, a decay factor: 1 would never forget)."""
+    return lambda v: None if low <= v < high else f"must be in [{low:g}, {high:g})"
+
+
+def capped(low: float, cap: float) -> Check:
+    """low <= v, and v <= cap unless the caps are lifted (`sprkd --no-caps`): a value far beyond any sane
+    experiment (--epochs 10^20) is a typo more often than a wish."""
+
+    def check(v):
+        if v < low:
+            return f"must be >= {low:g}"
+        if v > cap and not caps_lifted():
+            return f"must be <= {cap:g} (sprkd --no-caps lifts this cap)"
+        return None
+
+    return check
 
 
 def declared_fields(cls) -> list[tuple[Field, Declared]]:
@@ -85,7 +114,10 @@ def problem(name: str, declared: Declared, value: Any, kind: type) -> str | None
     if declared.check is not None and kind in (int, float):
         wrong = declared.check(value)
         if wrong:
-            return f"{wrong} (got {value:g})" if kind is float else f"{wrong} (got {value})"
+            shown = f"{value:g}" if kind is float or abs(value) >= 10**15 else str(value)
+            return f"{wrong} (got {shown})"
+    if kind is int and not -INT_LIMIT < value < INT_LIMIT:
+        return f"must be below 2^63 in size (got {value:.3g})"
     return None
 
 

@@ -34,6 +34,7 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("SPRKD_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.delenv("SPRKD_DB", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("SPRKD_NO_CAPS", "")  # `sprkd --no-caps` sets it in the process: undone after each test
     monkeypatch.chdir(tmp_path)
 
 

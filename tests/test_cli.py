@@ -223,7 +223,8 @@ def test_train_teacher_json_reports_test_acc_at_best_val_epoch(db):
 def test_distill_json_reports_test_acc_at_best_val_epoch(db):
     teacher = train_teacher(db)
     for method in ("kd", "sgd"):
-        outcome = sprkd_json(db, "distill", "--method", method, "--teacher", teacher["run_id"], *STUDENT_ARGS)
+        given = ["--teacher", teacher["run_id"]] if method == "kd" else []  # sgd takes none (refused)
+        outcome = sprkd_json(db, "distill", "--method", method, *given, *STUDENT_ARGS)
         _check_headline(db, outcome, 3)
         run = open_test_store(db).get_run(outcome["run_id"])
         assert run.kind == "student" and run.method == method

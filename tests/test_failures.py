@@ -73,15 +73,24 @@ def test_os_read_only_artifact_root_is_refused_before_training(db, tmp_path, mon
     assert open_test_store(db).list_runs() == []
 
 
-def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch):
+@pytest.mark.parametrize("raised", ["oserror", "safetensors"])
+def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch, raised):
+    """The disk fills while the weights are written (safetensors reports it as its own error, wrapping the
+    system's): the run fails with one line naming the file and the reason, and no partial file is left."""
     import sprkd_cli.engine.safetensors_io as safetensors_io
+    from safetensors import SafetensorError
+
     from sprkd_cli.services.runs import FINAL_CHECKPOINT
 
     real = safetensors_io.save_file
 
     def full_disk(tensors, filename, metadata=None):
-        if Path(filename).name == FINAL_CHECKPOINT:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+        if Path(filename).name.startswith(FINAL_CHECKPOINT):
+            Path(filename).write_bytes(b"half a file")
+            if raised == "oserror":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), filename)
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                                  '"No space left on device" })')
         return real(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(safetensors_io, "save_file", full_disk)
@@ -90,6 +99,7 @@ def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch):
     assert run.status == "failed"
     assert "No space left on device" in run.error and FINAL_CHECKPOINT in run.error
     assert line == f"error: {run.error}"
+    assert not [p.name for p in Path(run.artifact_dir).iterdir() if p.name.startswith(FINAL_CHECKPOINT)]
 
 
 def test_os_checkpoint_that_is_a_folder_is_named(db):
@@ -280,3 +290,42 @@ def test_message_glue_file_of_binary_garbage_names_it(db, tmp_path, suffix, expe
     line = assert_user_error(result, "cannot read", str(glue / f"train{suffix}"), expected, "sentence, label")
     assert "An error occurred while generating the dataset" not in line
     assert open_test_store(db).list_runs() == []
+
+
+def test_a_wait_for_the_write_lock_says_what_it_waits_for(db, monkeypatch):
+    """Another process holds the store's write lock for a second: after LOCK_NOTICE_MS a line on stderr
+    names the store and what holds it up, and the command then goes on and succeeds."""
+    import threading
+
+    import sprkd_cli.store.database as database
+
+    train_teacher(db)
+    monkeypatch.setattr(database, "LOCK_NOTICE_MS", 200)
+    monkeypatch.setattr(database, "_last_notice", [-1e9])
+    lock = WriteLock(db)
+    lock.take()
+    threading.Timer(1.5, lock.release).start()
+    result = sprkd(db, "runs", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("\n") == 1 and "waiting for the write lock of the store" in result.stderr, result.stderr
+    assert str(db) in result.stderr
+
+
+def test_a_library_warning_is_one_line(db, monkeypatch):
+    """A warning raised inside a command reaches stderr as one line, without Python's file and source line."""
+    import warnings
+
+    import sprkd_cli.services.runs as runs
+
+    real = runs.check_filters
+
+    def warn(**kwargs):
+        warnings.warn("Image size (144000000 pixels) exceeds limit\nof 89478485 pixels", UserWarning)
+        return real(**kwargs)
+
+    monkeypatch.setattr(runs, "check_filters", warn)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        result = sprkd(db, "runs", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "warning: Image size (144000000 pixels) exceeds limit of 89478485 pixels\n"

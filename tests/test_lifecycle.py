@@ -338,7 +338,8 @@ def test_list_filters_are_bound_parameters(store_url):
     assert store.list_runs(method=INJECTION) == []
     assert store.list_runs(dataset=INJECTION) == []
     assert store.list_runs(method="kd' --") == []
-    assert sprkd_json(db, "runs", "list", "--method", INJECTION, "--dataset", "x\"; DROP TABLE runs; --") == []
+    assert_user_error(sprkd(db, "runs", "list", "--method", INJECTION), "unknown method")  # names are checked first
+    assert_user_error(sprkd(db, "runs", "list", "--dataset", "x\"; DROP TABLE runs; --"), "unknown dataset")
     assert_user_error(sprkd(db, "runs", "list", "--status", INJECTION), "bad --status")
     weird = add_run(store, method=INJECTION)
     assert [r.id for r in store.list_runs(method=INJECTION)] == [weird]
@@ -386,3 +387,34 @@ def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     assert store.get_run(new).status == "running"
     assert store.get_run(new).pid_started == process_started(os.getpid())
     assert sprkd_json(db, "runs", "show", "aaaa")["metrics"][0]["val_acc"] == 0.6
+
+
+@pytest.mark.slow
+def test_a_killed_compare_worker_ends_its_run_in_one_line_and_the_comparison_goes_on(db):
+    """SIGKILL to one of compare's two workers mid-run: one line on stderr names the run, which ends as
+    interrupted; the other runs finish (one the broken pool stopped is resumed); compare exits 1 without a
+    traceback. Running it again resumes the killed run, and every run ends finished, each seed once."""
+    argv = [sys.executable, "-m", "sprkd_cli", "--db", str(db), "compare", "--dataset", DATA, "--methods", "sgd",
+            "--epochs", "60", "--seeds", "0-3", "--jobs", "2", "--json"]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        wait_for_metrics(db, "SELECT count(DISTINCT run_id) FROM metrics", 1)
+        with sqlite3.connect(db) as conn:
+            [(run_id, pid)] = conn.execute("SELECT id, pid FROM runs WHERE status = 'running' "
+                                           "ORDER BY created_at LIMIT 1").fetchall()
+        os.kill(pid, signal.SIGKILL)
+        stdout, stderr = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    assert child.returncode == 1, (child.returncode, stderr)
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and f"run {run_id}" in lines[0] and "worker process died" in lines[0], stderr
+    result = __import__("json").loads(stdout)
+    assert [o["run_id"] for o in result["failed"]] == [run_id]
+    store = open_test_store(db)
+    assert store.get_run(run_id).status == "interrupted"
+    again = sprkd_json(db, "compare", "--dataset", DATA, "--methods", "sgd", "--epochs", "60", "--seeds", "0-3")
+    assert again["resumed"] == [run_id] and again["failed"] == []
+    runs = store.list_runs()
+    assert sorted(r.seed for r in runs) == [0, 1, 2, 3] and {r.status for r in runs} == {"finished"}

@@ -31,13 +31,14 @@ COMPARE_ARGS = ["--dataset", DATA, "--student", "mlp:width=8,depth=1", "--method
 
 @pytest.mark.slow
 def test_two_identical_compares_at_once_train_each_run_once(store_url):
-    """Two `compare --seeds 0-3 --jobs 2` on one new store at the same moment: 4 runs in the store, each
-    finished once; the two compares trained 4 between them and each reports all 4."""
+    """Two `compare --seeds 0-3` (one with --jobs 2, one in its own process) on one new store at the same
+    moment: 4 runs in the store, each finished once; the two compares trained 4 between them and each
+    reports all 4."""
     import json
 
     at = time.time() + 5
-    procs = [subprocess.Popen([sys.executable, "-c", COMPARE_AT, store_url, str(at), *COMPARE_ARGS, "--jobs", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", COMPARE_AT, store_url, str(at), *COMPARE_ARGS, "--jobs", jobs],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for jobs in ("2", "1")]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=300)
@@ -47,7 +48,8 @@ def test_two_identical_compares_at_once_train_each_run_once(store_url):
     runs = open_test_store(store_url).list_runs()
     per_key = Counter((r.config_hash, r.seed) for r in runs)
     print(f"runs stored: {len(runs)}; trained by each compare: {[r['ran'] for r, _ in results]}; "
-          f"reused: {[r['reused'] for r, _ in results]}")
+          f"reused: {[r['reused'] for r, _ in results]}; "
+          f"waits: {[err.count('waiting for run') for _, err in results]}")
     assert len(runs) == 4 and set(per_key.values()) == {1}, per_key
     assert {r.status for r in runs} == {"finished"}
     assert sum(r["ran"] for r, _ in results) == 4

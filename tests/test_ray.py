@@ -115,9 +115,8 @@ def ray_with_a_declared_gpu():
 def test_gpus_per_run_makes_each_task_ask_ray_for_its_share_of_a_gpu(db, ray_with_a_declared_gpu):
     import torch
 
-    teacher = train_teacher(db)
-    result = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--methods", "sgd", "--teacher",
-                        teacher["run_id"], "--executor", "ray", "--gpus-per-run", "0.5")
+    result = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--methods", "sgd", "--executor", "ray",
+                        "--gpus-per-run", "0.5")
     assert (result["ran"], result["failed"]) == (2, [])
     store = open_test_store(db)
     for run in store.list_runs(kind="student"):

@@ -35,18 +35,40 @@ def _global(
         "--threads", envvar="SPRKD_THREADS", show_envvar=False, metavar="N",
         help="CPU threads of each process that trains or measures \\[env SPRKD_THREADS, else OMP_NUM_THREADS; "
              "default: the cores shared between the sprkd processes training on this machine when it starts].")] = None,
+    no_caps: Annotated[bool, typer.Option(
+        "--no-caps", help="Lift the sanity caps on sizes: --epochs above 100000, more than 100 --seeds, "
+                          "--batch-size above 10^6.")] = False,
 ) -> None:
     import os
 
-    if artifacts:
+    from ..errors import UserError
+    from ..options import NO_CAPS_ENV
+
+    if artifacts is not None:
+        if not artifacts.strip():
+            raise UserError("--artifacts is empty; give a folder or a URL such as s3://bucket/prefix (or leave it "
+                            "out: $SPRKD_ARTIFACTS, else runs/ beside the store)")
         os.environ["SPRKD_ARTIFACTS"] = artifacts  # read by the store, and passed on to subprocesses and Ray tasks
     if threads is not None:
         if not threads.strip().isdigit() or int(threads) < 1:
-            from ..errors import UserError
-
             raise UserError(f"--threads (or SPRKD_THREADS) must be a whole number >= 1 (got {threads!r})")
         os.environ["SPRKD_THREADS"] = threads.strip()  # read by engine.threads, here and in compare's workers
+    if no_caps:
+        os.environ[NO_CAPS_ENV] = "1"  # read by the options' checks, here and in compare's workers
+    _warnings_as_one_line()
     ctx.obj = {"db": db}
+
+
+def _warnings_as_one_line() -> None:
+    """A library's warning (PIL's on a huge image, a deprecation) as one line `warning: ...` on stderr,
+    without the file, line and source text Python prints with it."""
+    import sys
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+    warnings.showwarning = show
 
 
 train.register(app)

@@ -137,13 +137,30 @@ def print_json(document) -> None:
 
 
 def console():
-    """Rich output on stdout; when piped, 120 columns (or $COLUMNS) rather than Rich's 80."""
-    import os
-
+    """Rich output on stdout; when piped, 120 columns (or $COLUMNS, when it is a whole number from 40 to
+    10000; anything else is ignored) rather than Rich's 80."""
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 120))
-    return Console(width=width)
+    return Console(width=columns(sys.stdout, 120))
+
+
+def columns(stream, default: int) -> int | None:
+    """The width to draw in on `stream`: $COLUMNS when it is a whole number from 40 to 10000; else, on a
+    terminal, the terminal's width (None: Rich asks it), elsewhere `default`. ("abc", "1e3", "0" and "-5"
+    are not widths a table can be drawn in, and Rich would take some of them.)"""
+    import os
+
+    text = os.environ.get("COLUMNS", "").strip()
+    if text.isdigit() and 40 <= int(text) <= 10_000:
+        return int(text)
+    if not stream.isatty():
+        return default
+    if "COLUMNS" not in os.environ:
+        return None
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError):
+        return default
 
 
 @contextmanager
@@ -153,7 +170,7 @@ def progress(enabled: bool, interval: float = 5.0):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, width=columns(sys.stderr, 80))
     if enabled and not err.is_terminal:
         yield PlainProgress(interval)
         return

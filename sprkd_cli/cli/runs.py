@@ -31,10 +31,11 @@ def list_runs(
     from rich.table import Table
 
     from ..errors import UserError
-    from ..services.runs import run_arms, run_row, select_runs, shown_method
+    from ..services.runs import check_filters, run_arms, run_row, select_runs, shown_method
 
-    if limit < 0:
-        raise UserError(f"--limit must be >= 0 (0: all; got {limit})")
+    if not 0 <= limit < 2**63:
+        raise UserError(f"--limit must be >= 0 and below 2^63 (0: all; got {limit:.3g})")
+    check_filters(method=method, dataset=dataset, status=status, kind=kind)
     store = open_store_from(ctx)
     runs = select_runs(store, method=method, arm=arm, dataset=dataset, status=status, kind=kind,
                        limit=limit or None, brief=True)
@@ -176,8 +177,10 @@ def export(
     from ..api import load_metrics, load_runs, write_frame
     from ..errors import UserError
     from ..services.outputs import check_output, write_output
+    from ..services.runs import check_filters
     from ..store import store_url
 
+    check_filters(method=method, dataset=dataset, status=status, kind=kind)
     if output is not None and str(output) == "-":
         output = None
     if fmt_ == "parquet" and output is None:

@@ -154,12 +154,25 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
     if resume is not None:
         return _resume_and_report(ctx, "student", resume, as_json)
     from ..methods import method_options
+    from ..methods.options import check_used
     from ..services.saddles import teacher_ids_for
 
+    check_used([method], method_values(values))
+    _check_teacher_used([method], teacher)
     cfg = _config("student", method, dataset, student, seed, values)
     options = method_options(method, method_values(values), cfg)
     teachers = teacher_ids_for(open_store_from(ctx), method, teacher, dataset, cfg.split_seed, student, options)
     _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=options), as_json, reuse)
+
+
+def _check_teacher_used(methods: list[str], teacher: str | None) -> None:
+    """--teacher given where no method of `methods` takes a teacher: it would do nothing."""
+    from ..errors import UserError
+    from ..methods import method_class
+
+    if teacher is not None and methods and not any(method_class(m).needs_teacher for m in methods):
+        raise UserError(f"--teacher: {', '.join(methods)} take{'s' if len(methods) == 1 else ''} no teacher (trained on "
+                        "the labels alone); drop --teacher")
 
 
 def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, dataset: str, seeds: str,
@@ -172,11 +185,18 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
     from ..specs import parse_seeds
     from ..tuning import parse_tune
 
+    from ..methods.options import check_used
+
     arms = parse_arms(methods, arm or [])
+    check_used(sorted({a.method for a in arms}), method_values(values))
+    _check_teacher_used(sorted({a.method for a in arms if a.teacher is None}), teacher)
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     check_executor(executor, ray_address, gpus_per_run, values.get("device") or "auto")
     tune_keys = parse_tune(tune or [])
+    for key in tune_keys:
+        if not key.training:
+            check_used(sorted({a.method for a in arms}), {key.key: key.raw}, f"--tune {key.key}")
     tune_seed_list = parse_seeds(tune_seeds) if tune_seeds is not None else None
     if tune_seed_list is not None and not tune_keys:
         raise UserError("--tune-seeds goes with --tune")

@@ -17,11 +17,11 @@ from ..errors import UserError
 from ..store import artifacts
 
 
-def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None,
-                  atomic: bool = False) -> None:
-    """Write `tensors` (contiguous CPU copies) with `metadata` strings in the header; `atomic`: through a
-    temporary name, so a reader sees the previous file or this one, never half. `path` may be a remote
-    location (store.artifacts): the file goes up in one piece, which is atomic there anyway."""
+def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write `tensors` (contiguous CPU copies) with `metadata` strings in the header, through a temporary
+    name, so a reader sees the previous file or this one, never half, and a failed write (a full disk)
+    leaves no partial file: it raises an OSError naming `path` and the system's reason. `path` may be a
+    remote location (store.artifacts): the file goes up in one piece, which is atomic there anyway."""
     if artifacts.is_remote(path):
         from safetensors.torch import save
 
@@ -29,10 +29,29 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
                                          metadata=metadata))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = path.with_name(path.name + ".partial") if atomic else path
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(target), metadata=metadata)
-    if atomic:
+    target = path.with_name(path.name + ".partial")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(target), metadata=metadata)
         os.replace(target, path)
+    except (SafetensorError, OSError) as exc:
+        try:
+            os.unlink(target)
+        except OSError:
+            pass
+        raise _write_error(exc, path) from None
+
+
+def _write_error(exc: Exception, path: Path) -> OSError:
+    """`exc` (an OSError, or safetensors' error wrapping one: "IoError(Os { code: 28, ... })") as an
+    OSError about `path`."""
+    import errno
+    import re
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    found = re.search(r"code: (\d+)", str(exc))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code) if found else " ".join(str(exc).split()), str(path))
 
 
 def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

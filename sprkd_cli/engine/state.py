@@ -55,7 +55,7 @@ def save_state(state: dict, path: Path) -> None:
     """Write `state` to `path` atomically (a reader sees the previous file or this one, never half)."""
     tensors: dict[str, torch.Tensor] = {}
     tree = json.dumps(_encode(state, tensors))
-    write_tensors(path, tensors, {"format": FORMAT, "tree": tree}, atomic=True)
+    write_tensors(path, tensors, {"format": FORMAT, "tree": tree})
 
 
 def load_state(path: Path) -> dict:

@@ -32,6 +32,10 @@ class MethodOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> str | None:
+        """What is wrong with the options together (each one alone is checked by its declaration), or None."""
+        return None
+
 
 @dataclass
 class SGDOptions(MethodOptions):
@@ -48,6 +52,11 @@ class KDOptions(MethodOptions):
     temperature: float = option(4.0, "Temperature T of the softened outputs.", panel=KD_PANEL, check=above(0))
     ce_weight: float = option(0.1, "Weight a of the label cross-entropy.", panel=KD_PANEL, check=at_least(0))
     kd_weight: float = option(0.9, "Weight b of the T²·KL term.", panel=KD_PANEL, check=at_least(0))
+
+    def check(self) -> str | None:
+        if self.ce_weight == 0 and self.kd_weight == 0:
+            return "--ce-weight and --kd-weight are both 0: the loss would be 0 and nothing would train"
+        return None
 
 
 @dataclass
@@ -183,8 +192,27 @@ def method_options(name: str, given: dict, training=None, *, where=None) -> dict
     own = {f.name for f, _ in declared_fields(cls)}
     options = cls(**coerce(cls, {k: v for k, v in given.items() if k in own and v is not None}))
     check_options(options, where)
+    wrong = options.check()
+    if wrong:
+        raise UserError(wrong if where is None else f"{where('', None).rstrip(': ')}: {wrong}")
     training = training or TrainConfig(kind="student", method=name, dataset="", model="")
     return options.to_dict() | {key: getattr(training, key) for key in cls.from_training}
+
+
+def check_used(methods: list[str], given: dict, label: str | None = None) -> None:
+    """UserError for a method option given (not None) that none of `methods` has: a flag that would
+    silently do nothing (distill --method kd --nhe-gate global). `label` names it (default: its flag)."""
+    from ..options import flag_name
+
+    for key, value in given.items():
+        if value is None:
+            continue
+        owners = [m for m in method_names() if any(f.name == key for f, _ in declared_fields(options_class(m)))]
+        if owners and not set(owners) & set(methods):
+            declared = next(d for f, d in declared_fields(options_class(owners[0])) if f.name == key)
+            name = label or flag_name(key, declared)
+            subject = f"method {methods[0]} does" if len(methods) == 1 else f"the arms' methods ({', '.join(methods)}) do"
+            raise UserError(f"{name} is an option of {', '.join(owners)}; {subject} not use it: drop {name}")
 
 
 def parse_methods(text: str | None) -> list[str]:

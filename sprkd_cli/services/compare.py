@@ -65,7 +65,9 @@ def _init_worker(url: str, jobs: int) -> None:
     from .training import set_threads
 
     _worker_parent = os.getppid()
-    for signum in (signal.SIGINT, signal.SIGTERM):  # between runs; during one, train_run ends it as interrupted
+    from .lifecycle import SIGNALS
+
+    for signum in SIGNALS:  # between runs; during one, train_run ends it as interrupted
         signal.signal(signum, _note_signal)
     _die_with_parent()
     set_threads(jobs)
@@ -126,32 +128,87 @@ def _train_in_worker(config: dict, resume_id: str | None) -> dict:
 def execute(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict], None]) -> list[dict]:
     """Train (or resume) the runs of `work`, in this process (jobs=1) or in `jobs` worker processes.
     SIGINT or SIGTERM cancels the runs not started, passes the signal on to the workers (their runs end
-    as interrupted) and raises Interrupted once they have."""
-    from .lifecycle import Interruptible
+    as interrupted) and raises Interrupted once they have. A worker that dies (SIGKILL, the out-of-memory
+    killer) ends its run as interrupted, with one line saying so, and the comparison goes on with the
+    other runs in new workers (a run the pool stopped on the way is resumed); a rerun resumes that run."""
     from .training import set_threads, train_or_resume
 
-    outcomes = []
+    outcomes: list[dict] = []
     if jobs <= 1 or len(work) <= 1:
         set_threads(1)
         for cfg, resume_id in work:
             outcomes.append(train_or_resume(cfg, store, resume_id))
             on_done(outcomes[-1])
         return outcomes
+    _quiet_resource_tracker()
+    pending = list(work)
+    while pending:
+        broken = _execute_in_pool(store, pending, jobs, on_done, outcomes)
+        died = [(item, outcome) for item in broken if (outcome := _end_if_died(store, item[0])) is not None]
+        for _, outcome in died:
+            outcomes.append(outcome)
+            on_done(outcome)
+        left = [item for item in broken if all(item is not gone for gone, _ in died)]
+        if left and len(left) == len(pending):
+            raise UserError(f"compare's worker processes died before any run of theirs started ({len(left)} runs "
+                            "not trained); see the lines above, or run with --jobs 1")
+        pending = left
+    return outcomes
+
+
+def _execute_in_pool(store: Store, work: list[Work], jobs: int, on_done: Callable[[dict], None],
+                     outcomes: list[dict]) -> list[Work]:
+    """Run `work` in a pool of `jobs` workers, each outcome appended to `outcomes` as it comes; returns the
+    items the pool did not finish because a worker died (the pool is then broken)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from .lifecycle import Interruptible
+
+    broken: list[Work] = []
     with Interruptible(), ProcessPoolExecutor(max_workers=min(jobs, len(work)), mp_context=get_context("spawn"),
                                               initializer=_init_worker, initargs=(store.url, jobs)) as pool:
-        futures = [pool.submit(_train_in_worker, cfg.to_dict(), resume_id) for cfg, resume_id in work]
+        futures = [(item, pool.submit(_train_in_worker, item[0].to_dict(), item[1])) for item in work]
         try:
-            for future in futures:
-                outcomes.append(future.result())
+            for item, future in futures:
+                try:
+                    outcomes.append(future.result())
+                except BrokenProcessPool:
+                    broken.append(item)
+                    continue
                 on_done(outcomes[-1])
         except Interrupted as exc:
-            for future in futures:
+            for _, future in futures:
                 future.cancel()
             for worker in active_children():
                 os.kill(worker.pid, exc.signum)
-            wait(futures)
+            wait([future for _, future in futures])
             raise
-    return outcomes
+    return broken
+
+
+def _end_if_died(store: Store, cfg: TrainConfig) -> dict | None:
+    """When the run of `cfg` is stored as running in a process of this host that is gone (its worker was
+    killed), end it as interrupted, say so in one line on stderr and return its outcome; else None."""
+    from .lifecycle import died_here
+
+    dead = [r for r in store.unfinished_runs(cfg.config_hash(), cfg.seed) if r.status == "running" and died_here(r)]
+    if not dead:
+        return None
+    run = dead[0]
+    reason = "its compare worker process died (killed: SIGKILL, or out of memory)"
+    store.interrupt_run(run.id, reason)
+    print(f"run {run.id} ({cfg.arm or cfg.method}, seed {cfg.seed}) stopped: {reason}; the comparison goes on, and "
+          "running it again resumes this run", file=sys.stderr, flush=True)
+    return {"run_id": run.id, "status": "interrupted", "error": reason, "method": cfg.method, "seed": cfg.seed}
+
+
+def _quiet_resource_tracker() -> None:
+    """multiprocessing's resource tracker (a process of its own, started with this interpreter's -W
+    options) warns of 'leaked semaphore objects' when compare is killed with its workers: not a problem
+    of the user's, so not shown."""
+    option = "ignore:resource_tracker:UserWarning"
+    if option not in sys.warnoptions:
+        sys.warnoptions.append(option)
 
 
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teacher_ref: str | None,

@@ -15,7 +15,7 @@ from ..errors import Interrupted
 from ..store import Run, Store, utcnow
 
 HEARTBEAT_SECONDS = 30.0
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # SIGHUP: the terminal closed
 
 
 class Interruptible:

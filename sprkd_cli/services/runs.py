@@ -176,6 +176,24 @@ def hessian_rows(store: Store, run_ids: list[str]) -> list[dict]:
     return rows
 
 
+def check_filters(*, method: str | None = None, dataset: str | None = None, status: str | None = None,
+                  kind: str | None = None) -> None:
+    """UserError for a filter of `runs list`/`runs export` that names no known value (a misspelt name would
+    otherwise match nothing and print an empty result): a method of the registry, a dataset of the
+    registry (with or without options), a run status, a run kind."""
+    from ..data import check_dataset_name
+    from ..methods.options import options_class
+    from ..store import RUN_KINDS, RUN_STATUSES
+
+    for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
+        if value is not None and value not in valid:
+            raise UserError(f"unknown {flag} '{value}'; valid: {', '.join(valid)}")
+    if method is not None and method != "teacher":  # teachers are listed as method "teacher"
+        options_class(method)
+    if dataset is not None:
+        check_dataset_name(dataset)
+
+
 # -- teachers ----------------------------------------------------------------------------------------
 
 

@@ -26,6 +26,18 @@ PG_CONNECT_TIMEOUT_S = 10
 # as a compare's other runs, does not fail a run).
 LOCK_RETRIES = 3
 LOCK_BACKOFF_S = 1.0
+# A wait for a lock longer than this says on stderr what it waits for (then waits on, up to the timeout).
+LOCK_NOTICE_MS = 5_000
+_last_notice = [0.0]
+
+
+def lock_notice(line: str) -> None:
+    """`line` on stderr: what a process waits for, said at most every 30 s (a compare's many writes)."""
+    import sys
+
+    if time.monotonic() - _last_notice[0] >= 30:
+        _last_notice[0] = time.monotonic()
+        print(line, file=sys.stderr, flush=True)
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -64,6 +76,8 @@ def _configure_sqlite(engine: Engine) -> None:
     """WAL for concurrent readers, a busy timeout, and BEGIN IMMEDIATE so a writer waits for the
     lock up front instead of failing on a read-to-write upgrade."""
 
+    path = engine.url.database
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None
@@ -72,11 +86,35 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {_first_wait_ms()}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        """BEGIN IMMEDIATE, waiting for the write lock LOCK_NOTICE_MS; if it is still held, a line on
+        stderr says so, and the wait goes on to SQLITE_BUSY_TIMEOUT_MS in all."""
+        first = _first_wait_ms()
+        if first < SQLITE_BUSY_TIMEOUT_MS:
+            raw = connection.connection.driver_connection
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc):
+                    raise
+            lock_notice(f"waiting for the write lock of the store {path}: another process is writing to it "
+                        f"(up to {(SQLITE_BUSY_TIMEOUT_MS - first) / 1000:g} s more)")
+            raw.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS - first}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            finally:
+                raw.execute(f"PRAGMA busy_timeout = {first}")
+            return
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _first_wait_ms() -> int:
+    return min(LOCK_NOTICE_MS, SQLITE_BUSY_TIMEOUT_MS)
 
 
 def make_engine(url: str) -> Engine:
@@ -219,7 +257,19 @@ def _migration_lock(url: str):
         yield
         return
     with open(f"{path}.lock", "a+") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process upgrades (or creates) the store: wait, saying so after a while
+            import threading
+
+            notice = threading.Timer(LOCK_NOTICE_MS / 1000, lock_notice,
+                                     [f"waiting for another process to create or upgrade the store {path}"])
+            notice.daemon = True
+            notice.start()
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            finally:
+                notice.cancel()
         try:
             yield
         finally:
