@@ -135,13 +135,13 @@ def sprkd_json(db, *args: str):
 
 
 def assert_user_error(result, *needles: str) -> str:
-    """Exit code 2, nothing on stdout, one line on stderr (`error: ...`) containing every needle,
+    """Exit code 2, nothing on stdout, one line on stderr (`error: ...`, besides progress lines) containing every needle,
     and no exception escaped (it would have been a traceback outside the test runner)."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output
     assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
+    lines = without_progress(result.stderr)  # progress lines may come before the error
     assert len(lines) == 1, result.stderr
     line = lines[0]
     assert line.startswith("error: "), line

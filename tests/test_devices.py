@@ -16,8 +16,10 @@ def test_device_cuda_without_a_gpu_is_one_line_for_every_method(db):
     teacher = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN)["run_id"]
     assert_user_error(sprkd(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN,
                             "--device", "cuda"), NO_CUDA, "--device cpu")
-    student = ["--dataset", DATA, "--student", TEACHER_MODEL, "--teacher", teacher, *TRAIN, "--device", "cuda"]
-    for method, extra in (("sgd", []), ("kd", []), ("sprkd", ["--no-asr"]), ("sage", ["--sage-rounds", "1"])):
+    student = ["--dataset", DATA, "--student", TEACHER_MODEL, *TRAIN, "--device", "cuda"]
+    taught = ["--teacher", teacher]
+    for method, extra in (("sgd", []), ("kd", taught), ("sprkd", ["--no-asr", *taught]),
+                          ("sage", ["--sage-rounds", "1", *taught])):
         assert_user_error(sprkd(db, "distill", "--method", method, *student, *extra), NO_CUDA, "--device cpu")
     assert [r.kind for r in open_test_store(db).list_runs()] == ["teacher"]
 
@@ -107,7 +109,7 @@ def test_hessian_and_saddle_probes_stay_in_full_precision(db, monkeypatch, preci
     from_teacher = len(seen)
     student = sprkd_json(db, "distill", "--method", "sprkd", "--no-asr", "--dataset", DATA, "--student", TEACHER_MODEL,
                          "--teacher", teacher["run_id"], *TRAIN, "--precision", precision,
-                         "--nhe-grad-threshold", "1e9", "--cooldown", "0")
+                         "--nhe-grad-threshold", "1e9", "--cooldown", "0", "--gate-distance", "0", "--gate-loss-drop", "0")
     kinds = {e.kind for e in open_test_store(db).events(student["run_id"])}
     assert kinds & {"nhe_kept", "nhe_reverted", "nhe_skipped"} and kinds & {"pgd_kept", "pgd_reverted"}
     assert from_teacher > 0 and len(seen) > from_teacher

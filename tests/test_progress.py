@@ -72,4 +72,7 @@ def test_compare_piped_to_a_file_prints_plain_lines_per_run(db, tmp_path):
     # a line per running run: its arm, seed, epoch and validation accuracy
     running = [line for line in lines if re.search(r"\]   (kd|sgd) seed [01] \d+/40", line)]
     assert running, log
-    assert any(re.search(r"val_acc [01]\.\d{4}$", line) for line in running), log
+    # past its first epoch a running run's line has its validation accuracy (how many such lines a log gets
+    # depends on the machine's speed: the store is polled every 2 s)
+    started = [line for line in running if not re.search(r" 0/40", line)]
+    assert all(re.search(r"val_acc [01]\.\d{4}$", line) for line in started), log

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import STUDENT_ARGS, open_test_store, run_subprocess, train_teacher
+from conftest import STUDENT_ARGS, open_test_store, run_subprocess, train_teacher, without_progress
 
 ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -87,7 +87,7 @@ def driver_env(monkeypatch, tmp_path):
 
 def one_line_error(result, *needles: str) -> str:
     assert result.returncode != 0, result.stdout
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    lines = [line for line in without_progress(result.stderr) if line.strip()]  # progress lines may come first
     assert len(lines) == 1, result.stderr
     for needle in needles:
         assert needle in lines[0], lines[0]
@@ -148,7 +148,7 @@ def test_two_nodes_with_postgresql_and_s3_artifacts(driver_env, pg_url, bucket, 
         result = run_subprocess(pg_url, "compare", *STUDENT_ARGS, "--seeds", "0-2", "--executor", "ray",
                                 "--ray-address", address, "--json", timeout=600)
         assert result.returncode == 0, result.stderr
-        assert not [line for line in result.stderr.splitlines() if line.strip()], result.stderr  # no Ray log lines
+        assert not [line for line in without_progress(result.stderr) if line.strip()], result.stderr  # no Ray log lines
         store = open_test_store(pg_url)
         students = store.list_runs(kind="student")
         assert sorted((r.method, r.seed, r.status) for r in students) == [

@@ -63,13 +63,13 @@ def test_export_replaces_an_existing_file_only_with_force_and_whole(filled, tmp_
     assert out.read_text() == "keep me\n"
     result = sprkd(filled, "runs", "export", "-o", str(out), "--force")
     assert result.exit_code == 0, result.output
-    assert out.read_text().startswith("id,kind,method") and len(out.read_text().splitlines()) == 2
+    assert out.read_text().startswith("id,arm,kind,method") and len(out.read_text().splitlines()) == 2
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []  # no temporary left
 
 
 def test_export_to_dash_is_stdout(filled, tmp_path):
     result = sprkd(filled, "runs", "export", "-o", "-")
-    assert result.exit_code == 0 and result.stdout.startswith("id,kind,method")
+    assert result.exit_code == 0 and result.stdout.startswith("id,arm,kind,method")
     assert not (tmp_path / "-").exists()
 
 

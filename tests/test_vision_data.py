@@ -423,7 +423,7 @@ def test_cli_malaria_teacher_student_and_mcnemar(tmp_path, db):
 
 def test_cli_device_and_augment_errors(db, malaria_dir):
     common = ["train-teacher", "--dataset", "malaria", "--data-dir", str(malaria_dir), "--model", "malaria-teacher"]
-    assert_user_error(sprkd(db, *common, "--device", "tpu"), "unknown device 'tpu'", "auto", "cuda", "mps")
+    assert_user_error(sprkd(db, *common, "--device", "tpu"), "bad --device 'tpu'", "auto", "cuda", "mps")
     if not torch.cuda.is_available():
         assert_user_error(sprkd(db, *common, "--device", "cuda"), "--device cuda", "--device cpu")
     assert_user_error(sprkd(db, "train-teacher", "--dataset", "synthetic:n=200", "--augment"), "--augment", "shape")

@@ -106,9 +106,9 @@ def _statistics(store: Store, request: ReportRequest, runs_by_arm: dict[str, lis
                                                student=request.student)
             result = method_stats(store, stats_request)
         except UserError as exc:  # a claim some run lacks (no Hessian report): said, not tested
-            out.append({"metric": metric, "missing": str(exc)})
+            out.append({"metric": metric, "not_tested": str(exc)})
             continue
-        out.append({"metric": metric, **result})
+        out.extend(t for t in result["tables"] if t["kind"] in ("t", "logrank"))  # one table per metric
     return out
 
 
@@ -308,21 +308,24 @@ def _render_comparison(store, data) -> str:
 def _render_statistics(store, data) -> str:
     out = ["<h2>Statistics</h2>",
            "<p class=\"note\">Tests named per column: Welch's t-test (unequal variances) between arms, and the paired "
-           "t-test on the seeds both arms have; p-values Holm-adjusted across the pairs; Cohen's d (pooled sd) and "
+           "t-test on the seeds both arms have; p-values Holm-adjusted across the pairs of each metric; Cohen's d (pooled sd) and "
            "d<sub>z</sub> (paired); 95% confidence interval of the difference a − b (Welch). Computed by "
            "<code>sprkd stats</code>.</p>"]
     if not data["statistics"]:
         out.append('<p class="none">No tests: they need two arms or more of one dataset.</p>')
     for block in data["statistics"]:
         metric = html.escape(block["metric"])
-        if "missing" in block:
-            out.append(f'<h3>{metric}</h3><p class="none">Not tested: {html.escape(block["missing"])}</p>')
+        if "not_tested" in block:
+            out.append(f'<h3>{metric}</h3><p class="none">Not tested: {html.escape(block["not_tested"])}</p>')
+            continue
+        if block["kind"] == "logrank":
+            out.append(_survival_block(block))
             continue
         arms = [[html.escape(a["method"]), str(a["n"]), _f(a["mean"]), _f(a["sd"]),
                  html.escape(", ".join(map(str, a["seeds"])))] for a in block["arms"]]
         pairs = [[f"{html.escape(p['a'])} − {html.escape(p['b'])}", _f(p.get("diff")),
-                  f"[{_f(p.get('ci_low'))}, {_f(p.get('ci_high'))}]", _p(p.get("p_welch")), _p(p.get("p_holm")),
-                  f"{_p(p.get('p_paired'))} ({p.get('n_pairs', '–')})", _p(p.get("p_holm_paired")),
+                  f"[{_f(p.get('ci_low'))}, {_f(p.get('ci_high'))}]", _p(p.get("p_welch")), _p(p.get("p_adj")),
+                  f"{_p(p.get('p_paired'))} ({p.get('n_pairs', '–')})", _p(p.get("p_adj_paired")),
                   _f(p.get("cohens_d"), 2), _f(p.get("cohens_dz"), 2)] for p in block["pairs"]]
         warnings = dict.fromkeys(w for p in block["pairs"] for w in p.get("warnings", []))
         whole = block["metric"] in ("auc_val_acc",)
@@ -332,6 +335,21 @@ def _render_statistics(store, data) -> str:
                              "p paired t-test (pairs)", "p Holm (paired)", "Cohen's d", "d_z"], pairs, "stats-pairs")
                    + "".join(f'<p class="note">warning: {html.escape(w)}</p>' for w in warnings))
     return "".join(out)
+
+
+def _survival_block(block: dict) -> str:
+    """epochs_to:X as censored time-to-event data: Kaplan–Meier medians and the log-rank tests."""
+    def epochs(value):
+        return "not reached" if value is None else f"{value:g}"
+
+    arms = [[html.escape(a["method"]), str(a["n"]), str(a["reached"]), str(a["censored"]), epochs(a["median"]),
+             html.escape(", ".join(map(str, a["seeds"])))] for a in block["arms"]]
+    pairs = [[f"{html.escape(p['a'])} − {html.escape(p['b'])}", f"{p['reached_a']}/{p['n_a']}, {p['reached_b']}/{p['n_b']}",
+              _f(p.get("logrank_chi2"), 3), _p(p.get("p_logrank")), _p(p.get("p_adj"))] for p in block["pairs"]]
+    return (f"<h3>{html.escape(block['metric'])} (censored time-to-event: runs that never reach the threshold count "
+            "as censored at their last epoch)</h3>"
+            + _table(["arm", "runs", "reached", "censored", "median epoch (Kaplan–Meier)", "seeds"], arms, "stats-arms")
+            + _table(["a − b", "reached a/b", "log-rank χ²", "p (permutation)", "p adjusted"], pairs, "stats-pairs"))
 
 
 def _render_curves(store, data) -> str:
