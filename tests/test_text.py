@@ -31,9 +31,11 @@ def test_glue_files_teacher_then_sgd_kd_sage_end_to_end(db, tmp_path, models):
     teacher = sprkd_json(db, "train-teacher", *data, "--model", f"hf:{models['teacher']}", *TRAIN)
     assert teacher["status"] == "finished"
     outcomes = {}
-    for method, student in (("sgd", "student"), ("kd", "distil"), ("sage", "student")):
+    taught = ["--teacher", teacher["run_id"]]
+    for method, student, extra in (("sgd", "student", []), ("kd", "distil", taught),
+                                   ("sage", "student", [*taught, "--sage-rounds", "1"])):
         outcomes[method] = sprkd_json(db, "distill", "--method", method, *data, "--student", f"hf:{models[student]}",
-                                      "--teacher", teacher["run_id"], "--sage-rounds", "1", *TRAIN)
+                                      *extra, *TRAIN)
         assert outcomes[method]["status"] == "finished" and 0.0 <= outcomes[method]["test_acc"] <= 1.0
     store = open_test_store(db)
     rounds = [e for e in store.events(outcomes["sage"]["run_id"]) if e.kind == "sage_round"]
