@@ -341,6 +341,17 @@ def test_spreads_within_the_tolerance_are_no_variation() -> None:
         compare_methods({"a": a, "b": b}, tol=-1.0)
 
 
+def test_one_test_example_apart_is_variation_even_when_the_sd_is_below_the_step() -> None:
+    step = 1 / 359  # accuracies on 359 test examples
+    a = {s: 0.9582 for s in range(4)} | {4: 0.9582 + step}  # one seed one example better: sd 0.00124 < step / 2
+    b = {s: 0.9694 + (s % 2) * step for s in range(5)}
+    r = _only(compare_methods({"a": a, "b": b}, tol=step / 2))
+    assert not r.no_variation and not r.no_variation_paired and r.p_welch < 0.01
+    flat = _only(compare_methods({"a": {s: 0.9582 for s in range(5)}, "b": {s: 0.9694 for s in range(5)}},
+                                 tol=step / 2))
+    assert flat.no_variation and math.isnan(flat.p_welch)
+
+
 def test_method_with_zero_or_one_value() -> None:
     values = {"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}, "none": {}}
     results = compare_methods(values)

@@ -389,7 +389,8 @@ def summarise(store: Store, template: TrainConfig, arms: list[Arm], configs: lis
         runs = [r for r in (store.find_finished(c.config_hash(), c.seed) for c in mine) if r is not None]
         stats = summarize([r.summary["test_acc"] for r in runs], bounds=ACC_RANGE)
         n_test = max((r.config.get("data", {}).get("n_test") or 0 for r in runs), default=0)
-        flat = stats.n >= 2 and stats.sd <= (0.5 / n_test if n_test else 0.0)
+        accs = [r.summary["test_acc"] for r in runs]
+        flat = stats.n >= 2 and max(accs) - min(accs) <= (0.5 / n_test if n_test else 0.0)
         rows.append({"arm": arm.name, "method": arm.method, "options": arm.options, "n": stats.n, "mean": stats.mean,
                      "sd": stats.sd, "ci_low": stats.ci_low, "ci_high": stats.ci_high, "no_variation": flat,
                      "ci_method": ci_method(ACC_RANGE), "seeds": [r.seed for r in runs],

@@ -29,8 +29,9 @@ class PairResult:
     p_holm / p_holm_paired: Holm adjustment of p_welch / p_paired across all pairs of one call.
     seeds_for_80_power: per-arm seeds a two-sided two-sample t-test needs for the requested
     power (80% by default) at |cohens_d|; None when d is 0, nan or more than 10,000 are needed.
-    no_variation / no_variation_paired: both arms' sds / the paired differences' sd are within the
-    tolerance `tol` (no variation across seeds): the test, its effect size and interval are NaN.
+    no_variation / no_variation_paired: each arm's values / the paired differences all lie within the
+    tolerance `tol` of each other (largest minus smallest; no variation across seeds): the test, its effect
+    size and interval are NaN.
     """
 
     a: str
@@ -137,7 +138,7 @@ def _compare_pair(
             warnings.append(
                 f"{name} has {s.n} value(s); Welch's t-test, its CI and Cohen's d need at least 2 per arm (reported as nan)"
             )
-    flat = sum_a.n >= 2 and sum_b.n >= 2 and sum_a.sd <= tol and sum_b.sd <= tol
+    flat = sum_a.n >= 2 and sum_b.n >= 2 and _spread(arm_a.values()) <= tol and _spread(arm_b.values()) <= tol
     if flat:
         warnings.append(
             f"{a} − {b}: no variation across seeds: both arms' values are equal within {tol:.3g} "
@@ -158,7 +159,7 @@ def _compare_pair(
             f"the paired t-test uses only the {paired.n} seeds present in both arms; "
             f"seeds only in {a}: {only_a}, only in {b}: {only_b}"
         )
-    flat_paired = paired.n >= 2 and paired.sd <= tol
+    flat_paired = paired.n >= 2 and _spread([arm_a[s] - arm_b[s] for s in shared]) <= tol
     if flat_paired:
         warnings.append(
             f"{a} − {b}: no variation across seeds in the paired differences: equal within {tol:.3g} on every "
@@ -234,3 +235,10 @@ def compare_methods(
     p_holm = holm([r.p_welch for r in raw])
     p_holm_paired = holm([r.p_paired for r in raw])
     return [replace(r, p_holm=h, p_holm_paired=hp) for r, h, hp in zip(raw, p_holm, p_holm_paired)]
+
+
+def _spread(values) -> float:
+    """Largest minus smallest (0 for fewer than two values): values one whole accuracy step apart are
+    variation, even when their sd is below the step."""
+    values = list(values)
+    return max(values) - min(values) if len(values) > 1 else 0.0
