@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from text_bench import write_sst2  # the same SST-2-shaped files as the text bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -42,22 +43,6 @@ def write_bert(folder: Path) -> None:
     torch.manual_seed(0)
     AutoModelForSequenceClassification.from_config(BertConfig(num_labels=2)).save_pretrained(folder)
     BertTokenizer(vocab=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
-
-
-def write_sst2(folder: Path, n_train: int) -> None:
-    import pandas as pd
-
-    rng = random.Random(0)
-
-    def rows(n):
-        out = [{"sentence": " ".join(f"w{rng.randrange(30000)}" for _ in range(rng.randint(5, 30))), "label": i % 2}
-               for i in range(n)]
-        out[0]["sentence"] = " ".join(f"w{rng.randrange(30000)}" for _ in range(64))  # pads everything to 66
-        return out
-
-    folder.mkdir(parents=True)
-    pd.DataFrame(rows(n_train)).to_csv(folder / "train.csv", index=False)
-    pd.DataFrame(rows(16)).to_csv(folder / "validation.csv", index=False)
 
 
 def measured(args: list[str], env: dict) -> dict:
