@@ -246,3 +246,15 @@ def study(tmp_path_factory) -> Path:
                        "--seeds", "0-1", "--tune", "lr=0.01,0.03", "--hessian", "--saddle-alpha", "0", "--json")
         assert result.exit_code == 0, (result.output, result.exception)
     return db
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest (and steadiest on a shared machine) on one thread; the count is put back after
+    the module (use with pytestmark = pytest.mark.usefixtures("one_thread"))."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -36,13 +36,7 @@ KINDS = ("double", "func")
 EIG_RTOL = {torch.float64: 1e-6, torch.float32: 1e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest (and steadiest on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models on one thread
 
 
 def tiny_mlp(seed: int = 0) -> nn.Module:

@@ -17,12 +17,7 @@ from sprkd_cli.hessian.hvp import micro_batches
 from sprkd_cli.hessian.operator import default_micro_batch, micro_batch_default
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models on one thread
 
 
 @pytest.fixture(scope="module")
