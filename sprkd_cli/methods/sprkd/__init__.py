@@ -135,8 +135,9 @@ class SPRKD(Method):
 
     def loss(self, model, x, y, index):
         self.last_batch = (x, y, index)
-        self.last_loss = self._loss(model, x, y, index)
-        return self.last_loss
+        loss = self._loss(model, x, y, index)
+        self.last_loss = loss.detach()  # the gate's loss test reads it after the step, without the graph
+        return loss
 
     def _loss(self, model, x, y, index):
         logits = model(x)
@@ -164,7 +165,7 @@ class SPRKD(Method):
         o = self.o
         grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
         norms = torch.stack(torch._foreach_norm(grads)).tolist()
-        loss = float(self.last_loss.detach())
+        loss = float(self.last_loss)
         gate = self.gate.check(norms, loss, step, epoch)
         if gate is None:
             return
