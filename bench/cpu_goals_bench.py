@@ -30,9 +30,8 @@ from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.hessian import HessianOperator, ProbeSet  # noqa: E402
-from sprkd_cli.methods import method_options  # noqa: E402
-from sprkd_cli.methods.kd import KD  # noqa: E402
-from sprkd_cli.methods.sgd import SGD  # noqa: E402
+from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.sgd.method import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 
 ROUNDS = 9
@@ -58,7 +57,7 @@ def kd_vs_sgd() -> None:
     seed_everything(1)
     teacher = build_model("mlp:width=128,depth=1", data.input_shape, data.n_classes).eval()
     cfg = TrainConfig(kind="student", method="kd", dataset="digits", model="mlp-small", epochs=1)
-    methods = {"sgd": SGD({}), "kd": KD(method_options("kd", {}), teacher, data)}
+    methods = {"sgd": SGD(), "kd": prepare_detached("kd", data, teachers=[teacher])}
     models = {}
     for name in methods:
         seed_everything(0)

@@ -28,9 +28,8 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods import method_options  # noqa: E402
-from sprkd_cli.methods.kd import KD  # noqa: E402
-from sprkd_cli.methods.sgd import SGD  # noqa: E402
+from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.sgd.method import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 from sprkd_cli.services.lifecycle import this_process  # noqa: E402
 from sprkd_cli.store import open_store  # noqa: E402
@@ -83,7 +82,7 @@ def compare_loops(model_name: str, data) -> float:
         bare_epoch(bare_model, data, cfg.batch_size, optimizer, schedule, generator)
         bare_times.append(time.perf_counter() - started)
         # fit() builds its optimizer and schedule each call, as a run does once; that cost is included.
-        ours_times.append(one_fit_epoch(ours, SGD({}), data, cfg))
+        ours_times.append(one_fit_epoch(ours, SGD(), data, cfg))
     bare, mine = statistics.median(bare_times), statistics.median(ours_times)
     ratio = mine / bare
     print(f"  {model_name:10s} epoch: bare {bare * 1e3:7.2f} ms, sprkd fit {mine * 1e3:7.2f} ms, "
@@ -107,7 +106,7 @@ def store_share(data) -> None:
             times.append(time.perf_counter() - started)
         seed_everything(0)
         model = build_model("mlp-small", data.input_shape, data.n_classes)
-        epoch = statistics.median(one_fit_epoch(model, SGD({}), data, cfg) for _ in range(ROUNDS))
+        epoch = statistics.median(one_fit_epoch(model, SGD(), data, cfg) for _ in range(ROUNDS))
         record = statistics.median(times)
         print(f"  recording one epoch's metrics: {record * 1e3:.2f} ms = {100 * record / epoch:.1f}% of an "
               f"mlp-small epoch ({epoch * 1e3:.1f} ms)")
@@ -116,7 +115,7 @@ def store_share(data) -> None:
 def kd_vs_sgd(data) -> float:
     seed_everything(0)
     teacher = build_model("mlp-large", data.input_shape, data.n_classes).eval()
-    kd = KD(method_options("kd", {}), teacher, data)
+    kd = prepare_detached("kd", data, teachers=[teacher])
     cfg = TrainConfig(kind="student", method="kd", dataset="digits", model="mlp-small", epochs=1)
     models = {}
     for name in ("sgd", "kd"):
@@ -124,7 +123,7 @@ def kd_vs_sgd(data) -> float:
         models[name] = build_model("mlp-small", data.input_shape, data.n_classes)
     times = {"sgd": [], "kd": []}
     for _ in range(ROUNDS):
-        times["sgd"].append(one_fit_epoch(models["sgd"], SGD({}), data, cfg))
+        times["sgd"].append(one_fit_epoch(models["sgd"], SGD(), data, cfg))
         times["kd"].append(one_fit_epoch(models["kd"], kd, data, cfg))
     sgd, kdt = statistics.median(times["sgd"]), statistics.median(times["kd"])
     ratio = kdt / sgd

@@ -33,9 +33,7 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods import method_options  # noqa: E402
-from sprkd_cli.methods.kd import KD  # noqa: E402
-from sprkd_cli.methods.sage import SAGE  # noqa: E402
+from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
 from sprkd_cli.methods.sage.inverse import inverse_transform  # noqa: E402
 from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap, pooled_rows  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
@@ -87,7 +85,7 @@ def main() -> None:
     # 2. rounds, timed after a first (warm-up) round in this process
     seed_everything(1)
     student = build_model(student_spec, data.input_shape, data.n_classes)
-    sage = SAGE(method_options("sage", {"sage_rounds": 10}), teacher, data)
+    sage = prepare_detached("sage", data, {"sage_rounds": 10}, teachers=[teacher])
     sage.setup(student, seed=1, emit=lambda *a, **k: None)
     warmup = time.perf_counter()
     sage.run_round(student, 2, 0)
@@ -103,7 +101,7 @@ def main() -> None:
     print(f"   first round in this process {warmup:.2f}s; after it, median {statistics.median(totals):.2f}s "
           f"(target < 5 s): " + ", ".join(f"{p.split('_')[0]} {statistics.median(rec[p] for rec in records):.2f}s" for p in parts))
 
-    interpolate = SAGE(method_options("sage", {"sage_rounds": 10, "sage_synth": "interpolate"}), teacher, data)
+    interpolate = prepare_detached("sage", data, {"sage_rounds": 10, "sage_synth": "interpolate"}, teachers=[teacher])
     interpolate.setup(student, seed=1, emit=lambda *a, **k: None)
     interpolate.run_round(student, 2, 0)
     started = time.perf_counter()
@@ -140,10 +138,10 @@ def main() -> None:
     # 3. epochs: kd vs sage (rounds at the start of epochs 2-4, none after)
     cfg = TrainConfig("student", "kd", "digits", student_spec, epochs=6, seed=1)
     times = {}
-    for name, cls in (("kd", KD), ("sage", SAGE)):
+    for name in ("kd", "sage"):
         seed_everything(1)
         model = build_model(student_spec, data.input_shape, data.n_classes)
-        method = cls(method_options(name, {}), teacher, data)
+        method = prepare_detached(name, data, teachers=[teacher])
         method.setup(model, seed=1, emit=lambda *a, **k: None)
         times[name] = [rec.seconds for rec in fit(model, method, data, cfg).history]
     kd = statistics.median(times["kd"])
@@ -154,9 +152,9 @@ def main() -> None:
 
 
 def method_class_sgd():
-    from sprkd_cli.methods.sgd import SGD
+    from sprkd_cli.methods.sgd.method import SGD
 
-    return SGD({}, None, None)
+    return SGD()
 
 
 if __name__ == "__main__":

@@ -38,9 +38,7 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods import method_options  # noqa: E402
-from sprkd_cli.methods.kd import KD  # noqa: E402
-from sprkd_cli.methods.sgd import SGD  # noqa: E402
+from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 
 KINDS = ("syncs", "to", "copies", "ops")
@@ -123,8 +121,7 @@ def main() -> None:
                 data, cfg, spec, teacher = case(method_name, Path(tmp))
                 seed_everything(0)
                 model = build_model(spec, data.input_shape, data.n_classes)
-                options = method_options(method_name, {}, cfg)
-                method = (KD(options, teacher, data) if method_name == "kd" else SGD(options))
+                method = prepare_detached(method_name, data, teachers=[teacher] if method_name == "kd" else [], config=cfg)
                 counts = profile_steps(model, method, data, cfg)
                 rows.append((label, method_name, counts))
     print("| model | method | steps | syncs/step | optimizer reads/step | .to calls/step | copy_/step | aten ops/step "

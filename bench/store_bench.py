@@ -32,7 +32,7 @@ from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.engine.state import save_state  # noqa: E402
-from sprkd_cli.methods.sgd import SGD  # noqa: E402
+from sprkd_cli.methods.sgd.method import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 from sprkd_cli.services.lifecycle import this_process  # noqa: E402
 from sprkd_cli.store import Metric, Run, open_store, utcnow  # noqa: E402
@@ -62,12 +62,12 @@ def recording_share(data, tmp: Path) -> bool:
         with store.epoch_writer(run.id) as write_epoch:  # what a training run uses
             for _ in range(ROUNDS):
                 started = time.perf_counter()
-                fit(model, SGD({}), data, cfg, checkpoint=checkpoint)
+                fit(model, SGD(), data, cfg, checkpoint=checkpoint)
                 epochs.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 write_epoch(ROWS)
                 records.append(time.perf_counter() - started)
-                fit(model, SGD({}), data, cfg)
+                fit(model, SGD(), data, cfg)
                 started = time.perf_counter()
                 store.add_metrics(run.id, ROWS)  # the same rows through SQLAlchemy's ORM-free Core
                 orm.append(time.perf_counter() - started)

@@ -41,10 +41,7 @@ import torch  # noqa: E402
 from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
-from sprkd_cli.methods import method_options  # noqa: E402
-from sprkd_cli.methods.kd import KD  # noqa: E402
-from sprkd_cli.methods.sgd import SGD  # noqa: E402
-from sprkd_cli.methods.sage import SAGE  # noqa: E402
+from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
 from sprkd_cli.methods.sage.pool import RealVectors  # noqa: E402
 from sprkd_cli.methods.sage.rounds import fit_umap, pooled_rows  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
@@ -146,10 +143,10 @@ def main() -> None:
     cfg = TrainConfig("student", "sgd", "sst2", student_spec, epochs=1, batch_size=32, lr=5e-5)
     steps = -(-n // 32)
     epoch, setup_seconds = {}, {}
-    for name, cls, options in (("sgd", SGD, {}), ("kd", KD, {}), ("sage", SAGE, {"sage_rounds": 0})):
+    for name, options in (("sgd", {}), ("kd", {}), ("sage", {"sage_rounds": 0})):
         torch.manual_seed(1)
         model = build_model(student_spec, data.input_shape, data.n_classes)
-        method, setup_seconds[name] = timed(lambda: cls(method_options(name, options), teacher, data))
+        method, setup_seconds[name] = timed(lambda: prepare_detached(name, data, options, teachers=[teacher] if name != "sgd" else []))
         method.setup(model, seed=1, emit=lambda *a, **k: None)
         epoch[name] = fit(model, method, data, cfg).history[0].seconds / steps
     after_epochs = peak_gb()
@@ -157,7 +154,7 @@ def main() -> None:
     # one sage round on the generated set, after a warm-up round (numba and first calls)
     torch.manual_seed(1)
     model = build_model(student_spec, data.input_shape, data.n_classes)
-    sage = SAGE(method_options("sage", {"sage_rounds": 5}), teacher, data)
+    sage = prepare_detached("sage", data, {"sage_rounds": 5}, teachers=[teacher])
     sage.setup(model, seed=1, emit=lambda *a, **k: None)
     sage.run_round(model, 2, 0)
     record, round_seconds = timed(lambda: sage.run_round(model, 3, 0))

@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import UserError
-from .methods.options import options_class
+from .methods import options_class
 from .options import declared_fields, parse_value
 
+TEACHER = "teacher"  # a teacher's method and arm as listings show them
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
@@ -57,7 +58,7 @@ def parse_arm(text: str) -> Arm:
 def parse_arms(methods: str | None, arms: list[str]) -> list[Arm]:
     """compare's arms: each method of `--methods` (an arm named after it), then each `--arm`. With neither,
     the plain methods. Names must differ."""
-    from .methods.options import parse_methods
+    from .methods import parse_methods
 
     chosen = [Arm(m, m) for m in (parse_methods(methods) if methods is not None or not arms else [])]
     chosen += [parse_arm(a) for a in arms]
@@ -67,3 +68,19 @@ def parse_arms(methods: str | None, arms: list[str]) -> list[Arm]:
             raise UserError(f"two arms are named '{arm.name}'; give each --arm its own NAME=")
         seen.add(arm.name)
     return chosen
+
+
+def shown_method(run) -> str:
+    """A run's method as listings show it: a teacher's is "teacher" (it learns from the labels alone, as an
+    sgd student does, but it is no run of the sgd arm)."""
+    return TEACHER if run.kind == "teacher" else run.method
+
+
+def teacher_refs(text: str | None) -> list[str] | None:
+    """A --teacher value (run ids or unique prefixes, comma-separated) as a list; None when not given."""
+    if text is None:
+        return None
+    refs = [r.strip() for r in text.split(",") if r.strip()]
+    if not refs:
+        raise UserError(f"bad --teacher '{text}': give a run id, or several separated by commas")
+    return refs

@@ -180,3 +180,11 @@ def noise_levels(text: str) -> list[float]:
 def noise_key(level: float) -> str:
     """How a noise level is named in metrics and summaries: noise_acc:0.1 (0.10 and .1 are one level)."""
     return f"{float(level):g}"
+
+
+def same_tracking(run, cfg: TrainConfig) -> bool:
+    """Whether a stored run tracked saddles as `cfg` asks (for --reuse: an untracked teacher is not one)."""
+    if not cfg.track_saddles:
+        return True
+    defaults = TrainConfig(kind="", method="", dataset="", model="")
+    return all(run.config.get(f, getattr(defaults, f)) == getattr(cfg, f) for f in SADDLE_FIELDS)

@@ -1,6 +1,6 @@
 """Options declared once: a dataclass field carries its default, type, help text, choices and check.
 
-The run's TrainConfig (config.py) and each method's options class (methods/options.py) are made of
+The run's TrainConfig (config.py) and each method's options class (methods/<name>/__init__.py) are made of
 such fields; the CLI derives its flags from them (cli/derive.py), arms parse `key=value` against
 them, and `check_options` validates a whole object the same way whichever way it was built.
 Importable without torch.

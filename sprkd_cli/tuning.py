@@ -40,7 +40,7 @@ def parse_tune(specs: list[str]) -> list[TuneKey]:
     """`lr=1e-3,3e-3` each: the key must be a training or some method's option, given once, with at least
     one value (each value is typed and checked when an arm takes it: check_grid)."""
     from .config import TrainConfig
-    from .methods.options import method_names, options_class
+    from .methods import method_names, options_class
 
     training = {f.name for f, d in declared_fields(TrainConfig)
                 if d.cli and d.scope != "teacher" and f.name not in NOT_TUNABLE}
@@ -67,7 +67,7 @@ def arm_grid(keys: list[TuneKey], method: str, explicit: dict) -> list[dict]:
     """The grid points of an arm: dicts {key: typed value} over the keys that apply to it, in the order
     given (the first key varies slowest). [{}] when none applies."""
     from .config import TrainConfig
-    from .methods.options import options_class
+    from .methods import options_class
 
     cls = options_class(method)
     own = {f.name for f, _ in declared_fields(cls)}

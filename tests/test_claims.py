@@ -257,7 +257,7 @@ def test_hessian_claims_equal_the_exact_hessian_of_the_best_val_weights(db):
 
     from sprkd_cli.data import load_dataset
     from sprkd_cli.hessian import ProbeSet
-    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.services.loading import load_run_model
 
     args = ["compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0", *PROBE, "--hessian"]
     first = sprkd_json(db, *args)

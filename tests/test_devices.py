@@ -50,7 +50,7 @@ def test_bad_precision_is_one_line(db):
 def test_a_bf16_run_trains_in_autocast_is_recorded_and_shown(db, monkeypatch):
     """bf16 on digits: each step's loss under autocast, finite, and an accuracy near fp32's; the run's config
     and `runs show` say bf16."""
-    from sprkd_cli.methods.sgd import SGD
+    from sprkd_cli.methods.sgd.method import SGD
 
     seen = []
     loss = SGD.loss

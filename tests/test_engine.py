@@ -14,7 +14,7 @@ from conftest import DATA, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_j
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.data import load_dataset
 from sprkd_cli.engine import evaluate, fit, load_weights, save_weights
-from sprkd_cli.methods import method_class, method_options
+from sprkd_cli.methods import method_class, typed_options
 from sprkd_cli.models import build_model
 
 
@@ -34,7 +34,7 @@ class CountingTeacher(torch.nn.Module):
 
 
 def _kd(options: dict, teacher, data):
-    return method_class("kd")(method_options("kd", options), teacher, data)
+    return method_class("kd")(typed_options("kd", options), [teacher], data)
 
 
 def _hand_kd_loss(student_logits, teacher_logits, labels, T, a, b):
@@ -161,7 +161,7 @@ def test_checkpoint_is_safetensors_and_loads_back_to_the_same_predictions(tmp_pa
     cfg = TrainConfig(kind="teacher", method="sgd", dataset=DATA, model=TEACHER_MODEL, epochs=2, lr=1e-2)
     torch.manual_seed(0)
     model = build_model(cfg.model, data.input_shape, data.n_classes)
-    fit(model, method_class("sgd")({}, None, data), data, cfg)
+    fit(model, method_class("sgd")(), data, cfg)
     path = tmp_path / "ckpt" / "model.safetensors"
     save_weights(model.state_dict(), path)
     header = _is_safetensors(path)
@@ -177,7 +177,7 @@ def test_checkpoint_is_safetensors_and_loads_back_to_the_same_predictions(tmp_pa
 
 
 def test_run_checkpoints_reproduce_the_stored_predictions(db):
-    from sprkd_cli.services.runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
+    from sprkd_cli.services.loading import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
 
     outcome = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, "--epochs", "8",
                          "--lr", "0.3", "--seed", "2")
@@ -214,7 +214,7 @@ def test_fit_is_deterministic_and_tracks_the_best_val_epoch():
     def train():
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model, data.input_shape, data.n_classes)
-        return model, fit(model, method_class("sgd")({}, None, data), data, cfg)
+        return model, fit(model, method_class("sgd")(), data, cfg)
 
     (m1, r1), (m2, r2) = train(), train()
     assert [h.metrics for h in r1.history] == [h.metrics for h in r2.history]
@@ -233,7 +233,7 @@ def _sgd_fit(hooks_read_model: bool, on_step=None, lr: float = 1e-2, epochs: int
                       batch_size=16)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.n_classes)
-    return model, fit(model, method_class("sgd")({}, None, data), data, cfg, on_step=on_step,
+    return model, fit(model, method_class("sgd")(), data, cfg, on_step=on_step,
                       hooks_read_model=hooks_read_model)
 
 
@@ -248,7 +248,7 @@ def test_losses_read_once_an_epoch_give_the_same_numbers():
 @pytest.mark.parametrize("hooks_read_model", [True, False])
 def test_divergence_names_the_first_non_finite_step_either_way(hooks_read_model, monkeypatch):
     from sprkd_cli.errors import Diverged
-    from sprkd_cli.methods.sgd import SGD
+    from sprkd_cli.methods.sgd.method import SGD
 
     calls = []
     real = SGD.loss

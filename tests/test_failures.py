@@ -80,7 +80,7 @@ def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch, raised
     import sprkd_cli.engine.safetensors_io as safetensors_io
     from safetensors import SafetensorError
 
-    from sprkd_cli.services.runs import FINAL_CHECKPOINT
+    from sprkd_cli.services.loading import FINAL_CHECKPOINT
 
     real = safetensors_io.save_file
 
@@ -103,7 +103,7 @@ def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch, raised
 
 
 def test_os_checkpoint_that_is_a_folder_is_named(db):
-    from sprkd_cli.services.runs import FINAL_CHECKPOINT
+    from sprkd_cli.services.loading import FINAL_CHECKPOINT
 
     teacher = train_teacher(db)
     checkpoint = Path(teacher["artifact_dir"]) / FINAL_CHECKPOINT

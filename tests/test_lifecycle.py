@@ -275,7 +275,7 @@ class _RunsCode:
 def test_a_pickled_checkpoint_with_code_is_refused(db, tmp_path):
     import torch
 
-    from sprkd_cli.services.runs import BEST_CHECKPOINT, FINAL_CHECKPOINT
+    from sprkd_cli.services.loading import BEST_CHECKPOINT, FINAL_CHECKPOINT
 
     teacher = train_teacher(db)
     marker = tmp_path / "code-ran"
@@ -294,7 +294,7 @@ def test_a_pickled_saddle_snapshot_and_malaria_cache_are_refused(tmp_path):
 
     from sprkd_cli.data.malaria import read_cache
     from sprkd_cli.errors import UserError
-    from sprkd_cli.services.saddles import load_snapshot
+    from sprkd_cli.methods.sprkd.tracking import load_snapshot
 
     marker = tmp_path / "code-ran"
     evil = tmp_path / "evil.pt"

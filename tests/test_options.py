@@ -11,7 +11,7 @@ from sprkd_cli.arms import parse_arm, parse_arms
 from sprkd_cli.cli import app
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.errors import UserError
-from sprkd_cli.methods import method_options
+from sprkd_cli.methods import method_options, typed_options
 from sprkd_cli.options import declared_fields
 
 TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
@@ -174,9 +174,9 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     """--teacher A,B for kd: the KD term's target is the mean of the teachers' softened outputs."""
     import torch
 
-    from sprkd_cli.methods.kd import KD
+    from sprkd_cli.methods.kd.method import KD
     from sprkd_cli.methods.targets import teacher_targets
-    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.services.loading import load_run_model
     from sprkd_cli.data import load_dataset
 
     a, b = (train_teacher(db, "--seed", str(s))["run_id"] for s in (0, 1))
@@ -186,7 +186,7 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     store = open_test_store(db)
     teachers = [load_run_model(store.get_run(r)) for r in (a, b)]
     data = load_dataset(DATA)
-    kd = KD(method_options("kd", {}), teachers[0], data, teachers=teachers)
+    kd = KD(typed_options("kd", {}), teachers, data)
     expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
     assert torch.allclose(kd.p_teacher, expected, atol=1e-7)
     assert not torch.allclose(kd.p_teacher, teacher_targets(teachers[0], data.x_train, 4.0)[0])

@@ -126,7 +126,7 @@ def test_two_nodes_with_postgresql_and_s3_artifacts(driver_env, pg_url, bucket, 
     directory, both given the object store's credentials as a node of a cloud cluster has them; the
     driver's artifact root is the bucket. Runs land on both nodes, every artifact reads back on the
     driver, and stats works."""
-    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.services.loading import load_run_model
 
     s3_env = {k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
                                          "AWS_ENDPOINT_URL")}

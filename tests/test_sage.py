@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from conftest import DATA, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json
 
 from sprkd_cli.data import load_dataset
-from sprkd_cli.methods import method_options
-from sprkd_cli.methods.sage import SAGE
+from sprkd_cli.methods import typed_options
+from sprkd_cli.methods.sage.method import SAGE
 from sprkd_cli.models import build_model
 
 
@@ -21,7 +21,7 @@ def _sage(model_spec: str, dataset: str = DATA, **options):
     teacher = build_model(model_spec, data.input_shape, data.n_classes).eval()
     torch.manual_seed(1)
     student = build_model(model_spec, data.input_shape, data.n_classes)
-    method = SAGE(method_options("sage", options), teacher, data)
+    method = SAGE(typed_options("sage", options), teacher, data)
     events = []
     method.setup(student, seed=0, emit=lambda kind, payload, **where: events.append((kind, payload, where)))
     return data, teacher, student, method, events

@@ -4,6 +4,7 @@ Hessian eigensteps and Gaussian perturbations with their gates, the event log, a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,7 +57,7 @@ def events_of(store, run_id: str, kind: str | None = None) -> list:
 
 def test_digits_teacher_keeps_the_candidates_of_highest_ratio_and_highest_s_neg(db):
     from sprkd_cli.methods.sprkd.saddles import score
-    from sprkd_cli.services.saddles import kept_candidates, load_snapshot
+    from sprkd_cli.methods.sprkd.tracking import kept_candidates, load_snapshot
 
     outcome = sprkd_json(db, "train-teacher", "--dataset", "digits", "--model", "mlp:width=16,depth=1", "--epochs", "1",
                          "--track-saddles", "--saddle-every", "2", "--saddle-top-n", "8", "--max-saddles", "3")
@@ -178,7 +179,7 @@ def test_asr_is_the_mean_of_each_teachers_chosen_snapshot_and_the_approach_reach
     from sprkd_cli.methods import method_options
     from sprkd_cli.methods.sprkd.approach import distance
     from sprkd_cli.methods.sprkd.inject import fit_tensor
-    from sprkd_cli.services.saddles import load_snapshot
+    from sprkd_cli.methods.sprkd.tracking import load_snapshot
     from sprkd_cli.engine import seed_everything
     from sprkd_cli.models import build_model
     from sprkd_cli.services.training import prepare
@@ -371,10 +372,11 @@ def test_elementwise_eigenstep_moves_each_coordinate_by_its_gradient_times_v_squ
 
 
 def test_the_gate_needs_a_small_gradient_distance_from_the_start_a_loss_drop_cooldown_and_epochs():
+    from sprkd_cli.methods import typed_options
     from sprkd_cli.methods.sprkd.gate import Gate
 
-    options = {"nhe_gate": "tensor", "nhe_grad_threshold": 0.01, "gate_distance": 1.0, "gate_loss_drop": 0.1,
-               "cooldown": 2, "gate_epochs": 3}
+    options = typed_options("sprkd", {"nhe_gate": "tensor", "nhe_grad_threshold": 0.01, "gate_distance": 1.0,
+                                      "gate_loss_drop": 0.1, "cooldown": 2, "gate_epochs": 3})
     params = [torch.full((4,), 1.0), torch.full((4,), 1.0)]
     gate = Gate(options, ["a", "b"], params, [torch.zeros(4), torch.zeros(4)])  # start norms 0, now 2 and 2
     assert gate.distance() == pytest.approx(2.0)
@@ -392,7 +394,7 @@ def test_the_gate_needs_a_small_gradient_distance_from_the_start_a_loss_drop_coo
     assert stats == {"gate_tensor_norm": 0.001, "gate_grad_norm": pytest.approx(math.hypot(0.5, 0.001)),
                      "gate_distance": pytest.approx(2.0)}
     assert gate.epoch_statistics() == {}  # a new epoch starts afresh
-    wide = Gate(options | {"nhe_gate": "global", "nhe_grad_threshold": 1.0}, ["a", "b"], params,
+    wide = Gate(dataclasses.replace(options, nhe_gate="global", nhe_grad_threshold=1.0), ["a", "b"], params,
                 [torch.zeros(4), torch.zeros(4)])
     assert wide.check([0.5, 0.6], 1.0, 1, 1)["gate"] == "global" and wide.check([0.9, 0.6], 1.0, 1, 1) is None
 
@@ -418,7 +420,7 @@ def test_events_follow_the_gate_the_budget_and_the_ablations(db):
     steps = [e.step for e in pgd]
     assert min(b - a for a, b in zip(steps, steps[1:])) == 3  # the cooldown: two steps pass, the third may act
     assert max(e.epoch for e in pgd) == 5  # --gate-epochs
-    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.services.loading import load_run_model
 
     names = [n for n, p in load_run_model(store.get_run(run)).named_parameters()]
     for e in nhe + pgd:  # the tensor gate names the tensor and the norm that opened it
@@ -463,18 +465,19 @@ def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
 
 def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import method_options
-    from sprkd_cli.methods.sprkd import SPRKD
+    from sprkd_cli.methods import typed_options
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
-    steps_per_epoch = math.ceil(len(data.y_train) / method_options("sprkd", {})["batch_size"])
+    from sprkd_cli.config import TrainConfig
+
+    steps_per_epoch = math.ceil(len(data.y_train) / TrainConfig("student", "sprkd", DATA, "mlp").batch_size)
     budget = 10.5 / steps_per_epoch  # ten products an epoch
-    options = method_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
-                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_budget": budget})
+    options = typed_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+                                      "gate_loss_drop": 0.0, "cooldown": 0, "nhe_budget": budget})
     allowed = int(budget * steps_per_epoch)
     assert allowed == 10
-    method = SPRKD(options, None, data, saddles=[])
+    method = _sprkd(options, data)
     model = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
     events = []
     method.setup(model, seed=0, emit=lambda kind, payload=None, step=None, epoch=None: events.append((kind, payload)))
@@ -487,21 +490,20 @@ def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
         assert 0 < method.products_this_epoch <= allowed
     attempts = [p for kind, p in events if kind.startswith("nhe_")]
     assert attempts and all(p["lanczos_iterations"] <= p["lanczos_steps_allowed"] <= allowed for p in attempts)
-    assert attempts[0]["lanczos_steps_allowed"] == min(allowed, options["nhe_lanczos_steps"])
+    assert attempts[0]["lanczos_steps_allowed"] == min(allowed, options.nhe_lanczos_steps)
 
 
 def test_an_attempt_without_negative_curvature_backs_off():
     """A miss doubles the wait before the next NHE attempt; PGD does not wait."""
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import method_options
-    from sprkd_cli.methods.sprkd import SPRKD
+    from sprkd_cli.methods import typed_options
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
-    options = method_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
-                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9,  # every λ is a miss
-                                       "nhe_budget": 1e3})
-    method = SPRKD(options, None, data, saddles=[])
+    options = typed_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+                                      "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9,  # every λ is a miss
+                                      "nhe_budget": 1e3})
+    method = _sprkd(options, data)
     model = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
     events = []
     method.setup(model, seed=0, emit=lambda kind, payload=None, step=None, epoch=None: events.append((kind, step)))
@@ -642,23 +644,22 @@ def test_compare_and_stats_take_sprkd_like_any_method(db):
 
 def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import method_options
+    from sprkd_cli.methods import typed_options
     from sprkd_cli.methods.targets import teacher_targets
-    from sprkd_cli.methods.sprkd import SPRKD
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
     torch.manual_seed(0)
     teachers = [build_model(TEACHER_MODEL, data.input_shape, data.n_classes) for _ in range(2)]
-    options = method_options("sprkd", {"kd_weight": 0.5, "asr": False})
-    method = SPRKD(options, teachers[0], data, saddles=[], teachers=teachers)
+    options = typed_options("sprkd", {"kd_weight": 0.5, "asr": False})
+    method = _sprkd(options, data, teachers=teachers)
     expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
     assert torch.allclose(method.p_teacher, expected)
     student = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
     method.setup(student, seed=0, emit=lambda *a, **k: None)
     index = torch.arange(16)
     x, y = data.x_train[index], data.y_train[index]
-    plain = SPRKD(method_options("sprkd", {"asr": False}), teachers[0], data, saddles=[])
+    plain = _sprkd(typed_options("sprkd", {"asr": False}), data)
     assert method.loss(student, x, y, index).item() > plain.loss(student, x, y, index).item()  # CE + 0.5·T²·KL
 
 
@@ -714,3 +715,13 @@ def test_a_teacher_tracked_by_the_earlier_version_still_serves(db):
     (built,) = events_of(store, outcome["run_id"], "asr_built")
     lowest = min(store.saddle_points(teacher), key=lambda p: (p.probe_loss, p.step))
     assert built.payload["teachers"][0]["saddle_id"] == lowest.id and "warnings" not in outcome
+
+
+def _sprkd(options, data, teachers=None):
+    """sprkd's method on `data` without a run: the probe and batch settings of a default TrainConfig."""
+    from sprkd_cli.config import TrainConfig
+    from sprkd_cli.methods.sprkd.method import SPRKD
+
+    cfg = TrainConfig("student", "sprkd", DATA, "mlp")
+    return SPRKD(options, data, probe_batches=cfg.probe_batches, probe_size=cfg.probe_size, probe_mode=cfg.probe_mode,
+                 batch_size=cfg.batch_size, saddles=[], teachers=teachers)

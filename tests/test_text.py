@@ -69,7 +69,7 @@ def test_the_toy_sentiment_task_is_learnt_by_teacher_and_students(db, tmp_path, 
     # sage gave the DistilBERT student the BERT teacher's embedding module (token types and all): the
     # run's model is rebuilt from its checkpoint with it, and scores what the run reported
     from sprkd_cli.engine import evaluate
-    from sprkd_cli.services.runs import load_run_model
+    from sprkd_cli.services.loading import load_run_model
 
     store = open_test_store(db)
     run = store.get_run(outcome["run_id"])
@@ -236,14 +236,14 @@ def test_a_text_sage_state_of_the_older_form_is_refused_before_anything_is_touch
 def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models):
     """Memory: the real vectors are recomputed per batch and synthetic ones kept as recipes, so nothing
     of size n·L·H is held; what a batch gets equals the teacher embed's output."""
-    from sprkd_cli.methods import method_options
-    from sprkd_cli.methods.sage import SAGE
+    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods.sage.method import SAGE
     from sprkd_cli.models import build_model
 
     data = load_dataset("sst2", 0, data_dir=str(sst2_dir(tmp_path / "glue")), model=f"hf:{models['teacher']}")
     teacher = build_model(f"hf:{models['teacher']}", data.input_shape, data.n_classes).eval()
     student = build_model(f"hf:{models['student']}", data.input_shape, data.n_classes)
-    sage = SAGE(method_options("sage", {}), teacher, data)
+    sage = SAGE(typed_options("sage", {}), teacher, data)
     sage.setup(student, seed=0, emit=lambda *a, **k: None)
     sage.run_round(student, 2, 0)
     n, length = data.x_train.shape[0], data.x_train.shape[2]

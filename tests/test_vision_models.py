@@ -13,7 +13,8 @@ from sprkd_cli.config import TrainConfig
 from sprkd_cli.engine.augment import CropFlip
 from sprkd_cli.engine.device import resolve_device
 from sprkd_cli.errors import UserError
-from sprkd_cli.methods.kd import KD
+from sprkd_cli.methods import typed_options
+from sprkd_cli.methods.kd.method import KD
 from sprkd_cli.models import build_model, count_parameters
 
 VISION_MODELS = ["malaria-teacher", "malaria-student", "resnet20", "resnet56", "resnet8x4", "resnet32x4",
@@ -114,8 +115,8 @@ def test_kd_per_batch_targets_equal_the_cached_ones_on_the_same_inputs():
     class Data:
         x_train = torch.randn(20, 3, 12, 12)
 
-    options = {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
-    cached, per_batch = KD(options, teacher, Data), KD(options, teacher, Data, augmented=True)
+    options = typed_options("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9})
+    cached, per_batch = KD(options, [teacher], Data), KD(options, [teacher], Data, augmented=True)
     assert not hasattr(per_batch, "p_teacher")  # nothing computed from the (changing) inputs up front
     index = torch.tensor([3, 7, 11, 2])
     y = torch.tensor([0, 1, 1, 0])
@@ -156,7 +157,7 @@ def test_how_data_are_fetched_and_where_it_trains_are_not_part_of_the_experiment
 def test_augmented_training_is_reproducible_and_differs_from_plain():
     from sprkd_cli.data import Splits
     from sprkd_cli.engine import fit
-    from sprkd_cli.methods.sgd import SGD
+    from sprkd_cli.methods.sgd.method import SGD
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(60, 3, 12, 12, generator=g), torch.arange(60) % 2
@@ -167,7 +168,7 @@ def test_augmented_training_is_reproducible_and_differs_from_plain():
                           batch_size=8, augment=augment)
         torch.manual_seed(0)
         model = build_model("malaria-student", (3, 12, 12), 2)
-        fit(model, SGD({}), data, cfg)
+        fit(model, SGD(), data, cfg)
         return [p.detach().clone() for p in model.parameters()]
 
     first, again, plain = train(True), train(True), train(False)

@@ -1,4 +1,4 @@
-"""The training commands' flags, derived from the declarations (config.TrainConfig, methods/options.py).
+"""The training commands' flags, derived from the declarations (config.TrainConfig, each method's package).
 
 An option is declared once, with its default, type, help, choices and check; here it becomes a Typer
 parameter. Training options keep their default on the command line; method options default to "not
@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from ..config import TrainConfig
-from ..methods.options import METHOD_OPTIONS
+from ..methods import registry
 from ..options import Declared, declared_fields, default_of, flag_name, value_type
 
 
@@ -65,7 +65,7 @@ def shared_params(names: tuple[str, ...], panel: str) -> list[inspect.Parameter]
 def _method_option_table() -> dict[str, list[tuple[str, object, Declared, type]]]:
     """option name -> [(method, default, declaration, type)] over every method that declares it."""
     table: dict[str, list] = {}
-    for method, cls in METHOD_OPTIONS.items():
+    for method, cls in registry().items():
         for f, declared in declared_fields(cls):
             table.setdefault(f.name, []).append((method, default_of(f), declared, value_type(f)))
     return table

@@ -1,5 +1,5 @@
 """The commands' own arguments, each declared once here. Training and method options are declared in
-config.TrainConfig and methods/options.py, and become flags through cli/derive.py."""
+config.TrainConfig and each method's package (methods/<name>/__init__.py), and become flags through cli/derive.py."""
 
 from __future__ import annotations
 

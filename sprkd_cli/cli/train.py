@@ -11,7 +11,7 @@ import typer
 
 from ..choices import EXECUTORS
 from ..config import TrainConfig
-from ..methods.options import method_names
+from ..methods import method_names
 from . import options as o
 from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
 from .derive import choice, command, method_params, method_values, training_params, training_values
@@ -153,24 +153,24 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
             resume: str | None, reuse: bool, as_json: bool, **values) -> None:
     if resume is not None:
         return _resume_and_report(ctx, "student", resume, as_json)
-    from ..methods import method_options
-    from ..methods.options import check_used
-    from ..services.saddles import teacher_ids_for
+    from ..arms import teacher_refs
+    from ..methods import check_used, training_fields, typed_options
 
     check_used([method], method_values(values))
     _check_teacher_used([method], teacher)
     cfg = _config("student", method, dataset, student, seed, values)
-    options = method_options(method, method_values(values), cfg)
-    teachers = teacher_ids_for(open_store_from(ctx), method, teacher, dataset, cfg.split_seed, student, options)
-    _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=options), as_json, reuse)
+    options = typed_options(method, method_values(values))
+    teachers = options.choose_teachers(open_store_from(ctx), teacher_refs(teacher), dataset, cfg.split_seed, student)
+    stored = options.to_dict() | training_fields(method, cfg)
+    _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=stored), as_json, reuse)
 
 
 def _check_teacher_used(methods: list[str], teacher: str | None) -> None:
     """--teacher given where no method of `methods` takes a teacher: it would do nothing."""
     from ..errors import UserError
-    from ..methods import method_class
+    from ..methods import options_class
 
-    if teacher is not None and methods and not any(method_class(m).needs_teacher for m in methods):
+    if teacher is not None and methods and not any(options_class(m)().uses_teacher() for m in methods):
         raise UserError(f"--teacher: {', '.join(methods)} take{'s' if len(methods) == 1 else ''} no teacher (trained on "
                         "the labels alone); drop --teacher")
 
@@ -185,7 +185,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
     from ..specs import parse_seeds
     from ..tuning import parse_tune
 
-    from ..methods.options import check_used
+    from ..methods import check_used
 
     arms = parse_arms(methods, arm or [])
     check_used(sorted({a.method for a in arms}), method_values(values))

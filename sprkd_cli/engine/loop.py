@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from ..config import TrainConfig
 from ..data import Splits
 from ..errors import Diverged
-from ..methods.base import Method
+from ..methods.contract import Method
 from ..models.modes import train_mode
 from .. import selection
 from .augment import CropFlip

@@ -10,6 +10,7 @@ loss Hessian on a fixed probe set.
 from .density import DensityEstimate, slq_density, smooth_density
 from .hvp import HVPUnavailableError
 from .lanczos import LanczosResult, lanczos
+from .memory import is_out_of_memory, out_of_memory_message
 from .operator import HessianOperator
 from .probe import ProbeSet
 from .report import full_report
@@ -25,7 +26,9 @@ __all__ = [
     "full_report",
     "hutchinson_trace",
     "hutchpp_trace",
+    "is_out_of_memory",
     "lanczos",
+    "out_of_memory_message",
     "slq_density",
     "smooth_density",
 ]

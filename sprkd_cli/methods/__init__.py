@@ -1,11 +1,14 @@
-"""Training methods behind one small interface: a loss on a mini-batch of training examples.
+"""Training methods, one package each (methods/contract.py says what a method is).
 
-The registry and every method's options (methods/options.py) import without torch; a method's class
-loads on first use (`method_class`)."""
+The registry and every method's options import without torch; a method's implementation loads on first
+use (`method_class`)."""
 
 from __future__ import annotations
 
-from .options import METHOD_OPTIONS, method_class, method_names, method_options, options_class, parse_methods, plain_methods
+from .registry import (
+    check_used, method_class, method_names, method_options, options_class, parse_methods, plain_methods, registry,
+    training_fields, typed_options,
+)
 
-__all__ = ["METHOD_OPTIONS", "method_class", "method_names", "method_options", "options_class", "parse_methods",
-           "plain_methods"]
+__all__ = ["check_used", "method_class", "method_names", "method_options", "options_class", "parse_methods",
+           "plain_methods", "registry", "training_fields", "typed_options"]

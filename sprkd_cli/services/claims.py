@@ -64,8 +64,7 @@ def _noise_keys(best: dict[str, float], final: dict[str, float]) -> dict:
 def add_noise_claims(store: Store, run, levels: list[float]) -> bool:
     """Measure the --eval-noise levels `run` (finished) has not measured, from its stored checkpoints, and
     add them to its summary. True when it measured any."""
-    from .training import load_config_data
-    from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
+    from .loading import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_config_data, load_run_model
 
     missing = [level for level in levels if f"noise_acc:{noise_key(level)}" not in run.summary]
     if not missing:

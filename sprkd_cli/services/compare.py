@@ -38,17 +38,17 @@ def arm_configs(store: Store, template: TrainConfig, arm: Arm, seeds: list[int],
     its training options are the template's with the point's training values. Its teachers are the arm's
     `teacher=`, else `teacher_ref`, else the dataset's latest (for sprkd: the latest with tracked saddles
     that fits the student). The runs are recorded for the arm `recorded_as` (default: the arm's name)."""
-    from ..methods import method_options
+    from ..arms import teacher_refs
+    from ..methods import training_fields, typed_options
     from ..tuning import apply_training, split_point
-
-    from .saddles import teacher_ids_for
 
     training, method = split_point(point)
     base = apply_training(template, training) if training else template
     where = lambda name, declared: f"arm {arm.name}: {name}"  # noqa: E731
-    options = method_options(arm.method, method_overrides | method | arm.options, base, where=where)
-    teachers = teacher_ids_for(store, arm.method, arm.teacher or teacher_ref, base.dataset, base.split_seed,
-                               base.model, options)
+    typed = typed_options(arm.method, method_overrides | method | arm.options, where=where)
+    teachers = typed.choose_teachers(store, teacher_refs(arm.teacher or teacher_ref), base.dataset, base.split_seed,
+                                     base.model)
+    options = typed.to_dict() | training_fields(arm.method, base)
     return [dataclasses.replace(base, method=arm.method, seed=seed, teacher_ids=teachers, method_options=options,
                                 arm=recorded_as or arm.name) for seed in seeds]
 

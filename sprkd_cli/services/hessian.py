@@ -61,7 +61,7 @@ def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
     import torch
     import torch.nn.functional as F
 
-    from ..hessian import HessianOperator, HVPUnavailableError, ProbeSet, full_report
+    from ..hessian import HessianOperator, HVPUnavailableError, ProbeSet, full_report, out_of_memory_message
 
     probe_seed = run_seed if request.probe_seed is None else request.probe_seed
     probe = ProbeSet.draw(data.x_train, data.y_train, n_batches=request.probe_batches, size=request.probe_size,
@@ -82,48 +82,12 @@ def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
         raise UserError(str(exc)) from None
 
 
-def is_out_of_memory(exc: BaseException) -> bool:
-    """A MemoryError, torch's OutOfMemoryError (a GPU's), or the CPU allocator's RuntimeError."""
-    if isinstance(exc, MemoryError):
-        return True
-    import torch
-
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(exc, oom):
-        return True
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in str(exc) or "out of memory" in str(exc))
-
-
-class out_of_memory_message:
-    """Turns running out of memory inside the block into one UserError line naming --probe-micro-batch;
-    `examples()` is the micro-batch in use (or the whole probe set's size)."""
-
-    def __init__(self, examples) -> None:
-        self.examples = examples
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None or not is_out_of_memory(exc):
-            return False
-        try:
-            size = int(self.examples())
-        except Exception:
-            size = 0
-        held = f"{size} examples at once" if size else "its micro-batches"
-        lower = f" (e.g. --probe-micro-batch {max(1, size // 4)})" if size > 1 else ""
-        raise UserError(f"out of memory measuring the Hessian with {held}: lower --probe-micro-batch{lower}, or "
-                        "--probe-size") from None
-
-
 def report_run(store: Store, ref: str, request: HessianRequest) -> dict:
     """Measure the run's model (its final weights, or its best-val ones: request.weights), store the report
     and (with a density) write its PNG."""
     from ..config import TrainConfig
-    from .training import load_config_data
     from .lifecycle import read_run
-    from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model
+    from .loading import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_config_data, load_run_model
 
     run = read_run(store, ref)
     if run.status != "finished":
@@ -164,7 +128,7 @@ def negative_mass(result: dict) -> float | None:
 
 def compare_runs(store: Store, refs: list[str]) -> dict:
     """The latest stored report of each run side by side, and their densities in one figure."""
-    from .runs import shown_method
+    from ..arms import shown_method
 
     rows, densities = [], {}
     for ref in refs:
@@ -192,7 +156,7 @@ PLOT_FLOOR = 1e-10
 
 def density_label(run, request: dict) -> str:
     """A density's legend entry: the run, teacher or its method, the weights and the probe set measured."""
-    from .runs import shown_method
+    from ..arms import shown_method
 
     seed = run.seed if request.get("probe_seed") is None else request["probe_seed"]
     probe = f"probe {request.get('probe_batches')}x{request.get('probe_size')} seed {seed}, {request.get('mode')} mode"

@@ -1,38 +1,23 @@
-"""Runs as the commands use them: a run described (runs show, list, export), a run's model loaded, and
-the choice of a student's teachers (found, and checked against the student's data)."""
+"""Runs as the commands show them: a run described (runs show, list, export), and its metrics and Hessian
+reports as rows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from ..config import TrainConfig
+from ..arms import TEACHER, shown_method
 from ..errors import UserError
-from ..store import Run, Store
+from ..store import Store
+from .events import event_counts
 from .lifecycle import read_run, read_runs
-from .saddles import event_counts
-
-if TYPE_CHECKING:
-    from ..data import Splits
-
-BEST_CHECKPOINT = "best.safetensors"
-FINAL_CHECKPOINT = "model.safetensors"
 
 RUN_FIELDS = ("id", "kind", "method", "dataset", "model", "seed", "status", "config_hash", "teacher_ids",
               "n_params", "device", "git_commit", "git_dirty", "created_at", "ended_at", "error")
 SUMMARY_FIELDS = ("test_acc", "best_val_acc", "final_test_acc", "best_epoch", "epochs")
 METRIC_FIELDS = ("run_id", "step", "epoch", "split", "name", "value")
-TEACHER = "teacher"  # a teacher's method and arm as listings show them
 # config keys that are columns of the run's row already, or say nothing about the experiment's settings
 CONFIG_LEFT_OUT = ("kind", "method", "dataset", "model", "seed", "teacher_ids", "arm")
 
 
 # -- describing runs ---------------------------------------------------------------------------------
-
-def shown_method(run) -> str:
-    """A run's method as listings show it: a teacher's is "teacher" (it learns from the labels alone, as an
-    sgd student does, but it is no run of the sgd arm)."""
-    return TEACHER if run.kind == "teacher" else run.method
-
 
 def run_arms(run, arms: dict[str, list[str]]) -> list[str]:
     """The arms a run belongs to (`arms`: Store.arms_of_runs): a teacher's is "teacher", a student's with
@@ -93,7 +78,7 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
 
 def _saddle_row(point) -> dict:
     """A stored saddle candidate, and whether it passes each rule at its default (docs/methods.md, sprkd)."""
-    from ..methods.options import SPRKDOptions
+    from ..methods.sprkd import SPRKDOptions
     from ..methods.sprkd.saddles import SaddleScore, is_strong
 
     score = SaddleScore(list(point.eigenvalues), point.s_neg, point.s_pos)
@@ -101,7 +86,7 @@ def _saddle_row(point) -> dict:
     passes = {rule: is_strong(score, rule, defaults.saddle_alpha, defaults.saddle_beta) for rule in ("ratio", "magnitude")}
     return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
             "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
-            "ratio": point.s_neg / point.s_pos if point.s_pos > 0 else None, "passes_ratio": passes["ratio"],
+            "ratio": score.ratio if score.ratio != float("inf") else None, "passes_ratio": passes["ratio"],
             "passes_magnitude": passes["magnitude"], "artifact": point.artifact}
 
 
@@ -182,7 +167,7 @@ def check_filters(*, method: str | None = None, dataset: str | None = None, stat
     otherwise match nothing and print an empty result): a method of the registry, a dataset of the
     registry (with or without options), a run status, a run kind."""
     from ..data import check_dataset_name
-    from ..methods.options import options_class
+    from ..methods import options_class
     from ..store import RUN_KINDS, RUN_STATUSES
 
     for value, valid, flag in ((status, RUN_STATUSES, "--status"), (kind, RUN_KINDS, "--kind")):
@@ -192,73 +177,3 @@ def check_filters(*, method: str | None = None, dataset: str | None = None, stat
         options_class(method)
     if dataset is not None:
         check_dataset_name(dataset)
-
-
-# -- teachers ----------------------------------------------------------------------------------------
-
-
-def latest_teacher(store: Store, dataset: str, split_seed: int) -> Run:
-    for run in store.list_runs(kind="teacher", dataset=dataset, status="finished"):
-        if run.config.get("split_seed") == split_seed:
-            return run
-    raise UserError(
-        f"no finished teacher for dataset {dataset} (split seed {split_seed}) in {store.shown_url}; train one first: "
-        f"sprkd train-teacher --dataset {dataset} --split-seed {split_seed}"
-    )
-
-
-def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
-    """The finished teacher run `ref`, checked against the student's dataset and split."""
-    run = read_run(store, ref)
-    if run.kind != "teacher":
-        raise UserError(f"run {run.id} is a {run.kind} run, not a teacher; see `sprkd runs list --kind teacher`")
-    if run.status != "finished":
-        raise UserError(f"teacher {run.id} is {run.status}, not finished; train a teacher to completion first")
-    split = run.config["data"]
-    if split["n_classes"] != data.n_classes:
-        raise UserError(
-            f"teacher {run.id} predicts {split['n_classes']} classes ({run.dataset}) but the student's dataset "
-            f"{data.name} has {data.n_classes}; use a teacher trained on {data.name}"
-        )
-    if run.dataset != data.name or split["split_seed"] != data.split_seed:
-        raise UserError(
-            f"teacher {run.id} was trained on {run.dataset} with split seed {split['split_seed']}; the student uses "
-            f"{data.name} with split seed {data.split_seed}; a teacher must share the student's data and split "
-            "(it would otherwise have seen the student's test examples)"
-        )
-    if split.get("tokenizer") != data.describe().get("tokenizer"):
-        raise UserError(
-            f"teacher {run.id} ({run.model}) tokenises {run.dataset} differently from the student; kd and sage on text "
-            "need a student whose tokenizer is the teacher's (the same vocabulary)"
-        )
-    if tuple(split["input_shape"]) != data.input_shape:
-        raise UserError(
-            f"teacher {run.id} was trained on {run.dataset} inputs of shape {tuple(split['input_shape'])}, the student's "
-            f"are {data.input_shape}; give the student the teacher's --image-size ({run.config.get('image_size')})")
-    if split["fingerprint"] != data.describe()["fingerprint"]:
-        raise UserError(f"teacher {run.id}'s split of {run.dataset} differs from the student's (the data changed)")
-    return run
-
-
-# -- a run's model -----------------------------------------------------------------------------------
-
-def load_run_model(run: Run, checkpoint: str = BEST_CHECKPOINT):
-    """Rebuild a run's model from its stored config and load its checkpoint, in eval mode. A checkpoint
-    whose header holds an `embed_config` (a sage student given the input layer of a teacher of another
-    transformer family) gets an embedding module of that architecture before its weights are loaded."""
-    from ..engine import checkpoint_metadata, load_weights
-    from ..models import build_model
-
-    cfg = TrainConfig.from_dict(run.config)
-    split = run.config["data"]
-    model = build_model(cfg.model, tuple(split["input_shape"]), split["n_classes"])
-    from ..store.artifacts import join, location
-
-    path = join(location(run.artifact_dir), checkpoint)
-    embed = checkpoint_metadata(path).get("embed_config")
-    if embed:
-        from ..models.hf import embed_from_config
-
-        model.embed = embed_from_config(embed)
-    load_weights(model, path)
-    return model.eval()

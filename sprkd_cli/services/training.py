@@ -11,52 +11,41 @@ import torch
 from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError, one_line
 from ..store import RunTaken, Store, artifacts as store_artifacts, utcnow
+from .events import RunEvents, event_counts, injection_mapping
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
-from .runs import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_run_model, resolve_teacher
-from .saddles import EventSink, event_counts, injection_mapping, reads_no_teacher, saddle_inputs, saddle_tracker
+from .loading import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_config_data, load_run_model, resolve_teacher
 
 STATE_FILE = "resume.safetensors"  # in the run's artifact folder: the latest training state, until it finishes
 
 
 def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, progress: Callable | None = None):
-    """Everything a run needs, validated before its row is written: data, teacher, model, method (set up,
-    its events going to `emit`), the model and teacher on the run's device. `progress(what, done, total)`
-    hears how decoding a dataset goes."""
+    """Everything a run needs, validated before its row is written: data, teacher runs, model, method
+    (prepared from its context and set up, its events going to `emit`), on the run's device.
+    `progress(what, done, total)` hears how decoding a dataset goes."""
     from ..engine import seed_everything
     from ..engine.device import resolve_device
     from ..engine.precision import check_precision
-    from ..methods import method_class
+    from ..methods import options_class
+    from ..methods.contract import MethodContext
     from ..models import build_model, check_model
 
-    method_cls = method_class(cfg.method)
+    options = options_class(cfg.method).from_stored(cfg.method_options)
+    method_cls = options.load()
     cfg.check()
     check_model(cfg.model)
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, device)
     data = load_config_data(cfg, store, download=cfg.download, progress=progress)
-    teacher = None
-    inputs = {}
-    if method_cls.needs_teacher and not cfg.teacher_ids and not reads_no_teacher(method_cls, cfg.method_options):
+    if options.uses_teacher() and not cfg.teacher_ids:
         raise UserError(f"method {cfg.method} needs a teacher: pass --teacher RUN")
-    if method_cls.needs_teacher and cfg.teacher_ids:
-        teacher_runs = [resolve_teacher(store, ref, data) for ref in cfg.teacher_ids]
-        teacher = load_run_model(teacher_runs[0])
-        if method_cls.needs_saddles:
-            inputs = saddle_inputs(store, teacher_runs, cfg.method_options)
-        elif len(teacher_runs) > 1:
-            if not method_cls.takes_ensemble:
-                raise UserError(f"method {cfg.method} takes one teacher; {len(teacher_runs)} were given")
-            inputs["teachers"] = [teacher.to(device)] + [load_run_model(r).to(device) for r in teacher_runs[1:]]
-        teacher.to(device)
-    if cfg.augment:
-        if len(data.input_shape) != 3:
-            raise UserError(f"--augment crops and flips images; {cfg.dataset} gives inputs of shape {data.input_shape}")
-        if not method_cls.takes_augmented:
-            raise UserError(f"method {cfg.method} does not support --augment yet; run it without --augment")
-        inputs["augmented"] = True
+    if cfg.augment and len(data.input_shape) != 3:
+        raise UserError(f"--augment crops and flips images; {cfg.dataset} gives inputs of shape {data.input_shape}")
+    teacher_runs = [resolve_teacher(store, ref, data) for ref in cfg.teacher_ids]
+    context = MethodContext(config=cfg, options=options, data=data, device=device, store=store,
+                            teacher_runs=teacher_runs, load_model=load_run_model)
+    method = method_cls.prepare(context)
     seed_everything(cfg.seed)
     model = build_model(cfg.model, data.input_shape, data.n_classes).to(device)
-    method = method_cls(cfg.method_options, teacher, data, **inputs)
     method.setup(model, seed=cfg.seed, emit=emit or (lambda *args, **kwargs: None))
     return data, model, method
 
@@ -64,21 +53,10 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
 def reusable_run(store: Store, cfg: TrainConfig):
     """A finished run of the same experiment and seed that `cfg` can take as its own (--reuse): for a
     teacher asked to track saddles, one that tracked them as asked."""
-    from .saddles import same_tracking
+    from ..config import same_tracking
 
     existing = store.find_finished(cfg.config_hash(), cfg.seed)
     return existing if existing is not None and same_tracking(existing, cfg) else None
-
-
-def load_config_data(cfg: TrainConfig, store: Store, *, download: bool = False, progress: Callable | None = None):
-    """The data set of `cfg`, read from its data dir, with what is derived from it cached in its
-    --cache-dir, else $SPRKD_CACHE_DIR, else cache/ in `store`'s artifact root."""
-    from ..data import load_dataset
-    from ..data.source import cache_root
-
-    return load_dataset(cfg.dataset, cfg.split_seed, data_dir=cfg.data_dir, model=cfg.model, image_size=cfg.image_size,
-                        download=download, progress=progress,
-                        cache_dir=str(cache_root(cfg.cache_dir, _local_or_none(store.artifact_root))))
 
 
 def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, *,
@@ -93,7 +71,7 @@ def train_run(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None, 
     blocks = takes_experiment(cfg) if exclusive else None
     if blocks is not None and (taken := store.taken_by(cfg.config_hash(), cfg.seed, blocks)) is not None:
         raise RunTaken(taken)  # before the data and models are loaded; create_run checks again, atomically
-    events = EventSink()
+    events = RunEvents()
     data, model, method = prepare(cfg, store, events, progress=progress)
     with Interruptible(defer=True) as stop:
         return _record_run(cfg, store, on_epoch, events, data, model, method, stop, blocks)
@@ -156,7 +134,7 @@ def resume_run(ref: str, store: Store, on_epoch: Callable | None = None, *, kind
     epoch, step = (state["epoch"], state["step"]) if state else (0, 0)
     if cfg.track_saddles:
         _check_saddles_kept(store, run, step)
-    events = EventSink()
+    events = RunEvents()
     data, model, method = prepare(cfg, store, events, progress=progress)
     events.discard()  # setup's events were recorded when the run started
     if data.describe() != run.config.get("data", data.describe()):
@@ -196,8 +174,8 @@ def takes_experiment(cfg: TrainConfig) -> Callable:
     """Whether a stored run (finished or running, of cfg's config hash and seed) takes the experiment, so
     that `cfg` is not trained again: a finished one, or a running one whose process is alive (a dead
     one's is taken over), that tracked saddles as cfg asks."""
+    from ..config import same_tracking
     from .lifecycle import died_here, is_crashed
-    from .saddles import same_tracking
 
     def blocks(run) -> bool:
         if not same_tracking(run, cfg):
@@ -327,7 +305,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     threads = torch.get_num_threads()  # as set_threads chose (a library may change it during the run)
     hooks = [lambda step, epoch: stop.check()] + \
             ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
-            ([saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
+            ([_saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
     from ..hessian.operator import micro_batch_default
 
     # every probe Hessian of the run (saddle checks, --hessian-every, sprkd's) holds cfg.probe_micro_batch examples
@@ -349,12 +327,6 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     return outcome
 
 
-def _local_or_none(root):
-    """`root` when it is a local folder; None (the default ./runs/cache) when it is remote: decoded data
-    is cached on the machine that uses it."""
-    return None if store_artifacts.is_remote(root) else root
-
-
 def _each(hooks: list[Callable[[int, int], None]]) -> Callable[[int, int], None] | None:
     """One on_step hook running `hooks` in order (None when there are none)."""
     if not hooks:
@@ -365,6 +337,13 @@ def _each(hooks: list[Callable[[int, int], None]]) -> Callable[[int, int], None]
             hook(step, epoch)
 
     return run_all
+
+
+def _saddle_tracker(cfg: TrainConfig, store: Store, run_id: str, model, data, artifacts):
+    """on_step hook of --track-saddles (sprkd's teachers): methods/sprkd/tracking.py."""
+    from ..methods.sprkd.tracking import saddle_tracker
+
+    return saddle_tracker(cfg, store, run_id, model, data, artifacts)
 
 
 def _hessian_probe(cfg: TrainConfig, store: Store, run_id: str, model, data) -> Callable[[int, int], None]:

@@ -324,6 +324,13 @@ class Store:
         with self.session() as s:
             return list(s.scalars(query))
 
+    def latest_teacher(self, dataset: str, split_seed: int) -> Run | None:
+        """The newest finished teacher run of `dataset` trained on the split of `split_seed`, or None."""
+        for run in self.list_runs(kind="teacher", dataset=dataset, status="finished"):
+            if run.config.get("split_seed") == split_seed:
+                return run
+        return None
+
     def find_finished(self, config_hash: str, seed: int) -> Run | None:
         query = (select(Run).where(Run.config_hash == config_hash, Run.seed == seed, Run.status == "finished")
                  .order_by(Run.created_at.desc()).limit(1))

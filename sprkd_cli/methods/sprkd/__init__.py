@@ -1,276 +1,127 @@
 """sprkd: Saddle Point Recruitment for Knowledge Distillation (docs/methods.md, "sprkd").
 
-The student starts from its own seeded initialisation, approaches the teachers' Approximated
-Saddle Region injected into its shapes, then trains with the base optimiser; where the gate opens
-(gate.py) it takes a negative Hessian eigenstep (nhe.py) and a Gaussian perturbation (pgd.py).
+The student starts from its own seeded initialisation, approaches the teachers' Approximated Saddle
+Region injected into its shapes, then trains with the base optimiser; where the gate opens (gate.py) it
+takes a negative Hessian eigenstep (nhe.py) and a Gaussian perturbation (pgd.py). Its teachers are runs
+of train-teacher --track-saddles (tracking.py keeps their saddle candidates; teachers.py picks each
+teacher's strong saddle for the ASR). This module declares the options; method.py is the method.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
+from ...options import above, at_least, option
 from ...errors import UserError
-from ...hessian import ProbeSet
-from ...seeds import derive_seed
-from ..base import EventSink, Method
-from ..kd import kd_loss
-from ..targets import ensemble_targets
-from .approach import Approach
-from .asr import TeacherSaddle, build_asr
-from .inject import inject
-from .gate import Gate
-from .nhe import eigenstep, elementwise_step, leading_pair, most_negative
-from .pgd import perturb, perturbation_step
-from .probe import probe_loss, restore, save
-from .revive import revive
+from ..contract import MethodOptions
+from .saddles import RULES as SADDLE_RULES
 
-LANCZOS_MIN = 3  # an NHE attempt needs at least this many Lanczos steps (two eigenvalues and λmin)
-PGD_SEED_OFFSET = 7_919  # the perturbations' private generator: seed + offset (the data order uses the seed)
+SPRKD_PANEL = "sprkd method"
+GATE_PANEL = "sprkd's gate (when NHE and PGD may act)"
+SADDLE_PANEL = "sprkd's strong saddles (applied to the teachers' stored candidates)"
 
 
-class SPRKD(Method):
+@dataclass
+class SPRKDOptions(MethodOptions):
+    """sprkd's options. The defaults follow the reference implementation (docs/methods.md, "sprkd"); the
+    paper-prose variants are choices: --nhe-step eigenvector, --pgd-noise relative, --accept probe-loss."""
     name = "sprkd"
-    needs_teacher = True
-    needs_saddles = True
+    rank = 2
+    from_training = ("probe_batches", "probe_size", "probe_mode", "batch_size")
+    asr: bool = option(True, "Ablation: no ASR, injection or approach (the student starts from its own init).",
+                       panel=SPRKD_PANEL, flag="--no-asr")
+    asr_revive: bool = option(False, "Units that the injected ASR leaves dead on the probe set (a ReLU never "
+                                     "positive) take the student's own initial weights and a zero bias.",
+                              panel=SPRKD_PANEL,
+                              flag="--asr-revive")
+    asr_pick: str = option("last", "Each teacher's strong saddle in the ASR: the latest (last) or the lowest "
+                                   "probe loss.", panel=SPRKD_PANEL, choices=("last", "lowest-loss"))
+    saddle_rule: str = option("magnitude", "A candidate is a strong saddle when S- >= beta (magnitude), "
+                                           "S- >= alpha*S+ (ratio) or both.", panel=SADDLE_PANEL,
+                              choices=SADDLE_RULES)
+    saddle_alpha: float = option(0.4, "alpha of the ratio rule.", panel=SADDLE_PANEL, check=at_least(0))
+    saddle_beta: float = option(7.0, "beta of the magnitude rule.", panel=SADDLE_PANEL, check=at_least(0))
+    saddle_fallback: str = option("last", "A teacher none of whose candidates passes the rule: its latest "
+                                          "candidate (last) or its highest-scoring one (best), with a warning; "
+                                          "none: an error.", panel=SADDLE_PANEL, choices=("last", "best", "none"))
+    approach_eps: float = option(1e-3, "A tensor stops approaching at RMS distance <= eps from its target.",
+                                 panel=SPRKD_PANEL, check=above(0))
+    approach_max_steps: int = option(200, "Every tensor stops approaching after this many steps.", panel=SPRKD_PANEL,
+                                     check=at_least(0))
+    nhe_gate: str = option("tensor", "The gate's gradient test: tensor (some parameter tensor's mini-batch "
+                                     "gradient has ‖g_i‖₂ < j; that tensor is the one PGD perturbs) or global (the "
+                                     "whole mini-batch gradient has ‖g‖₂ <= j).", panel=GATE_PANEL,
+                           choices=("tensor", "global"))
+    nhe_grad_threshold: float = option(0.01, "The gate's gradient-norm threshold j.", panel=GATE_PANEL,
+                                       check=at_least(0))
+    gate_distance: float = option(5.0, "The gate opens only once the student has moved from its start: the mean "
+                                       "over tensors of |‖S_i‖₂ - ‖T_i‖₂| must exceed this (T: the ASR target, or the "
+                                       "initial weights with --no-asr; 0: no such condition).", panel=GATE_PANEL,
+                                  check=at_least(0))
+    gate_loss_drop: float = option(0.002, "After an event the gate opens again only once the training loss has "
+                                          "fallen by at least this much (0: no such condition).", panel=GATE_PANEL,
+                                   check=at_least(0))
+    gate_epochs: int = option(100, "NHE and PGD only in the first N epochs.", panel=GATE_PANEL, check=at_least(0))
+    cooldown: int = option(20, "Steps after an NHE or PGD event before the gate may open again.", panel=GATE_PANEL,
+                           check=at_least(0))
+    nhe: bool = option(True, "Ablation: no negative Hessian eigensteps.", panel=SPRKD_PANEL, flag="--no-nhe")
+    nhe_step: str = option("elementwise", "elementwise: θ ← θ - (g⊙v⊙v)/|λ| with λ the smaller of the two "
+                                          "eigenvalues of largest magnitude (only when negative); eigenvector: "
+                                          "θ ← θ + α·s·v along λmin's eigenvector, α = scale·|λmin|.",
+                           panel=SPRKD_PANEL, choices=("elementwise", "eigenvector"))
+    nhe_hessian: str = option("batch", "The Hessian NHE reads: the current mini-batch's (batch) or the run's "
+                                       "probe set's (probe).", panel=SPRKD_PANEL, choices=("batch", "probe"))
+    nhe_max: int = option(50, "At most this many NHE attempts (each one Lanczos run, with or without a step).",
+                          panel=SPRKD_PANEL, check=at_least(0))
+    nhe_lanczos_steps: int = option(100, "At most this many Lanczos steps (Hessian-vector products) per NHE "
+                                         "attempt.", panel=SPRKD_PANEL, check=at_least(3))
+    nhe_budget: float = option(1.0, "NHE's Hessian-vector products in an epoch cost at most this many of the "
+                                    "epoch's training steps (a product on the mini-batch costs about one step; on "
+                                    "the probe set, probe size / batch size steps); past it NHE waits for the next "
+                                    "epoch.", panel=SPRKD_PANEL, check=at_least(0))
+    nhe_tol: float = option(1e-4, "NHE steps only when λ < -tol.", panel=SPRKD_PANEL, check=at_least(0))
+    nhe_scale: float = option(0.5, "--nhe-step eigenvector: step length α = scale·|λmin|.", panel=SPRKD_PANEL,
+                              check=above(0))
+    pgd: bool = option(True, "Ablation: no Gaussian perturbations.", panel=SPRKD_PANEL, flag="--no-pgd")
+    pgd_noise: str = option("tensor", "tensor: the gate's tensor gets N(0, sigma²) noise; relative: every tensor "
+                                      "gets N(0, (sigma·rms(θ_i))²).", panel=SPRKD_PANEL,
+                            choices=("tensor", "relative"))
+    pgd_sigma: float = option(0.316, "The perturbation's sd (absolute with --pgd-noise tensor: √0.1; relative "
+                                     "to each tensor's RMS with --pgd-noise relative).", panel=SPRKD_PANEL,
+                              check=at_least(0))
+    accept: str = option("always", "always: NHE and PGD steps are kept; probe-loss: an NHE step is kept only if "
+                                   "the probe loss fell (eigenvector steps halve α up to 3 times first), a "
+                                   "perturbation only if it did not rise; otherwise undone exactly.",
+                         panel=SPRKD_PANEL, choices=("always", "probe-loss"))
+    kd_weight: float = option(0.0, "Weight of the KD term from the teachers' outputs (0: none).", panel=SPRKD_PANEL,
+                              check=at_least(0))
+    temperature: float = option(4.0, "Temperature of the KD term.", panel=SPRKD_PANEL, check=above(0))
 
-    def __init__(self, options: dict, teacher=None, data=None, *, saddles: list[TeacherSaddle] | None = None,
-                 teachers: list[torch.nn.Module] | None = None):
-        self.o = dict(options)
-        self.data = data
-        self.saddles = saddles or []
-        if self.o["asr"] and not self.saddles:
-            raise UserError("sprkd needs a saddle snapshot of each teacher for the ASR (or --no-asr)")
-        self.p_teacher = self.neg_entropy = None
-        if self.o["kd_weight"] > 0:
-            self._cache_teacher_targets(teachers or ([teacher] if teacher is not None else []))
-        self.emit: EventSink = lambda *args, **kwargs: None
-        self.approach: Approach | None = None
-        self.approach_step = False
-        self.gate: Gate | None = None
-        self.nhe_attempts = 0
-        self.nhe_misses = 0  # consecutive attempts that found no negative curvature
-        self.nhe_resume_step = 0  # after a miss, no NHE attempt before this step
-        self.last_loss = self.last_batch = None
-        self.nhe_hvp = "func"
-        self.budget_epoch, self.products_this_epoch = 0, 0  # NHE's Hessian-vector products in the current epoch
+    @classmethod
+    def load(cls):
+        from .method import SPRKD
 
-    def _cache_teacher_targets(self, teachers: list[torch.nn.Module]) -> None:
-        """The KD term's targets: softmax(t/T) averaged over the teachers (the ensemble), cached once."""
-        if not teachers:
-            raise UserError("--kd-weight > 0 needs a teacher model")
-        self.p_teacher, self.neg_entropy = ensemble_targets(teachers, self.data.x_train, self.o["temperature"])
+        return SPRKD
 
-    # -- hooks ------------------------------------------------------------------------------------
-    def setup(self, model, *, seed, emit):
-        self.emit = emit
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.names = [n for n, _ in named]
-        self.params = [p for _, p in named]
-        device = self.params[0].device
-        drawn = ProbeSet.draw(self.data.x_train, self.data.y_train, n_batches=self.o["probe_batches"],
-                              size=self.o["probe_size"], seed=seed)
-        self.probe = ProbeSet(drawn.indices, [(x.to(device), y.to(device)) for x, y in drawn.batches], drawn.seed)
-        if self.p_teacher is not None:
-            self.p_teacher, self.neg_entropy = self.p_teacher.to(device), self.neg_entropy.to(device)
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed + PGD_SEED_OFFSET)
-        if not self.o["asr"]:  # the gate's distance is measured from the student's own start
-            self.gate = Gate(self.o, self.names, self.params, [p.detach().clone() for p in self.params])
-            return
-        asr = build_asr(self.saddles)
-        rule = {k: self.o[k] for k in ("saddle_rule", "saddle_alpha", "saddle_beta")}
-        for s in self.saddles:
-            if s.fallback:
-                emit("asr_fallback", rule | {"teacher": s.teacher, "saddle_id": s.saddle_id, "step": s.step})
-        emit("asr_built", {"pick": self.o["asr_pick"], **rule, "teachers": [
-            {"teacher": s.teacher, "model": s.model, "saddle_id": s.saddle_id, "step": s.step,
-             "probe_loss": s.probe_loss, "fallback": s.fallback} for s in self.saddles]})
-        student = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        targets, mapping = inject(asr, student)
-        emit("injection", {"mapping": mapping})
-        if self.o["asr_revive"]:
-            emit("asr_revived", {"layers": revive(model, targets, self.probe)})
-        self.gate = Gate(self.o, self.names, self.params, targets)
-        self.approach = Approach([p for _, p in student], targets, self.o["approach_eps"], self.o["approach_max_steps"])
-        if not self.approach.active:
-            self._approach_finished(0, 0)
+    def uses_teacher(self) -> bool:
+        """The ASR reads the teachers' saddle snapshots, the KD term their outputs; without either, sprkd
+        needs no teacher."""
+        return self.asr or self.kd_weight > 0
 
-    def state_dict(self):
-        approach = None if self.approach is None else {
-            "targeting": list(self.approach.targeting), "steps": self.approach.steps,
-            "stopped_by_limit": self.approach.stopped_by_limit}
-        return {"approach": approach, "gate": self.gate.state_dict(), "nhe_attempts": self.nhe_attempts,
-                "nhe_misses": self.nhe_misses, "nhe_resume_step": self.nhe_resume_step,
-                "budget": [self.budget_epoch, self.products_this_epoch],
-                "generator": self.generator.get_state()}
+    def choose_teachers(self, store, refs, dataset, split_seed, student):
+        """As any method's, except that with the ASR every teacher must have stored saddle candidates, and the
+        default teacher is the newest one with candidates whose parameter tensors fit the student."""
+        from .teachers import latest_saddle_teacher, no_saddles_message
 
-    def summary(self) -> dict:
-        fallback = [s.teacher for s in self.saddles if s.fallback] if self.o["asr"] else []
-        return {"asr_fallback": fallback} if fallback else {}
-
-    def epoch_metrics(self) -> dict:
-        """The gate's statistics over the epoch's base steps: the smallest per-tensor and whole mini-batch
-        gradient 2-norm and the largest distance from the start; then a new epoch starts."""
-        return self.gate.epoch_statistics()
-
-    def check_state(self, state):
-        if "gate" not in state or "budget" not in state:
-            raise UserError("this run's saved state is from an earlier sprkd whose gate kept other state; it cannot "
-                            "be resumed: start the run again")
-
-    def load_state_dict(self, state):
-        if state["approach"] is not None:
-            self.approach.targeting = list(state["approach"]["targeting"])
-            self.approach.steps = state["approach"]["steps"]
-            self.approach.stopped_by_limit = state["approach"]["stopped_by_limit"]
-        self.gate.load_state_dict(state["gate"])
-        self.nhe_attempts = state["nhe_attempts"]
-        self.nhe_misses = state["nhe_misses"]
-        self.nhe_resume_step = state["nhe_resume_step"]
-        self.budget_epoch, self.products_this_epoch = state["budget"]
-        self.generator.set_state(state["generator"])
-
-    def loss(self, model, x, y, index):
-        self.last_batch = (x, y, index)
-        loss = self._loss(model, x, y, index)
-        self.last_loss = loss.detach()  # the gate's loss test reads it after the step, without the graph
-        return loss
-
-    def _loss(self, model, x, y, index):
-        logits = model(x)
-        if self.p_teacher is None:
-            return F.cross_entropy(logits, y)
-        return kd_loss(logits, y, self.p_teacher[index], self.neg_entropy[index], self.o["temperature"], 1.0,
-                       self.o["kd_weight"])
-
-    def replace_step(self, model, step, epoch):
-        self.approach_step = self.approach is not None and self.approach.active
-        if self.approach_step:
-            self.approach.step(step)
-            if not self.approach.active:
-                self._approach_finished(step, epoch)
-        return self.approach_step
-
-    def _approach_finished(self, step: int, epoch: int) -> None:
-        distances = self.approach.distances()
-        self.emit("approach_finished", {"steps": self.approach.steps, "stopped_by": "limit" if
-                                        self.approach.stopped_by_limit else "eps",
-                                        "max_distance": max(distances), "eps": self.o["approach_eps"]},
-                  step=step, epoch=epoch)
-
-    def after_step(self, model, step, epoch):
-        o = self.o
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in self.params]
-        norms = torch.stack(torch._foreach_norm(grads)).tolist()
-        loss = float(self.last_loss)
-        gate = self.gate.check(norms, loss, step, epoch)
-        if gate is None:
-            return
-        nhe_now = (o["nhe"] and self.nhe_attempts < o["nhe_max"] and step >= self.nhe_resume_step
-                   and self._lanczos_steps(epoch) >= LANCZOS_MIN)
-        if not (nhe_now or o["pgd"]):
-            return
-        probe_loss_now = None
-        if nhe_now:
-            probe_loss_now = self._nhe(model, grads, gate, step, epoch)
-        if o["pgd"]:
-            self._pgd(model, gate, probe_loss_now, step, epoch)
-        self.gate.fired(step, loss)
-
-    def _lanczos_steps(self, epoch: int) -> int:
-        """The Lanczos steps the next NHE attempt may take: --nhe-lanczos-steps, within what is left of this
-        epoch's budget (--nhe-budget training steps' worth of products)."""
-        if epoch != self.budget_epoch:
-            self.budget_epoch, self.products_this_epoch = epoch, 0
-        o = self.o
-        steps_per_epoch = math.ceil(len(self.data.y_train) / o["batch_size"])
-        examples = o["batch_size"] if o["nhe_hessian"] == "batch" else sum(len(y) for _, y in self.probe.batches)
-        allowed = int(o["nhe_budget"] * steps_per_epoch * o["batch_size"] / examples)
-        return min(o["nhe_lanczos_steps"], allowed - self.products_this_epoch)
-
-    def _nhe_probe(self) -> ProbeSet:
-        """The data NHE's Hessian is taken on: the current mini-batch, or the run's probe set."""
-        if self.o["nhe_hessian"] == "probe":
-            return self.probe
-        x, y, index = self.last_batch
-        return ProbeSet([index.cpu()], [(x.detach(), y.detach())], None)
-
-    def _nhe(self, model, grads, gate: dict, step: int, epoch: int) -> float | None:
-        """One NHE attempt (it counts against --nhe-max whatever it finds); returns the probe loss after it
-        when it measured one."""
-        o = self.o
-        self.nhe_attempts += 1
-        probe = self._nhe_probe()
-        seed = derive_seed(self.seed, step)
-        find = leading_pair if o["nhe_step"] == "elementwise" else most_negative
-        steps = self._lanczos_steps(epoch)
-        try:  # forward-over-reverse HVPs: several times faster than double backward through convolutions
-            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed, max_iter=steps)
-        except Exception:  # an op without a forward-mode rule: double backward for the rest of the run
-            if self.nhe_hvp != "func":
-                raise
-            self.nhe_hvp = "double"
-            pair = find(model, probe, o["probe_mode"], self.nhe_hvp, seed=seed, max_iter=steps)
-        self.products_this_epoch += pair.iterations
-        info = gate | {"lambda": pair.value, "lanczos_iterations": pair.iterations, "converged": pair.converged,
-                       "lanczos_steps_allowed": steps, "attempt": self.nhe_attempts, "hessian": o["nhe_hessian"],
-                       "step_kind": o["nhe_step"]}
-        if not pair.value < -o["nhe_tol"]:  # no negative curvature: no step, and the next attempt waits longer
-            self.nhe_misses += 1
-            wait = max(1, o["cooldown"]) * 2 ** self.nhe_misses
-            self.nhe_resume_step = step + wait
-            self.emit("nhe_skipped", info | {"tol": o["nhe_tol"], "next_attempt_after": wait}, step=step, epoch=epoch)
-            return None
-        self.nhe_misses = 0
-        if o["nhe_step"] == "elementwise":
-            return self._elementwise(model, grads, pair, info, step, epoch)
-        return self._eigenvector(model, grads, pair, info, step, epoch)
-
-    def _elementwise(self, model, grads, pair, info: dict, step: int, epoch: int) -> float | None:
-        checked = self.o["accept"] == "probe-loss"
-        before = probe_loss(model, self.probe, self.o["probe_mode"]) if checked else None
-        saved = save(self.params) if checked else None
-        weight = elementwise_step(self.params, grads, pair)
-        after = probe_loss(model, self.probe, self.o["probe_mode"]) if checked else None
-        kept = not checked or after < before
-        if not kept:
-            restore(self.params, saved)
-            after = before
-        self.emit("nhe_kept" if kept else "nhe_reverted",
-                  info | {"weight": weight, "loss_before": before, "loss_after": after}, step=step, epoch=epoch)
-        return after
-
-    def _eigenvector(self, model, grads, pair, info: dict, step: int, epoch: int) -> float:
-        def halved(alpha, loss_tried, next_alpha):
-            self.emit("nhe_halved", info | {"alpha": alpha, "loss_tried": loss_tried, "next_alpha": next_alpha},
-                      step=step, epoch=epoch)
-
-        checked = self.o["accept"] == "probe-loss"
-        outcome = eigenstep(model, self.params, grads, pair, self.probe, self.o["nhe_scale"], self.o["probe_mode"],
-                            max_halvings=3 if checked else 0, on_halve=halved, always=not checked)
-        self.emit("nhe_kept" if outcome.kept else "nhe_reverted",
-                  info | {"alpha": outcome.alpha, "halvings": outcome.halvings, "sign": outcome.sign,
-                          "loss_before": outcome.loss_before, "loss_after": outcome.loss_after},
-                  step=step, epoch=epoch)
-        return outcome.loss_after
-
-    def _pgd(self, model, gate: dict, loss_before: float | None, step: int, epoch: int) -> None:
-        o = self.o
-        relative = o["pgd_noise"] == "relative"
-        params = self.params if relative else [self.params[gate["tensor_index"]]]
-        facts = gate | {"noise": o["pgd_noise"], "sigma": o["pgd_sigma"]}
-        if o["accept"] == "always":
-            perturb(params, o["pgd_sigma"], self.generator, relative)
-            self.emit("pgd_kept", facts, step=step, epoch=epoch)
-            return
-        outcome = perturbation_step(model, params, self.probe, o["pgd_sigma"], self.generator, o["probe_mode"],
-                                    loss_before=loss_before, relative=relative)
-        self.emit("pgd_kept" if outcome.kept else "pgd_reverted",
-                  facts | {"loss_before": outcome.loss_before, "loss_tried": outcome.tried_loss},
-                  step=step, epoch=epoch)
+        if not refs:
+            if self.asr:
+                return [latest_saddle_teacher(store, dataset, split_seed, student).id]
+            return super().choose_teachers(store, refs, dataset, split_seed, student)
+        ids = list(dict.fromkeys(store.get_run(ref).id for ref in refs))  # kept even when nothing reads them
+        for run_id in ids if self.asr else ():
+            if not store.saddle_points(run_id):
+                raise UserError(no_saddles_message(store, store.get_run(run_id)))
+        return ids
 
 
-__all__ = ["SPRKD", "TeacherSaddle"]
+OPTIONS = SPRKDOptions

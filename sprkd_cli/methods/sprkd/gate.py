@@ -20,8 +20,8 @@ import torch
 
 
 class Gate:
-    def __init__(self, options: dict, names: list[str], params: list[torch.Tensor], starts: list[torch.Tensor]):
-        self.o = options
+    def __init__(self, options, names: list[str], params: list[torch.Tensor], starts: list[torch.Tensor]):
+        self.o = options  # SPRKDOptions
         self.names = names
         self.params = params
         self.start_norms = torch.stack(torch._foreach_norm([t.detach() for t in starts]))
@@ -44,23 +44,23 @@ class Gate:
         self._see("gate_tensor_norm", norms[smallest], min)
         self._see("gate_grad_norm", grad_norm, min)
         self._see("gate_distance", distance, max)
-        if epoch > o["gate_epochs"]:
+        if epoch > o.gate_epochs:
             return None
-        if self.last_event_step is not None and step - self.last_event_step <= o["cooldown"]:
+        if self.last_event_step is not None and step - self.last_event_step <= o.cooldown:
             return None
-        if o["nhe_gate"] == "tensor":
-            if not norms[smallest] < o["nhe_grad_threshold"]:
+        if o.nhe_gate == "tensor":
+            if not norms[smallest] < o.nhe_grad_threshold:
                 return None
             facts = {"gate": "tensor", "tensor": self.names[smallest], "tensor_index": smallest,
                      "tensor_norm": norms[smallest]}
         else:
-            if grad_norm > o["nhe_grad_threshold"]:
+            if grad_norm > o.nhe_grad_threshold:
                 return None
             facts = {"gate": "global", "tensor_index": smallest}
-        if o["gate_distance"] > 0 and not distance > o["gate_distance"]:
+        if o.gate_distance > 0 and not distance > o.gate_distance:
             return None
-        if (o["gate_loss_drop"] > 0 and self.loss_at_event is not None
-                and self.loss_at_event - loss < o["gate_loss_drop"]):
+        if (o.gate_loss_drop > 0 and self.loss_at_event is not None
+                and self.loss_at_event - loss < o.gate_loss_drop):
             return None
         return facts | {"grad_norm": grad_norm, "distance": distance, "train_loss": loss,
                         "loss_at_last_event": self.loss_at_event}

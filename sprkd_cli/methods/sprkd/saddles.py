@@ -14,9 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+RULES = ("ratio", "magnitude", "both")
 
-from ..options import SADDLE_RULES as RULES
+
+def saddle_ratio(s_neg: float, s_pos: float) -> float:
+    """S−/S+ (inf when S+ is 0 and S− is not; 0 when both are)."""
+    if s_pos > 0:
+        return s_neg / s_pos
+    return float("inf") if s_neg > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -27,13 +32,12 @@ class SaddleScore:
 
     @property
     def ratio(self) -> float:
-        """S−/S+ (inf when S+ is 0 and S− is not)."""
-        if self.s_pos > 0:
-            return self.s_neg / self.s_pos
-        return float("inf") if self.s_neg > 0 else 0.0
+        return saddle_ratio(self.s_neg, self.s_pos)
 
 
 def score(eigenvalues: list[float]) -> SaddleScore:
+    import numpy as np
+
     values = np.asarray(eigenvalues, dtype=float)
     return SaddleScore(list(map(float, values)), float(-values[values < 0].sum()), float(values[values > 0].sum()))
 

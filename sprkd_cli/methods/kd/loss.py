@@ -1,11 +1,9 @@
-"""Hinton knowledge distillation: a·CE(y, s) + b·T²·KL(softmax(t/T) ‖ softmax(s/T))."""
+"""The KD loss: a·CE(y, s) + b·T²·KL(softmax(t/T) ‖ softmax(s/T)), one autograd node (sprkd's and
+sage's KD terms use it too)."""
 
 from __future__ import annotations
 
 import torch
-
-from .base import Method
-from .targets import ensemble_targets, teacher_targets
 
 
 class KDLoss(torch.autograd.Function):
@@ -41,36 +39,3 @@ class KDLoss(torch.autograd.Function):
 
 def kd_loss(student_logits, labels, p_teacher, neg_entropy, temperature: float, ce_weight: float, kd_weight: float):
     return KDLoss.apply(student_logits, labels, p_teacher, neg_entropy, temperature, ce_weight, kd_weight)
-
-
-class KD(Method):
-    name = "kd"
-    needs_teacher = True
-    takes_augmented = True
-    takes_ensemble = True
-
-    def __init__(self, options: dict, teacher: torch.nn.Module, data, augmented: bool = False,
-                 teachers: list[torch.nn.Module] | None = None):
-        """Several `teachers` (`--teacher A,B`): ensemble KD, the KD term's target being the mean of the
-        teachers' softmax(t/T), as sprkd's KD term does."""
-        self.temperature = options["temperature"]
-        self.ce_weight = options["ce_weight"]
-        self.kd_weight = options["kd_weight"]
-        self.teachers = teachers or [teacher]
-        # Unaugmented inputs are the same every epoch: the teacher's targets are computed once, not per
-        # batch. Augmented ones (--augment) differ every time, so the teacher sees each batch as it is.
-        self.augmented = augmented
-        if not augmented:
-            self.p_teacher, self.neg_entropy = self.targets(data.x_train)
-
-    def targets(self, x):
-        if len(self.teachers) == 1:
-            return teacher_targets(self.teachers[0], x, self.temperature)
-        return ensemble_targets(self.teachers, x, self.temperature)
-
-    def loss(self, model, x, y, index):
-        if self.augmented:
-            p_teacher, neg_entropy = self.targets(x)
-        else:
-            p_teacher, neg_entropy = self.p_teacher[index], self.neg_entropy[index]
-        return kd_loss(model(x), y, p_teacher, neg_entropy, self.temperature, self.ce_weight, self.kd_weight)
