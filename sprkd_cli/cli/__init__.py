@@ -7,8 +7,23 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..errors import UserError
 from .app import SprkdGroup
-from . import hessian, report, runs, stats, train
+
+
+def _unusable(exc: UserError):
+    """A method package named in $SPRKD_METHODS that cannot be loaded: one error line, exit status 2 (the
+    commands' flags are derived from the methods, so nothing can run without it)."""
+    import sys
+
+    print(f"error: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+try:
+    from . import hessian, report, runs, stats, train
+except UserError as exc:
+    _unusable(exc)
 
 app = typer.Typer(
     cls=SprkdGroup,
@@ -41,7 +56,6 @@ def _global(
 ) -> None:
     import os
 
-    from ..errors import UserError
     from ..options import NO_CAPS_ENV
 
     if artifacts is not None:
@@ -71,11 +85,18 @@ def _warnings_as_one_line() -> None:
     warnings.showwarning = show
 
 
-train.register(app)
-stats.register(app)
-hessian.register(app)
-report.register(app)
-app.add_typer(runs.app, name="runs")
+def _register() -> None:
+    try:
+        train.register(app)
+    except UserError as exc:
+        _unusable(exc)
+    stats.register(app)
+    hessian.register(app)
+    report.register(app)
+    app.add_typer(runs.app, name="runs")
+
+
+_register()
 
 
 def main() -> None:
