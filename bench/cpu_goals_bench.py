@@ -30,7 +30,7 @@ from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
 from sprkd_cli.hessian import HessianOperator, ProbeSet  # noqa: E402
-from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.registry import prepare_detached  # noqa: E402
 from sprkd_cli.methods.sgd.method import SGD  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 

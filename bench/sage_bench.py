@@ -33,7 +33,7 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.registry import prepare_detached  # noqa: E402
 from sprkd_cli.methods.sage.inverse import inverse_transform  # noqa: E402
 from sprkd_cli.methods.sage.rounds import UMAP_PARAMS, fit_umap, import_umap, pooled_rows  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402

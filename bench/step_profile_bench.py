@@ -38,7 +38,7 @@ from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
 from sprkd_cli.engine.seeding import seed_everything  # noqa: E402
-from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.registry import prepare_detached  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402
 
 KINDS = ("syncs", "to", "copies", "ops")

@@ -41,7 +41,7 @@ import torch  # noqa: E402
 from sprkd_cli.config import TrainConfig  # noqa: E402
 from sprkd_cli.data import load_dataset  # noqa: E402
 from sprkd_cli.engine import fit  # noqa: E402
-from sprkd_cli.methods.contract import prepare_detached  # noqa: E402
+from sprkd_cli.methods.registry import prepare_detached  # noqa: E402
 from sprkd_cli.methods.sage.pool import RealVectors  # noqa: E402
 from sprkd_cli.methods.sage.rounds import fit_umap, pooled_rows  # noqa: E402
 from sprkd_cli.models import build_model  # noqa: E402

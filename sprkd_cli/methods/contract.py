@@ -158,30 +158,3 @@ class Method:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()'s result, after setup."""
-
-
-def prepare_detached(name: str, data, options: dict | None = None, *, teachers: tuple | list = (), config=None,
-                     device: str = "cpu") -> Method:
-    """A method prepared outside any run and store (benches, notebooks, tests): `teachers` are models, not
-    runs; `options` are given as for method_options; `config` (a TrainConfig) defaults to a student's
-    defaults. Methods that read the store (sprkd with its ASR) need a real run's context."""
-    import torch
-
-    from ..config import TrainConfig
-    from .registry import typed_options
-
-    typed = typed_options(name, options or {})
-    config = config or TrainConfig(kind="student", method=name, dataset="", model="")
-    stand_ins = [_DetachedTeacher(i) for i in range(len(teachers))]
-    context = MethodContext(config=config, options=typed, data=data, device=torch.device(device), store=None,
-                            teacher_runs=stand_ins, load_model=lambda run: teachers[run.index])
-    return typed.load().prepare(context)
-
-
-@dataclass(frozen=True)
-class _DetachedTeacher:
-    index: int
-
-    @property
-    def id(self) -> str:
-        return f"teacher-{self.index}"

@@ -4,13 +4,14 @@ torch: only the declarations load here; a method's implementation loads on first
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 import pkgutil
 
 from ..errors import UserError, unknown_name
 from ..options import check_options, coerce, declared_fields
-from .contract import MethodOptions
+from .contract import Method, MethodOptions
 
 ENV = "SPRKD_METHODS"
 _found: dict[str, type[MethodOptions]] | None = None
@@ -125,3 +126,30 @@ def parse_methods(text: str | None) -> list[str]:
     for name in names:
         options_class(name)
     return names
+
+
+def prepare_detached(name: str, data, options: dict | None = None, *, teachers: tuple | list = (), config=None,
+                     device: str = "cpu") -> Method:
+    """A method prepared outside any run and store (benches, notebooks, tests): `teachers` are models, not
+    runs; `options` are given as for method_options; `config` (a TrainConfig) defaults to a student's
+    defaults. Methods that read the store (sprkd with its ASR) need a real run's context."""
+    import torch
+
+    from ..config import TrainConfig
+    from .contract import MethodContext
+
+    typed = typed_options(name, options or {})
+    config = config or TrainConfig(kind="student", method=name, dataset="", model="")
+    stand_ins = [_DetachedTeacher(i) for i in range(len(teachers))]
+    context = MethodContext(config=config, options=typed, data=data, device=torch.device(device), store=None,
+                            teacher_runs=stand_ins, load_model=lambda run: teachers[run.index])
+    return typed.load().prepare(context)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DetachedTeacher:
+    index: int
+
+    @property
+    def id(self) -> str:
+        return f"teacher-{self.index}"
