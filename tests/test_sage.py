@@ -29,7 +29,7 @@ def _sage(model_spec: str, dataset: str = DATA, **options):
 
 @pytest.mark.slow
 def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
-    import sprkd_cli.methods.sage as sage_module
+    import sprkd_cli.methods.sage.method as sage_module
 
     fitted = []
     real_fit = sage_module.fit_umap
