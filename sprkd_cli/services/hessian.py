@@ -117,7 +117,7 @@ def density_label(run, request: dict) -> str:
     seed = run.seed if request.get("probe_seed") is None else request["probe_seed"]
     probe = f"probe {request.get('probe_batches')}x{request.get('probe_size')} seed {seed}, {request.get('mode')} mode"
     layer = f", layer {request['layer']}" if request.get("layer") else ""
-    return f"{run.id} ({shown_method(run)}; {request.get('weights', 'final')} weights; {probe}{layer})"
+    return f"{run.id} ({shown_method(run)}; {request.get('weights')} weights; {probe}{layer})"
 
 
 def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Path | str":
