@@ -16,7 +16,6 @@ from ..config import TrainConfig, noise_key, noise_levels
 from ..store import Store
 
 NOISE_SEED = 0  # one fixed draw of noise for every run, so arms are compared on the same perturbed inputs
-WEIGHTS = ("best-val", "final")
 
 
 def noisy(x_test, x_train, level: float, seed: int = NOISE_SEED):
