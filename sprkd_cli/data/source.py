@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import UserError
 
 DEFAULT_DATA_DIR = "data"
 CACHE_ENV = "SPRKD_CACHE_DIR"
