@@ -6,10 +6,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
+from ..hessian_request import HessianRequest
 from ..store import Store
 from ..store.artifacts import join, local_file_for, location
-
-from ..hessian_request import HessianRequest
 
 
 def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
