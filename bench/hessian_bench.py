@@ -220,7 +220,8 @@ def main() -> None:
     fractions, reports = [], []
     for _ in range(2):
         with HessianOperator(model, F.cross_entropy, probe, hvp="auto") as op:
-            report = full_report(op, top_k=5, bottom_k=1, trace=True, density=True, slq_runs=10, slq_steps=80)
+            report = full_report(op, top_k=5, bottom_k=1, trace=True, trace_method="hutchpp", trace_hvp=99,
+                                 density=True, slq_runs=10, slq_steps=80, seed=0)
         fractions.append(1 - report["hvp_seconds"] / report["seconds"])
         reports.append(report)
     best = int(np.argmin(fractions))

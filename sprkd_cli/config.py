@@ -32,9 +32,8 @@ LOCATION_FIELDS = ("download", "device", "cache_dir", "probe_micro_batch")
 # How often the training state is saved for --resume: a resumed run ends with the same numbers either way;
 # and the name of the arm a run was trained for (compare --arm): one experiment may serve several arms.
 RECORDING_FIELDS = ("checkpoint_every", "arm")
-# Options added after runs were stored: left out of the hashed body while they hold the value every earlier
-# run trained with, so those runs keep their hash (and compare still reuses them); any other value is hashed.
-HASHED_UNLESS = {"precision": "fp32"}
+# An option added after runs were stored changes every hash unless its default is left out of the body; a
+# migration instead brings the stored runs forward (their config and hash: migrations/versions/0004).
 
 
 TRAIN = "Training"
@@ -155,10 +154,9 @@ class TrainConfig:
 
     def config_hash(self) -> str:
         """Identifies the experiment; the seed, measurement-only and location fields are not part of it
-        (same hash + same seed = same run), nor a HASHED_UNLESS option at its earlier runs' value."""
+        (same hash + same seed = same run)."""
         left_out = MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS
-        body = {k: v for k, v in self.to_dict().items()
-                if k not in left_out and not (k in HASHED_UNLESS and v == HASHED_UNLESS[k])}
+        body = {k: v for k, v in self.to_dict().items() if k not in left_out}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 

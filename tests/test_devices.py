@@ -25,19 +25,13 @@ def test_device_cuda_without_a_gpu_is_one_line_for_every_method(db):
 
 
 # --- --precision ----------------------------------------------------------------------------------------------
-def test_precision_is_hashed_except_at_fp32_so_earlier_runs_keep_their_hash():
-    import hashlib
-    import json
-
-    from sprkd_cli.config import LOCATION_FIELDS, MEASUREMENT_FIELDS, RECORDING_FIELDS, TrainConfig
+def test_precision_is_hashed():
+    """Every precision is part of the hash, fp32 too (runs stored before the option: migration 0004,
+    tests/test_store.py)."""
+    from sprkd_cli.config import TrainConfig
 
     base = TrainConfig(kind="teacher", method="sgd", dataset=DATA, model=TEACHER_MODEL)
-    # the hash of a config stored before --precision existed (no such key), computed as it was then
-    earlier = {k: v for k, v in base.to_dict().items()
-               if k not in MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS + ("precision",)}
-    assert base.config_hash() == hashlib.sha256(json.dumps(earlier, sort_keys=True).encode()).hexdigest()[:16]
-    stored = {k: v for k, v in base.to_dict().items() if k != "precision"}
-    assert TrainConfig.from_dict(stored).precision == "fp32"
+    assert base.to_dict()["precision"] == "fp32"
     hashes = {TrainConfig(**{**vars(base), "precision": p}).config_hash() for p in ("fp32", "bf16", "fp16")}
     assert len(hashes) == 3
 

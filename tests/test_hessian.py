@@ -592,7 +592,8 @@ def test_param_filter_without_match_lists_valid_prefixes(setup):
 def test_full_report_is_complete_and_json_serialisable(setup):
     model, probe, _, exact = setup
     with HessianOperator(model, F.cross_entropy, probe, hvp="double", dtype=torch.float64) as op:
-        report = full_report(op, top_k=3, bottom_k=1, trace_hvp=12, slq_runs=2, slq_steps=10, seed=4)
+        report = full_report(op, top_k=3, bottom_k=1, trace=True, trace_method="hutchpp", trace_hvp=12,
+                             density=True, slq_runs=2, slq_steps=10, seed=4)
     report = json.loads(json.dumps(report))
     assert relative_error(report["top_eigenvalues"], exact.numpy()[::-1][:3]) < 1e-6
     assert relative_error(report["bottom_eigenvalues"], exact.numpy()[:1]) < 1e-6

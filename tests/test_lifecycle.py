@@ -376,7 +376,7 @@ def test_store_made_by_the_first_migration_is_upgraded_with_its_rows(store_url):
     assert versions(db) == [alembic_head()]
     teacher, student = store.get_run("aaaa00000001"), store.get_run("bbbb00000002")
     assert (teacher.kind, teacher.method, teacher.seed, teacher.status, teacher.config, teacher.summary) == \
-           ("teacher", "sgd", 3, "finished", {"lr": 0.01}, {"test_acc": 0.9})
+           ("teacher", "sgd", 3, "finished", {"lr": 0.01, "precision": "fp32"}, {"test_acc": 0.9})  # 0004
     assert (teacher.host, teacher.pid, str(teacher.heartbeat_at)) == ("old-host", 11, "2026-01-02 03:05:05")
     assert (student.status, student.teacher_ids) == ("failed", ["aaaa00000001"])
     assert [(m.epoch, m.value) for m in store.metrics(["aaaa00000001"])] == [(1, 0.6), (2, 0.7), (3, 0.8)]

@@ -451,3 +451,61 @@ def test_a_password_in_a_query_or_with_an_at_sign_is_nowhere_on_a_live_store(for
             conn.execute(f"DROP OWNED BY {role}")
         with psycopg.connect(admin.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
             conn.execute(f"DROP ROLE {role}")
+
+
+def test_runs_and_reports_stored_before_precision_and_weights_are_brought_forward(store_url):
+    """Migration 0004 on rows of revision 0003: a run stored before --precision (no such key, the hash of
+    its body without it) gets precision fp32 and the hash this sprkd computes for its config, so --reuse
+    and compare find it; a bf16 run keeps its hash; a run hashed under a still earlier rule keeps its own;
+    a Hessian report made before --weights is on the final weights."""
+    from alembic import command
+
+    from sprkd_cli.config import TrainConfig
+    from sprkd_cli.store.database import _alembic_config, resolve_url
+
+    db = store_url
+    command.upgrade(_alembic_config(resolve_url(db)), "0003")
+    base = TrainConfig(kind="teacher", method="sgd", dataset=DATA, model=TEACHER_MODEL, seed=2)
+    earlier = {k: v for k, v in base.to_dict().items() if k != "precision"}  # as stored before --precision
+
+    def earlier_hash(config: dict) -> str:  # the rule of revision 0003: precision left out at fp32
+        import hashlib
+
+        from sprkd_cli.config import LOCATION_FIELDS, MEASUREMENT_FIELDS, RECORDING_FIELDS
+
+        left_out = MEASUREMENT_FIELDS + LOCATION_FIELDS + RECORDING_FIELDS
+        body = {k: v for k, v in config.items() if k not in left_out and not (k == "precision" and v == "fp32")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    bf16 = base.to_dict() | {"precision": "bf16", "seed": 3}
+    rows = {"aaaa00000001": (earlier, earlier_hash(earlier), 2), "bbbb00000002": (bf16, earlier_hash(bf16), 3),
+            "cccc00000003": ({"lr": 0.01}, "h-older-rule", 4)}
+    for run_id, (config, config_hash, seed) in rows.items():
+        sql(db, "INSERT INTO runs (id, kind, method, dataset, model, seed, status, config, config_hash, teacher_ids,"
+                " versions, device, created_at, summary) VALUES (:id, 'teacher', 'sgd', :data, :model, :seed,"
+                " 'finished', :config, :hash, '[]', '{}', 'cpu', '2026-12-01 00:00:00', '{}')",
+            {"id": run_id, "data": DATA, "model": TEACHER_MODEL, "seed": seed, "config": json.dumps(config),
+             "hash": config_hash})
+    sql(db, "INSERT INTO hessian_reports (run_id, step, created_at, config, result, n_hvp, seconds) VALUES"
+            " ('aaaa00000001', NULL, '2026-12-01 00:00:01', :config, :result, 10, 0.5)",
+        {"config": json.dumps({"top_k": 5, "bottom_k": 1, "seed": 0, "dtype": "float32"}),
+         "result": json.dumps({"top_eigenvalues": [2.0], "bottom_eigenvalues": [-0.5], "trace": None,
+                             "trace_se": None})})
+
+    store = open_test_store(db)  # upgrades to the head
+    assert versions(db) == [alembic_head()]
+    old, other, oldest = (store.get_run(run_id) for run_id in rows)
+    assert old.config == base.to_dict() and old.config["precision"] == "fp32"
+    assert old.config_hash == TrainConfig.from_dict(old.config).config_hash() == base.config_hash()
+    assert old.config_hash != earlier_hash(earlier)  # fp32 is hashed now
+    assert store.find_finished(base.config_hash(), 2).id == old.id
+    assert other.config_hash == earlier_hash(bf16) == TrainConfig.from_dict(bf16).config_hash()
+    assert (oldest.config, oldest.config_hash) == ({"lr": 0.01, "precision": "fp32"}, "h-older-rule")
+    (report,) = store.hessian_reports(old.id)
+    assert report.config["weights"] == "final" and report.config["top_k"] == 5
+    assert sprkd_json(db, "runs", "show", "aaaa")["precision"] == "fp32"
+
+    # and back: 0003's hashes again
+    command.downgrade(_alembic_config(resolve_url(db)), "0003")
+    assert [r[0] for r in sql(db, "SELECT config_hash FROM runs ORDER BY id")] == [
+        earlier_hash(earlier), earlier_hash(bf16), "h-older-rule"]

@@ -156,40 +156,6 @@ def test_malaria_caches_stay_out_of_the_data_folder(tmp_path, malaria_dir, db, m
     assert _files_under(malaria_dir) == before
 
 
-def test_a_cache_an_earlier_sprkd_left_in_the_data_folder_is_moved(tmp_path, malaria_dir, monkeypatch):
-    cells = malaria_dir / "cell_images"
-    caches = tmp_path / "caches"
-    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
-    [cache] = caches.iterdir()
-    stale = cells / "cache"  # where sprkd before --cache-dir wrote it
-    stale.mkdir()
-    cache.rename(stale / cache.name)
-    (stale / f"{cache.name}.123.partial").write_bytes(b"torn")
-    monkeypatch.setattr(malaria_module, "decode_image", lambda *a: pytest.fail("decoded although cached"))
-    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
-    assert not stale.exists() and sorted(p.name for p in caches.iterdir()) == [cache.name, f"{cache.name}.123.partial"]
-
-    # a folder there holding files that are not sprkd's stays, less sprkd's own
-    stale.mkdir()
-    (stale / "notes.txt").write_text("mine")
-    (stale / cache.name).write_bytes(b"an old copy")
-    load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
-    assert [p.name for p in stale.iterdir()] == ["notes.txt"]
-
-    # one that cannot be moved is one line saying how to remove it
-    (stale / "notes.txt").unlink()
-    (stale / cache.name).write_bytes(b"an old copy")
-    (caches / cache.name).unlink()
-    monkeypatch.setattr(source_module.shutil, "move", _refuse_move)
-    with pytest.raises(UserError, match="earlier sprkd") as info:
-        load_dataset("malaria", 0, data_dir=str(cells), cache_dir=str(caches))
-    assert "\n" not in str(info.value) and f"rm -r '{stale}'" in str(info.value)
-
-
-def _refuse_move(src, dst):
-    raise PermissionError(13, "Permission denied", src)
-
-
 def test_malaria_errors_are_one_clear_line(tmp_path, malaria_dir, db):
     missing = tmp_path / "nowhere"
     line = assert_user_error(sprkd(db, "train-teacher", "--dataset", "malaria", "--data-dir", str(missing),

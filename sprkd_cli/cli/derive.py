@@ -1,4 +1,5 @@
-"""The training commands' flags, derived from the declarations (config.TrainConfig, each method's package).
+"""The commands' flags, derived from the declarations (config.TrainConfig, each method's package,
+hessian_request.HessianRequest).
 
 An option is declared once, with its default, type, help, choices and check; here it becomes a Typer
 parameter. Training options keep their default on the command line; method options default to "not
@@ -40,15 +41,15 @@ def _param(name: str, kind: type, declared: Declared, default, help_text: str, *
                              annotation=Annotated[annotation, info])
 
 
+def declared_params(cls, keep: Callable[[Declared], bool] = lambda declared: True) -> list[inspect.Parameter]:
+    """The flags of `cls`'s declared fields (those `keep` keeps), each with its declared default."""
+    return [_param(f.name, value_type(f), declared, default_of(f), declared.help, optional=default_of(f) is None)
+            for f, declared in declared_fields(cls) if declared.cli and keep(declared)]
+
+
 def training_params(scope: str) -> list[inspect.Parameter]:
     """TrainConfig's flags for `scope` (teacher: all of them; student: all but saddle tracking)."""
-    params = []
-    for f, declared in declared_fields(TrainConfig):
-        if declared.cli and (declared.scope == "all" or declared.scope == scope):
-            kind = value_type(f)
-            params.append(_param(f.name, kind, declared, default_of(f), declared.help,
-                                 optional=default_of(f) is None))
-    return params
+    return declared_params(TrainConfig, lambda declared: declared.scope in ("all", scope))
 
 
 def shared_params(names: tuple[str, ...], panel: str) -> list[inspect.Parameter]:

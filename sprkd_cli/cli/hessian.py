@@ -2,31 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
 from . import options as o
-from .derive import choice
 from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
-
-PROBE = "Probe set"
-ESTIMATORS = "Estimators"
-
 
 # training options that hessian-report takes too, declared once in config.TrainConfig (default: the run's own)
 SHARED_OPTIONS = ("probe_micro_batch",)
 
 
 def register(app: typer.Typer) -> None:
+    """The command's flags: the run arguments and --compare, then HessianRequest's declared fields, --json,
+    and SHARED_OPTIONS."""
     import inspect
 
-    from .derive import shared_params
+    from ..hessian_request import PROBE, HessianRequest
+    from .derive import declared_params, shared_params
 
     signature = inspect.signature(hessian_report, eval_str=True)
     params = [p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
-    hessian_report.__signature__ = signature.replace(parameters=params + shared_params(SHARED_OPTIONS, PROBE))
+    own = [p for p in params if p.name != "as_json"]
+    as_json = [p for p in params if p.name == "as_json"]
+    hessian_report.__signature__ = signature.replace(
+        parameters=own + declared_params(HessianRequest) + as_json + shared_params(SHARED_OPTIONS, PROBE))
     app.command("hessian-report", cls=SprkdCommand)(hessian_report)
 
 
@@ -34,32 +34,18 @@ def hessian_report(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Run id (or unique prefix); several with --compare.")],
     compare: Annotated[bool, typer.Option("--compare", help="Show the stored reports of the runs side by side, with one figure of their densities.")] = False,
-    top_k: Annotated[int, typer.Option(help="Largest (algebraic) eigenvalues.", rich_help_panel=ESTIMATORS)] = 5,
-    bottom_k: Annotated[int, typer.Option(help="Smallest (algebraic) eigenvalues: negative ones show saddles.", rich_help_panel=ESTIMATORS)] = 1,
-    trace: Annotated[bool, typer.Option("--trace", help="Estimate the trace (Hutch++ by default).", rich_help_panel=ESTIMATORS)] = False,
-    trace_method: Annotated[choice(TRACE_METHODS), typer.Option(help="Trace estimator: Hutch++ or Hutchinson's.", rich_help_panel=ESTIMATORS)] = "hutchpp",
-    trace_hvp: Annotated[int, typer.Option(help="HVPs the trace estimate may spend.", rich_help_panel=ESTIMATORS)] = 99,
-    density: Annotated[bool, typer.Option("--density", help="Eigenvalue density by stochastic Lanczos quadrature; writes a PNG.", rich_help_panel=ESTIMATORS)] = False,
-    slq_runs: Annotated[int, typer.Option(help="SLQ random starts.", rich_help_panel=ESTIMATORS)] = 10,
-    slq_steps: Annotated[int, typer.Option(help="Lanczos steps per SLQ start.", rich_help_panel=ESTIMATORS)] = 80,
-    probe_batches: Annotated[Optional[int], typer.Option(help="Batches in the probe set \\[default: the run's own --probe-batches, 2 unless it was given].", rich_help_panel=PROBE)] = None,
-    probe_size: Annotated[Optional[int], typer.Option(help="Examples per probe batch \\[default: the run's own --probe-size, 256 unless it was given].", rich_help_panel=PROBE)] = None,
-    probe_seed: Annotated[Optional[int], typer.Option(help="Draw another probe set \\[default: the run's seed, i.e. the run's own probe set].", rich_help_panel=PROBE)] = None,
-    mode: Annotated[Optional[choice(MODES)], typer.Option(help="Model mode during the probe (restored after) \\[default: the run's own --probe-mode, eval unless it was given].", rich_help_panel=PROBE)] = None,
-    dtype: Annotated[choice(DTYPES), typer.Option(help="Precision of the Hessian-vector products.", rich_help_panel=PROBE)] = "float32",
-    hvp: Annotated[choice(HVP_KINDS), typer.Option(help="How Hessian-vector products are made: func (forward-over-reverse), double (double backward) or auto (times both, keeps the faster that works).", rich_help_panel=PROBE)] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the random vectors only (Lanczos start, trace and SLQ probes).", rich_help_panel=PROBE)] = 0,
-    layer: Annotated[Optional[str], typer.Option(help="Only the parameters of this module, e.g. embed.1 or body.", rich_help_panel=PROBE)] = None,
-    weights: Annotated[choice(WEIGHTS), typer.Option(help="The run's final weights, or best-val: those whose accuracy it reports (what stats --metric hessian.* reads at --at best-val).", rich_help_panel=PROBE)] = "final",
+    *,
     as_json: o.Json = False,
-    **shared,
+    **values,
 ) -> None:
     """Eigenvalues (top and bottom, with residuals), trace and eigenvalue density of the loss Hessian
     of a run's final model (or its best-val one: --weights) on the run's fixed probe set; stored in the
     run's record."""
     from ..engine.threads import set_threads
     from ..errors import UserError
-    from ..services.hessian import HessianRequest, compare_runs, report_run
+    from ..hessian_request import HessianRequest
+    from ..options import declared_fields
+    from ..services.hessian import compare_runs, report_run
 
     store = open_store_from(ctx)
     if compare:
@@ -68,11 +54,8 @@ def hessian_report(
         return
     if len(runs) != 1:
         raise UserError("give one run, or several with --compare")
-    request = HessianRequest(top_k=top_k, bottom_k=bottom_k, trace=trace, trace_method=trace_method,
-                             trace_hvp=trace_hvp, density=density, slq_runs=slq_runs, slq_steps=slq_steps,
-                             probe_batches=probe_batches, probe_size=probe_size, probe_seed=probe_seed, mode=mode,
-                             dtype=dtype, hvp=hvp, seed=seed, layer=layer, weights=weights,
-                             micro_batch=shared.get("probe_micro_batch"))
+    request = HessianRequest(**{f.name: values[f.name] for f, _ in declared_fields(HessianRequest)},
+                             micro_batch=values.get("probe_micro_batch"))
     set_threads()
     from ..activity import listening
 

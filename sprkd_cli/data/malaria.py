@@ -10,7 +10,7 @@ uint8 tensor file in the cache folder (data.source.cache_root: --cache-dir, defa
 store; never inside the data folder, where a third folder beside Parasitized/ and Uninfected/ would
 be a third class to torchvision's ImageFolder and the like), keyed by the folder's fingerprint (every
 image's name, size and modification time) and the image size, so a second run does not decode again.
-A cache an earlier sprkd left in `<data dir>/cache/` is moved there. The split is stratified: 70%
+The split is stratified: 70%
 train, 10% val, 20% test, fixed by the split seed."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 
 from ..errors import UserError
 from ..specs import typed_options
-from .source import DEFAULT_IMAGE_SIZE, DataSource, move_stale_cache, reachable
+from .source import DEFAULT_IMAGE_SIZE, DataSource, reachable
 from .splits import Splits, stratified_split
 
 CLASSES = ("Parasitized", "Uninfected")  # label = index, the folder names in alphabetical order
@@ -54,7 +54,6 @@ def load_malaria(spec: str, options: dict, split_seed: int, source: DataSource) 
 def malaria_tensors(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All images as uint8 (N, 3, size, size) and labels (N,), from the cache when it is current."""
     folder = image_folder(source.root)
-    move_stale_cache(source.root / "cache", source.cache, "malaria-*")
     if folder is None:
         if not source.download:
             raise UserError(
@@ -89,7 +88,7 @@ def list_images(folder: Path) -> tuple[list[str], list[int], str]:
     """Every image file of each class folder, sorted by name (other files are skipped), their labels,
     and the folder's fingerprint: a digest of every image's name, size and modification time, which
     changes when an image is added, removed, renamed or rewritten. One directory scan, no per-file
-    Path objects: about 0.1 s for the 27,558 images."""
+    Path objects."""
     files: list[str] = []
     labels: list[int] = []
     digest = hashlib.sha256()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 from collections.abc import Callable
@@ -11,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..errors import UserError
 
 DEFAULT_DATA_DIR = "data"
 CACHE_ENV = "SPRKD_CACHE_DIR"
@@ -56,35 +54,6 @@ def cache_root(cache_dir: str | None = None, artifact_root: Path | None = None) 
     if given:
         return Path(given).expanduser()
     return artifact_root / "cache" if artifact_root is not None else DEFAULT_CACHE_DIR
-
-
-def move_stale_cache(old: Path, new: Path, pattern: str, top: Path | None = None) -> None:
-    """Files matching `pattern` that an earlier sprkd cached in the data folder (`old`) move to the cache
-    folder `new`; then `old`, and the folders above it up to `top`, are removed if empty. A file that
-    cannot be moved is one line saying how to remove it."""
-    if not old.is_dir() or old.resolve() == new.resolve():
-        return
-    try:
-        for file in sorted(old.glob(pattern)):
-            new.mkdir(parents=True, exist_ok=True)
-            if (new / file.name).exists():  # the same key: the same content
-                file.unlink()
-            else:
-                shutil.move(str(file), str(new / file.name))
-    except FileNotFoundError:  # another run moved it first
-        pass
-    except OSError as exc:
-        raise UserError(f"cannot move the cache an earlier sprkd left in the data folder, {old}, to {new} "
-                        f"({exc.strerror or exc}); remove it (rm -r '{old}') or pass --cache-dir") from None
-    folder = old
-    while True:
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (files that are not sprkd's), or gone already
-            return
-        if top is None or folder == top:
-            return
-        folder = folder.parent
 
 
 def reachable(url: str, timeout: float = NETWORK_TIMEOUT) -> bool:

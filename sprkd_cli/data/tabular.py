@@ -13,7 +13,7 @@ from .splits import Splits, splits_from_arrays
 
 
 def digits_file() -> Path:
-    """The digits file scikit-learn ships, found without importing scikit-learn (about 1 s)."""
+    """The digits file scikit-learn ships, found without importing scikit-learn (a slow import)."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or spec.origin is None:
         raise UserError("the digits dataset comes with scikit-learn: pip install scikit-learn")

@@ -8,8 +8,7 @@ train/validation files in parquet, csv, tsv or json with GLUE's columns, in that
 <task>/ or in glue/<task>/ under it) or else from the hub, saved under <data dir>/glue/<task> after
 the first download. Token tensors are cached under <cache dir>/text/, and the `datasets` library's
 files under <cache dir>/hf/ (data.source.cache_root: --cache-dir, default runs/cache beside the
-store), not in the data folder; token caches an earlier sprkd left in <data dir>/cache/text/ are
-moved there. The data dir defaults to ./data.
+store), not in the data folder. The data dir defaults to ./data.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import torch
 
 from ..errors import UserError
 from ..specs import typed_options
-from .source import DEFAULT_DATA_DIR, cache_root, move_stale_cache, reachable
+from .source import DEFAULT_DATA_DIR, cache_root, reachable
 from .splits import Splits, stratified_split
 
 TASKS = {"sst2": ("sentence",), "qnli": ("question", "sentence")}
@@ -79,7 +78,6 @@ def load_glue(task: str, spec: str, options: dict, split_seed: int, data_dir: st
     local = find_local(task, root)
     source = source_digest(task, local)
     caches = cache_root(cache_dir)
-    move_stale_cache(root / "cache" / "text", caches / "text", "*.safetensors", top=root / "cache")
     cache = caches / "text" / f"{task}-{source}-{tok_digest}-L{o['max_len']}.safetensors"
     tensors = read_cache(cache)
     if tensors is None:

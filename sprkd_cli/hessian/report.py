@@ -48,19 +48,21 @@ def explicit_residuals(op: HessianOperator, eig: LanczosResult) -> list[float]:
 
 def full_report(
     op: HessianOperator,
-    top_k: int = 5,
-    bottom_k: int = 1,
-    trace: bool = True,
-    trace_method: str = "hutchpp",
-    trace_hvp: int = 99,
-    density: bool = True,
-    slq_runs: int = 10,
-    slq_steps: int = 80,
+    *,
+    top_k: int,
+    bottom_k: int,
+    trace: bool,
+    trace_method: str,
+    trace_hvp: int,
+    density: bool,
+    slq_runs: int,
+    slq_steps: int,
+    seed: int,
     max_iter: int | None = None,
     tol: float | None = None,
-    seed: int = 0,
 ) -> dict:
-    """Measure H on the operator's probe set and return a plain dict.
+    """Measure H on the operator's probe set and return a plain dict. The settings have no defaults here:
+    hessian-report's are declared once, in hessian_request.HessianRequest.
 
     ``residuals`` are measured (one HVP per returned pair), ``residual_bounds`` are Lanczos'
     own estimates. Lanczos uses ``seed``, the trace ``seed + 1`` and the density ``seed + 2`` for their

@@ -16,7 +16,6 @@ from ..config import TrainConfig, noise_key, noise_levels
 from ..store import Store
 
 NOISE_SEED = 0  # one fixed draw of noise for every run, so arms are compared on the same perturbed inputs
-WEIGHTS = ("best-val", "final")
 
 
 def noisy(x_test, x_train, level: float, seed: int = NOISE_SEED):
@@ -81,13 +80,12 @@ def add_noise_claims(store: Store, run, levels: list[float]) -> bool:
 def claim_report(store: Store, run, weights: str):
     """The latest stored Hessian report of `run` usable for hessian.top1/trace/min on `weights`: made after
     training (no step), on those weights, on the run's own probe set (its probe seed, batches, size and
-    mode), all parameters, with a trace and top and bottom eigenvalues. None when there is none.
-    Reports made before --weights existed were on the final weights."""
+    mode), all parameters, with a trace and top and bottom eigenvalues. None when there is none."""
     reports = store.hessian_reports(run.id)
     cfg = TrainConfig.from_dict(run.config) if reports else None
     for report in reversed(reports):
         c, r = report.config, report.result
-        if (report.step is None and c.get("weights", "final") == weights and c.get("probe_seed") is None
+        if (report.step is None and c.get("weights") == weights and c.get("probe_seed") is None
                 and c.get("layer") is None and c.get("probe_batches") == cfg.probe_batches
                 and c.get("probe_size") == cfg.probe_size and c.get("mode") == cfg.probe_mode
                 and r.get("trace") is not None and r.get("top_eigenvalues") and r.get("bottom_eigenvalues")):

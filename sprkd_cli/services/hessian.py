@@ -2,58 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from ..errors import UserError
+from ..hessian_request import HessianRequest
 from ..store import Store
 from ..store.artifacts import join, local_file_for, location
-
-from ..choices import DTYPES, HVP_KINDS, MODES, TRACE_METHODS, WEIGHTS
-
-
-@dataclass
-class HessianRequest:
-    """What to measure and on what: every field is a flag of `hessian-report`, stored with the report."""
-
-    top_k: int = 5
-    bottom_k: int = 1
-    trace: bool = False
-    trace_method: str = "hutchpp"
-    trace_hvp: int = 99
-    density: bool = False
-    slq_runs: int = 10
-    slq_steps: int = 80
-    probe_batches: int | None = None  # None (here and below): the run's own (its --probe-* settings)
-    probe_size: int | None = None
-    probe_seed: int | None = None  # None: the run's own seed, so every report of a run sees the same data
-    mode: str | None = None
-    micro_batch: int | None = None  # None: the run's own --probe-micro-batch; 0: from the model's size
-    dtype: str = "float32"
-    hvp: str = "auto"
-    seed: int = 0  # random vectors only: Lanczos start, trace and SLQ probes
-    layer: str | None = None
-    weights: str = "final"  # the run's final weights, or best-val: those whose accuracy it reports (stats' claims)
-
-    def for_run(self, cfg) -> HessianRequest:
-        """The request with what it leaves open taken from the run's configuration: its probe set."""
-        return replace(self, probe_batches=cfg.probe_batches if self.probe_batches is None else self.probe_batches,
-                       probe_size=cfg.probe_size if self.probe_size is None else self.probe_size,
-                       mode=cfg.probe_mode if self.mode is None else self.mode,
-                       micro_batch=cfg.probe_micro_batch if self.micro_batch is None else self.micro_batch)
-
-    def validate(self) -> None:
-        for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
-                                   (self.weights, WEIGHTS, "--weights"),
-                                   (self.hvp, HVP_KINDS, "--hvp"), (self.trace_method, TRACE_METHODS, "--trace-method")):
-            if value not in valid:
-                raise UserError(f"bad {flag} '{value}'; valid: {', '.join(valid)}")
-        if self.top_k < 0 or self.bottom_k < 0 or self.top_k + self.bottom_k == 0:
-            raise UserError("ask for at least one eigenvalue: --top-k and --bottom-k are >= 0, not both 0")
-        if self.micro_batch is not None and self.micro_batch < 0:
-            raise UserError(f"--probe-micro-batch must be >= 0 (got {self.micro_batch})")
-        if self.probe_batches < 1 or self.probe_size < 1 or self.slq_runs < 1 or self.slq_steps < 2 or self.trace_hvp < 5:
-            raise UserError("--probe-batches, --probe-size, --slq-runs must be >= 1, --slq-steps >= 2, --trace-hvp >= 5")
 
 
 def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
@@ -161,7 +116,7 @@ def density_label(run, request: dict) -> str:
     seed = run.seed if request.get("probe_seed") is None else request["probe_seed"]
     probe = f"probe {request.get('probe_batches')}x{request.get('probe_size')} seed {seed}, {request.get('mode')} mode"
     layer = f", layer {request['layer']}" if request.get("layer") else ""
-    return f"{run.id} ({shown_method(run)}; {request.get('weights', 'final')} weights; {probe}{layer})"
+    return f"{run.id} ({shown_method(run)}; {request.get('weights')} weights; {probe}{layer})"
 
 
 def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Path | str":

@@ -368,7 +368,7 @@ def _render_hessian(store, data) -> str:
         for row in reports:
             report, result = row["report"], row["report"].result
             rows.append([html.escape(arm), row["run"].id, str(row["run"].seed),
-                         html.escape(report.config.get("weights", "final")),
+                         html.escape(report.config.get("weights", "–")),
                          f"{report.config.get('probe_batches', '–')} x {report.config.get('probe_size', '–')}",
                          html.escape(", ".join(f"{v:.4g}" for v in result["top_eigenvalues"])),
                          html.escape(", ".join(f"{v:.4g}" for v in result["bottom_eigenvalues"])),

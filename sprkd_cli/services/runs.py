@@ -61,7 +61,7 @@ def describe_run(store: Store, ref: str, *, events: bool = False) -> dict:
     epochs: dict[int, dict] = {}
     for m in store.metrics([run.id]):
         epochs.setdefault(m.epoch, {"epoch": m.epoch, "step": m.step})[f"{m.split}_{m.name}"] = m.value
-    document = run_row(run) | {"precision": run.config.get("precision", "fp32"),  # runs before --precision: fp32
+    document = run_row(run) | {"precision": run.config.get("precision"),
                                "config": run.config, "summary": run.summary, "versions": run.versions,
                                "artifact_dir": run.artifact_dir, "host": run.host, "pid": run.pid,
                                "started_at": run.started_at, "heartbeat_at": run.heartbeat_at,
@@ -147,7 +147,7 @@ def hessian_rows(store: Store, run_ids: list[str]) -> list[dict]:
         for report in store.hessian_reports(run_id):
             request, result = report.config, report.result
             rows.append({"run_id": run_id, "report_id": report.id, "step": report.step,
-                         "epoch": request.get("epoch"), "weights": request.get("weights", "final"),
+                         "epoch": request.get("epoch"), "weights": request.get("weights"),
                          "probe_batches": request.get("probe_batches"), "probe_size": request.get("probe_size"),
                          "probe_seed": request.get("probe_seed"), "mode": request.get("mode"),
                          "dtype": request.get("dtype"), "layer": request.get("layer"),

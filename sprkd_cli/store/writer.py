@@ -1,7 +1,8 @@
 """The per-epoch write of a training run: its metric rows as one INSERT statement (atomic by itself),
 in plain SQL on a database connection held for the whole run. It runs after every epoch, and
-SQLAlchemy's per-statement work (compiling, caching, pool checkout, a transaction) cost 1-1.4 ms of a
-12-16 ms digits epoch; this costs about 0.2 ms (bench/store_bench.py). The run's heartbeat is the
+SQLAlchemy's per-statement work (compiling, caching, pool checkout, a transaction) cost several times
+what this does, a noticeable share of a small digits epoch (docs/performance.md, measured by
+bench/store_bench.py). The run's heartbeat is the
 heartbeat thread's (services.lifecycle)."""
 
 from __future__ import annotations

@@ -146,7 +146,7 @@ class SyntheticPool:
         self.check_state(state)
         device = self.device
         self.p, self.neg_entropy = state["syn_p"].to(device), state["syn_neg_entropy"].to(device)
-        if self.vectors is not None:  # vision; older states also held an unused "syn_mask": None
+        if self.vectors is not None:  # vision
             self.vectors = state["syn_vectors"].to(device)
         else:
             self.anchors, self.neighbours, self.u = (state[key].to(device)

@@ -91,9 +91,10 @@ def import_umap():
     """umap, its numba functions compiled with numba's on-disk cache.
 
     Most of umap-learn's @numba.njit functions are not declared cache=True, so each new process
-    compiled them again (about 15 s before its first fit). After the import, every one of them that
-    is compiled lazily (no signature given) and has no cache gets the cache that cache=True would
-    have given it (numba's decorator does the same, Dispatcher.enable_caching, at decoration): the
+    compiled them again before its first fit (docs/performance.md: bench/sage_bench.py times it).
+    After the import, every one of them that is compiled lazily (no signature given) and has no cache
+    gets the cache that cache=True would have given it (numba's decorator does the same,
+    Dispatcher.enable_caching, at decoration): the
     compilation is paid once per machine (numba keeps it in __pycache__ beside umap's source, or
     its user-wide cache when that is read-only; NUMBA_CACHE_DIR moves it). Functions numba cannot
     cache, the closures umap-learn makes at call time and its two functions compiled at import
