@@ -16,7 +16,7 @@ METRIC_FORMS = ("SPLIT_NAME (test_acc, test_loss, val_acc, val_loss, train_loss)
 
 
 @dataclass(frozen=True)
-class Metric:
+class MetricSpec:
     """A parsed --metric. kind: split (a per-epoch value at --at), epochs_to (param: X), auc_val_acc,
     val_loss_sd (param: K), hessian (param: top1, trace or min) or noise_acc (param: S's key)."""
 
@@ -27,7 +27,7 @@ class Metric:
     param: float | int | str | None = None
 
 
-def parse_metric(metric: str) -> Metric:
+def parse_metric(metric: str) -> MetricSpec:
     from ..config import noise_key
 
     bad = UserError(f"bad --metric '{metric}'; valid: {', '.join(METRIC_FORMS)}")
@@ -43,19 +43,19 @@ def parse_metric(metric: str) -> Metric:
             raise UserError(f"bad --metric '{metric}': val_loss_sd:K takes K >= 2 epochs (an sd of one value is 0)")
         if head == "noise_acc" and not (value >= 0 and value != float("inf")):
             raise UserError(f"bad --metric '{metric}': noise_acc:S takes a noise level S >= 0")
-        return Metric(metric, head, param=noise_key(value) if head == "noise_acc" else value)
+        return MetricSpec(metric, head, param=noise_key(value) if head == "noise_acc" else value)
     if colon:
         raise bad
     if metric == "auc_val_acc":
-        return Metric(metric, "auc_val_acc")
+        return MetricSpec(metric, "auc_val_acc")
     if metric.startswith("hessian."):
         if metric.removeprefix("hessian.") not in HESSIAN_CLAIMS:
             raise bad
-        return Metric(metric, "hessian", param=metric.removeprefix("hessian."))
+        return MetricSpec(metric, "hessian", param=metric.removeprefix("hessian."))
     split, _, name = metric.partition("_")
     if split not in SPLITS or not name:
         raise bad
-    return Metric(metric, "split", split, name)
+    return MetricSpec(metric, "split", split, name)
 
 
 def arm_list(store: Store, text: str | None) -> list[str]:
@@ -155,7 +155,7 @@ def selected_epochs(store: Store, runs: list) -> dict[str, int]:
     return out
 
 
-def run_values(store: Store, runs: list, spec: Metric, at: str) -> dict[str, float | None]:
+def run_values(store: Store, runs: list, spec: MetricSpec, at: str) -> dict[str, float | None]:
     """{run id: the metric's value} for finished runs (epochs_to:X never reached: stats.survival.Censored at
     the run's last epoch); a UserError names the first run that lacks what the metric needs, and how to make
     it."""
