@@ -271,6 +271,31 @@ def test_lanczos_breakdown_restarts_and_finds_repeated_eigenvalues():
     assert torch.allclose(Y @ Y.T, torch.eye(6, dtype=torch.float64), atol=1e-10)
 
 
+def test_lanczos_stops_at_its_tolerance_when_the_rest_of_the_space_is_one_eigenspace():
+    """A rank-deficient Hessian: once its non-zero eigenvalues are found, every fresh vector breaks down at
+    its first step (it lies in the null space). Lanczos used to restart at every step up to its step limit;
+    it stops as soon as the wanted pairs have converged, with eigvalsh's eigenvalues. First a matrix of
+    rank 2 in 200 dimensions, then a real one: the exact Hessian of a linear model on one example (rank 1
+    in its 42 parameters: the two logits' softmax has one non-zero curvature)."""
+    diagonal = torch.zeros(200, dtype=torch.float64)
+    diagonal[:2] = torch.tensor([3.0, -1.0])
+    op = DenseOperator(torch.diag(diagonal))
+    res = lanczos(op, k_top=0, k_bottom=0, k_magnitude=6, seed=0)
+    assert res.magnitude_converged.all() and res.iterations < 10
+    assert np.allclose(res.magnitude_values, [3, -1, 0, 0, 0, 0], atol=1e-12)
+
+    torch.manual_seed(0)
+    model = nn.Linear(20, 2)
+    x, y = torch.randn(1, 20), torch.tensor([1])
+    probe = ProbeSet.draw(x, y, n_batches=1, size=1, seed=0)
+    exact = torch.linalg.eigvalsh(exact_hessian(model, x, y)).numpy()
+    expected = exact[np.argsort(-np.abs(exact), kind="stable")[:6]]
+    with HessianOperator(model, F.cross_entropy, probe, dtype=torch.float64) as op:
+        res = lanczos(op, k_top=0, k_bottom=0, k_magnitude=6, seed=0)
+    assert res.magnitude_converged.all() and res.iterations < 10 < op.dim
+    assert np.max(np.abs(res.magnitude_values - expected)) <= 1e-8 * np.abs(exact).max()
+
+
 def test_partial_reorthogonalisation_keeps_the_basis_semi_orthogonal():
     generator = torch.Generator().manual_seed(0)
     # Well separated outliers over a dense bulk: orthogonality is lost fast without care.

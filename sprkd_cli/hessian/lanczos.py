@@ -385,8 +385,10 @@ def lanczos(
     ``tol * max|theta|`` (default ``tol``: 1e-4 in float32, 1e-8 in float64), after
     ``max_iter`` steps (default ``min(dim, 300)``, and no more than half the memory available when it starts
     can hold as basis vectors: see :func:`memory_steps`), or when the Krylov space is the whole
-    space. A breakdown (invariant subspace) never ends the run early: it restarts from a
-    random vector orthogonal to the basis. Each step costs one HVP.
+    space. A breakdown (invariant subspace) does not end the run early: it restarts from a
+    random vector orthogonal to the basis. Only when a random vector (the start or a restart) breaks
+    down at its first step, so that the rest of the space is one eigenspace (e.g. a rank-deficient
+    Hessian's null space), is the convergence test asked there. Each step costs one HVP.
     """
     if min(k_top, k_bottom, k_magnitude) < 0 or k_top + k_bottom + k_magnitude == 0:
         raise ValueError("ask for at least one eigenpair (k_top + k_bottom + k_magnitude >= 1)")
@@ -400,10 +402,15 @@ def lanczos(
         n = krylov.steps
         if n < min(k_top + k_bottom + k_magnitude, op.dim):
             return False
-        if krylov.beta[-1] == 0.0 and n < op.dim:
+        if krylov.beta[-1] == 0.0 and n < op.dim and n > 1 and krylov.beta[-2] != 0.0:
             # Breakdown: the basis spans an invariant subspace, so its Ritz values are
             # exact, but the complement (e.g. more copies of a repeated eigenvalue) is
-            # unexplored; go on from the fresh vector.
+            # unexplored; go on from the fresh vector. A random vector (the start, or the
+            # fresh one after a breakdown) that breaks down at its first step is an
+            # eigenvector, and so (with probability one) is every vector of the complement it
+            # was drawn from: the complement is one eigenspace (to rounding, e.g. the null
+            # space of a rank-deficient Hessian), whose eigenvalue is known; going on would
+            # only add copies of it, one breakdown per step, up to the step limit.
             return False
         theta, _, residuals = krylov.ritz()
         wanted = np.concatenate(_wanted(theta, k_top, k_bottom, k_magnitude))
