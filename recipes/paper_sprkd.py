@@ -53,10 +53,14 @@ def main() -> None:
     parser.add_argument("--last-epochs", type=int, default=5, help="K of the val_loss_sd:K metric")
     parser.add_argument("--no-ablations", dest="ablations", action="store_false", help="the three main arms only")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--probe-size", type=int, default=None, help="examples per probe batch of the saddle checks "
+                        "and Hessian reports (default: sprkd's)")
     args = parser.parse_args()
 
     data = ["--dataset", "malaria", "--data-dir", args.data_dir, "--image-size", str(args.image_size),
             "--batch-size", str(args.batch_size), "--optimizer", "adam", "--weight-decay", "0"]
+    if args.probe_size is not None:
+        data += ["--probe-size", str(args.probe_size)]
     teachers = []
     for seed in range(args.teachers):
         outcome = json.loads(sprkd(args.db, "train-teacher", *data, "--model", "malaria-teacher", "--epochs",

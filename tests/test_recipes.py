@@ -20,7 +20,7 @@ def test_paper_sprkd_recipe_prints_every_table(tmp_path):
         [sys.executable, str(REPO / "recipes" / "paper_sprkd.py"), "--data-dir", str(root), "--db", str(db),
          "--seeds", "0-1", "--teachers", "2", "--teacher-epochs", "2", "--epochs", "3", "--patience", "2",
          "--tune", "lr=0.001,0.01", "--batch-size", "8", "--saddle-every", "1", "--converged-at", "0.5",
-         "--last-epochs", "2", "--eval-noise", "0.1"],
+         "--last-epochs", "2", "--eval-noise", "0.1", "--probe-size", "16"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout
