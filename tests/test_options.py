@@ -122,8 +122,8 @@ def test_named_arms_run_reuse_and_are_compared_by_name(db):
             "--arm", "sprkd-no-nhe=sprkd:nhe=false"]
     first = sprkd_json(db, "compare", *common, *arms)
     assert first["failed"] == [] and (first["ran"], first["reused"]) == (8, 0)
-    rows = {row["arm"]: row for row in first["methods"]}
-    assert [row["arm"] for row in first["methods"]] == ["sgd", "rkd", "sprkd", "sprkd-no-nhe"]
+    rows = {row["arm"]: row for row in first["arms"]}
+    assert [row["arm"] for row in first["arms"]] == ["sgd", "rkd", "sprkd", "sprkd-no-nhe"]
     assert rows["rkd"]["method"] == "kd" and rows["sprkd-no-nhe"]["method"] == "sprkd"
     assert rows["rkd"]["teacher_ids"] == [teacher["run_id"]]
     store = open_test_store(db)
