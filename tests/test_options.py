@@ -89,7 +89,7 @@ def test_arm_specs():
     rkd = parse_arm("rkd=kd:temperature=1,ce_weight=0,kd_weight=1")
     assert (rkd.name, rkd.method, rkd.options) == ("rkd", "kd", {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0})
     assert parse_arm("off=sprkd:nhe=false,pgd=no").options == {"nhe": False, "pgd": False}
-    assert parse_arm("ens=sprkd:teacher=abc+def").teacher == "abc,def"
+    assert parse_arm("ens=sprkd:teacher=abc+def").teachers == ("abc", "def")
     assert [a.name for a in parse_arms("sgd,kd", ["x=kd:temperature=2"])] == ["sgd", "kd", "x"]
     assert [a.name for a in parse_arms(None, [])] == ["sgd", "kd"]
     assert [a.name for a in parse_arms(None, ["x=kd"])] == ["x"]

@@ -14,7 +14,8 @@ from .planner import PlannedRun
 
 
 def compare(store: Store, template: TrainConfig, arms: list[Arm], seeds: list[int], *, teachers: list[str] | None,
-            option_flags: dict, jobs: int, on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
+            option_flags: dict, jobs: int,
+            on_planned: Callable[[str, int, int], None] = lambda phase, total, todo: None,
             on_done: Callable[[dict], None] = lambda outcome: None, executor: str = "local",
             ray_address: str | None = None, gpus_per_run: float = 0.0, hessian: bool = False,
             ray_verbose: bool = False, tune: list | None = None, tune_seeds: list[int] | None = None,
