@@ -105,6 +105,24 @@ def test_compare_without_teacher_says_how_to_train_one(db):
     assert alone["teacher"] is None and alone["ran"] == 2
 
 
+def test_compare_looks_a_run_up_once_and_carries_its_id_to_the_summary(db, monkeypatch):
+    """Each planned run is looked up by config hash and seed once, before training; a run two arms ask for
+    is trained once and is in both arms' rows; the summary reads the ids the plan carries."""
+    from sprkd_cli.store import Store
+
+    asked = []
+    find_finished = Store.find_finished
+    monkeypatch.setattr(Store, "find_finished", lambda self, *key: asked.append(key) or find_finished(self, *key))
+    first = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--arm", "sgd", "--arm", "again=sgd")
+    assert len(asked) == 4 and len(set(asked)) == 2  # two arms x two seeds, one experiment per seed
+    rows = {row["arm"]: row for row in first["arms"]}
+    assert first["ran"] == 2 and rows["sgd"]["run_ids"] == rows["again"]["run_ids"]
+    assert {r.id for r in _student_runs(db)} == set(rows["sgd"]["run_ids"])
+    asked.clear()
+    second = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--arm", "sgd", "--arm", "again=sgd")
+    assert len(asked) == 4 and second["ran"] == 0 and second["arms"] == first["arms"]
+
+
 @pytest.mark.slow
 def test_compare_in_parallel_processes_writes_every_run(store_url):
     db = store_url
