@@ -33,7 +33,7 @@ def main() -> None:
         compare = ["compare", "--dataset", "digits", "--methods", "sgd,kd", "--student", "mlp:width=128,depth=1",
                    "--seeds", "0-2", "--epochs", "40"]
         trained, _ = sprkd(db, *compare)
-        runs = [rid for row in trained["methods"] for rid in row["run_ids"]]
+        runs = [rid for row in trained["arms"] for rid in row["run_ids"]]
         training = statistics.mean(sprkd(db, "runs", "show", rid)[0]["summary"]["wall_seconds"] for rid in runs)
         reused, reused_seconds = sprkd(db, *compare)
         with_reports, report_seconds = sprkd(db, *compare, "--hessian")

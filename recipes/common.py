@@ -24,7 +24,7 @@ def claims_and_mcnemar(db: str | None, dataset: str, arms: list[str], student: s
     page of the whole comparison."""
     sprkd(db, "stats", "--dataset", dataset, "--arms", ",".join(arms), "--student", student,
           *(arg for metric in metrics for arg in ("--metric", metric)))
-    runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in compared["methods"]}
+    runs = {row["arm"]: dict(zip(row["seeds"], row["run_ids"])) for row in compared["arms"]}
     shared = sorted(set(runs[a]) & set(runs[b]))
     if shared:
         sprkd(db, "stats", "--mcnemar", runs[a][shared[0]], runs[b][shared[0]])

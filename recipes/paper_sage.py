@@ -128,7 +128,7 @@ def print_published(result: dict) -> None:
     gives no control or KD figure of its own)."""
     print("\naccuracy (%): ours (mean over seeds at each run's best-validation epoch) beside the paper's")
     print(f"{'arm':<8}{'val':>8}{'test':>8}{'n':>4}{'epochs':>8}{'paper':>8}")
-    for row in result["methods"]:
+    for row in result["arms"]:
         values = row["best_val_accs"]
         val = f"{100 * sum(values) / len(values):.2f}" if values else "–"
         test = f"{100 * row['mean']:.2f}" if values else "–"

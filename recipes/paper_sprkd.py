@@ -80,13 +80,13 @@ def main() -> None:
     result = json.loads(sprkd(args.db, *main_compare, "--json", capture=True))  # every run is reused now
     names = ["sgd", "rkd", "sprkd"]
     if args.ablations:
-        lr = next(row["tuned"]["lr"] for row in result["methods"] if row["arm"] == "sprkd")
+        lr = next(row["tuned"]["lr"] for row in result["arms"] if row["arm"] == "sprkd")
         ablations = [a for name, options in ABLATIONS.items()
                      for a in ("--arm", f"{name}=sprkd:{options},teacher={ensemble}")]
         ablation_compare = ["compare", *data, *students, "--hessian", "--lr", str(lr), *ablations]
         sprkd(args.db, *ablation_compare)
         ablated = json.loads(sprkd(args.db, *ablation_compare, "--json", capture=True))
-        result["methods"] += [row | {"tuned": {"lr": lr}} for row in ablated["methods"]]
+        result["arms"] += [row | {"tuned": {"lr": lr}} for row in ablated["arms"]]
         names += list(ABLATIONS)
     print_published(result)
     metrics = ["test_acc", f"epochs_to:{args.converged_at:g}", "auc_val_acc", f"val_loss_sd:{args.last_epochs}",
@@ -101,7 +101,7 @@ def print_published(result: dict) -> None:
     print("\naccuracy (%): ours (mean over seeds at each run's best-validation epoch) beside the sources' "
           "validation accuracies")
     print(f"{'arm':<16}{'val':>8}{'test':>8}{'n':>4}{'lr':>8}{'paper':>8}{'reference':>11}")
-    for row in result["methods"]:
+    for row in result["arms"]:
         values = row["best_val_accs"]
         val = f"{100 * sum(values) / len(values):.2f}" if values else "–"
         test = f"{100 * row['mean']:.2f}" if values else "–"

@@ -20,7 +20,7 @@ class Arm:
     name: str
     method: str
     options: dict = field(default_factory=dict)  # the method options this arm sets
-    teacher: str | None = None  # teacher run refs, comma-separated (as --teacher takes them)
+    teachers: tuple[str, ...] | None = None  # teacher run refs (ids or unique prefixes); None: compare's
 
 
 def parse_arm(text: str) -> Arm:
@@ -34,25 +34,24 @@ def parse_arm(text: str) -> Arm:
     cls = options_class(method)
     valid = {f.name for f, _ in declared_fields(cls)}
     options: dict = {}
-    teacher = None
+    teachers = None
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, raw = item.partition("=")
         key = key.strip()
         if not eq or not key:
             raise UserError(f"bad option '{item}' in arm '{text}': write key=value")
-        if key in options or (key == "teacher" and teacher is not None):
+        if key in options or (key == "teacher" and teachers is not None):
             raise UserError(f"option {key} is given twice in arm '{text}'; give it once")
         if key == "teacher":
-            refs = [r.strip() for r in raw.split("+") if r.strip()]
-            if not refs:
+            teachers = tuple(r.strip() for r in raw.split("+") if r.strip())
+            if not teachers:
                 raise UserError(f"bad teacher= in arm '{text}': give run ids joined by '+'")
-            teacher = ",".join(refs)
         elif key in valid:
             options[key] = parse_value(cls, key, raw.strip(), text)
         else:
             raise UserError(f"unknown option '{key}' in arm '{text}'; options of {method}: "
                             f"{', '.join(sorted(valid | {'teacher'}))}")
-    return Arm(name, method, options, teacher)
+    return Arm(name, method, options, teachers)
 
 
 def parse_arms(methods: str | None, arms: list[str]) -> list[Arm]:

@@ -38,7 +38,8 @@ class TuneKey:
 
 def parse_tune(specs: list[str]) -> list[TuneKey]:
     """`lr=1e-3,3e-3` each: the key must be a training or some method's option, given once, with at least
-    one value (each value is typed and checked when an arm takes it: check_grid)."""
+    one value (each value is typed when an arm takes it, arm_grid; the training ones checked with the
+    template, check_training_grid)."""
     from .config import TrainConfig
     from .methods import method_names, options_class
 
@@ -88,14 +89,17 @@ def split_point(point: dict) -> tuple[dict, dict]:
     return ({k: v for k, v in point.items() if k in training}, {k: v for k, v in point.items() if k not in training})
 
 
-def apply_training(template, values: dict):
-    """The TrainConfig with a grid point's training values, checked (a bad value is one line)."""
-    cfg = replace(template, **values)
-    try:
-        cfg.check()
-    except UserError as exc:
-        raise UserError(f"--tune: {exc}") from None
-    return cfg
+def check_training_grid(template, keys: list[TuneKey]) -> None:
+    """The template with each point of the tuned training options' grid, checked as a run's config is (a
+    bad value is one line): at the command's edge, before any run, as the template itself is."""
+    training = [k for k in keys if k.training]
+    if not training:
+        return
+    for point in arm_grid(training, template.method, {}):
+        try:
+            replace(template, **point).check()
+        except UserError as exc:
+            raise UserError(f"--tune: {exc}") from None
 
 
 @dataclass

@@ -163,7 +163,7 @@ def test_one_arm_reaches_and_the_other_never_does_end_to_end(db):
     assert f"3/3 ({sgd_epochs[1]})" in out.stdout and "0 reused" not in out.stdout
     compared = sprkd_json(db, "compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--epochs", "4",
                           "--lr", "3e-2", "--seeds", "0-2", "--methods", "sgd", "--converged-at", "0.7")
-    (row,) = compared["methods"]
+    (row,) = compared["arms"]
     assert row["epochs_to"]["reached"] == 3 and 0.0 <= row["ci_low"] <= row["ci_high"] <= 1.0
     assert row["ci_method"] == "t interval, cut to the metric's range [0, 1]"
     from pathlib import Path
@@ -261,7 +261,7 @@ def test_hessian_claims_equal_the_exact_hessian_of_the_best_val_weights(db):
 
     args = ["compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0", *PROBE, "--hessian"]
     first = sprkd_json(db, *args)
-    (run_id,) = first["methods"][0]["run_ids"]
+    (run_id,) = first["arms"][0]["run_ids"]
     assert first["hessian"] == {"made": [run_id], "reused": []}
     store = open_test_store(db)
     (report,) = store.hessian_reports(run_id)

@@ -238,7 +238,7 @@ def test_every_json_command_prints_one_document(store_url):
     distilled = sprkd_json(db, "distill", "--method", "kd", *STUDENT_ARGS)  # the latest teacher by default
     assert open_test_store(db).get_run(distilled["run_id"]).teacher_ids == [teacher["run_id"]]
     compared = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1")
-    assert isinstance(compared, dict) and compared["methods"]
+    assert isinstance(compared, dict) and compared["arms"]
     listed = sprkd_json(db, "runs", "list")
     assert isinstance(listed, list) and len(listed) == 1 + 4
     shown = sprkd_json(db, "runs", "show", teacher["run_id"][:6])

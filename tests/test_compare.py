@@ -38,7 +38,7 @@ def test_compare_runs_missing_combos_then_reuses_them(db):
     assert first["teacher"] == teacher["run_id"]
     assert (first["ran"], first["reused"]) == (5, 1)
     assert first["failed"] == []
-    methods = {row["method"]: row for row in first["methods"]}
+    methods = {row["method"]: row for row in first["arms"]}
     assert set(methods) == {"sgd", "kd"}
     assert all(row["n"] == 3 and row["seeds"] == [0, 1, 2] for row in methods.values())
     assert existing["run_id"] in methods["kd"]["run_ids"]
@@ -49,7 +49,7 @@ def test_compare_runs_missing_combos_then_reuses_them(db):
 
     second = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-2")
     assert (second["ran"], second["reused"]) == (0, 6)
-    assert second["methods"] == first["methods"]
+    assert second["arms"] == first["arms"]
     assert len(_student_runs(db)) == 6
 
     # a wider seed range runs only the new seeds; other settings are another experiment
@@ -105,6 +105,24 @@ def test_compare_without_teacher_says_how_to_train_one(db):
     assert alone["teacher"] is None and alone["ran"] == 2
 
 
+def test_compare_looks_a_run_up_once_and_carries_its_id_to_the_summary(db, monkeypatch):
+    """Each planned run is looked up by config hash and seed once, before training; a run two arms ask for
+    is trained once and is in both arms' rows; the summary reads the ids the plan carries."""
+    from sprkd_cli.store import Store
+
+    asked = []
+    find_finished = Store.find_finished
+    monkeypatch.setattr(Store, "find_finished", lambda self, *key: asked.append(key) or find_finished(self, *key))
+    first = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--arm", "sgd", "--arm", "again=sgd")
+    assert len(asked) == 4 and len(set(asked)) == 2  # two arms x two seeds, one experiment per seed
+    rows = {row["arm"]: row for row in first["arms"]}
+    assert first["ran"] == 2 and rows["sgd"]["run_ids"] == rows["again"]["run_ids"]
+    assert {r.id for r in _student_runs(db)} == set(rows["sgd"]["run_ids"])
+    asked.clear()
+    second = sprkd_json(db, "compare", *STUDENT_ARGS, "--seeds", "0-1", "--arm", "sgd", "--arm", "again=sgd")
+    assert len(asked) == 4 and second["ran"] == 0 and second["arms"] == first["arms"]
+
+
 @pytest.mark.slow
 def test_compare_in_parallel_processes_writes_every_run(store_url):
     db = store_url
@@ -123,7 +141,7 @@ def test_compare_in_parallel_processes_writes_every_run(store_url):
         found = {(m.epoch, m.split, m.name) for m in store.metrics([run.id])}
         assert found == {(e, s, n) for e in (1, 2, 3) for s, n in METRIC_NAMES}, run.id
         assert run.teacher_ids == ([teacher["run_id"]] if run.method == "kd" else [])
-    assert {rid for row in result["methods"] for rid in row["run_ids"]} == {r.id for r in runs}, (
+    assert {rid for row in result["arms"] for rid in row["run_ids"]} == {r.id for r in runs}, (
         result, [(r.id, r.method, r.seed, r.config_hash, r.status, r.created_at, r.ended_at) for r in runs])
     with open(result["plot"], "rb") as handle:
         assert handle.read(8) == PNG_MAGIC

@@ -238,22 +238,22 @@ def test_is_crashed_needs_an_old_heartbeat():
 
 
 def test_compare_resumes_a_crashed_run_and_its_plot_stays_in_the_root(db, tmp_path):
-    from sprkd_cli.services.compare import learning_curves
+    from sprkd_cli.services.figures import learning_curves
 
     first = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
-    [old_id] = first["methods"][0]["run_ids"]
+    [old_id] = first["arms"][0]["run_ids"]
     store = open_test_store(db)
     store.update_run(old_id, status="running", heartbeat_at=STALE, pid=dead_pid(), host=socket.gethostname())
     assert read_run(store, old_id).status == "crashed"
 
     second = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
     assert (second["ran"], second["reused"], second["resumed"]) == (1, 0, [old_id])
-    assert second["methods"][0]["run_ids"] == [old_id] and store.get_run(old_id).status == "finished"
+    assert second["arms"][0]["run_ids"] == [old_id] and store.get_run(old_id).status == "finished"
     assert [e.payload["was"] for e in store.events(old_id) if e.kind == "resumed"] == ["crashed"]
     # a failed run is not taken up again: the next compare trains a new one
     store.update_run(old_id, status="failed", error="RuntimeError: out of memory")
     third = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd", "--seeds", "0")
-    assert (third["ran"], third["resumed"]) == (1, []) and third["methods"][0]["run_ids"] != [old_id]
+    assert (third["ran"], third["resumed"]) == (1, []) and third["arms"][0]["run_ids"] != [old_id]
 
     root = store.artifact_root.resolve()
     assert Path(second["plot"]).resolve().is_relative_to(root)

@@ -82,7 +82,7 @@ def test_a_method_package_outside_the_project_is_used_by_distill_compare_and_sta
     common = ["--dataset", DATA, "--student", STUDENT_MODEL, *TRAIN, "--seeds", "0-2"]
     compared = run(plugin_env, db, "compare", *common, "--arm", "sgd", "--arm", "smooth", "--arm",
                    "strong=smooth:smoothing=0.4", "--json")
-    rows = {row["arm"]: row for row in compared["methods"]}
+    rows = {row["arm"]: row for row in compared["arms"]}
     assert set(rows) == {"sgd", "smooth", "strong"} and all(row["n"] == 3 for row in rows.values())
     assert rows["strong"]["method"] == "smooth" and rows["smooth"]["teacher_ids"] == []
 

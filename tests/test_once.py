@@ -54,7 +54,7 @@ def test_two_identical_compares_at_once_train_each_run_once(store_url):
     assert {r.status for r in runs} == {"finished"}
     assert sum(r["ran"] for r, _ in results) == 4
     for result, _ in results:
-        assert result["methods"][0]["n"] == 4 and result["failed"] == []
+        assert result["arms"][0]["n"] == 4 and result["failed"] == []
 
 
 def _running_row(store, cfg_hash: str, seed: int, kind: str = "teacher"):

@@ -89,7 +89,7 @@ def test_arm_specs():
     rkd = parse_arm("rkd=kd:temperature=1,ce_weight=0,kd_weight=1")
     assert (rkd.name, rkd.method, rkd.options) == ("rkd", "kd", {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0})
     assert parse_arm("off=sprkd:nhe=false,pgd=no").options == {"nhe": False, "pgd": False}
-    assert parse_arm("ens=sprkd:teacher=abc+def").teacher == "abc,def"
+    assert parse_arm("ens=sprkd:teacher=abc+def").teachers == ("abc", "def")
     assert [a.name for a in parse_arms("sgd,kd", ["x=kd:temperature=2"])] == ["sgd", "kd", "x"]
     assert [a.name for a in parse_arms(None, [])] == ["sgd", "kd"]
     assert [a.name for a in parse_arms(None, ["x=kd"])] == ["x"]
@@ -122,8 +122,8 @@ def test_named_arms_run_reuse_and_are_compared_by_name(db):
             "--arm", "sprkd-no-nhe=sprkd:nhe=false"]
     first = sprkd_json(db, "compare", *common, *arms)
     assert first["failed"] == [] and (first["ran"], first["reused"]) == (8, 0)
-    rows = {row["arm"]: row for row in first["methods"]}
-    assert [row["arm"] for row in first["methods"]] == ["sgd", "rkd", "sprkd", "sprkd-no-nhe"]
+    rows = {row["arm"]: row for row in first["arms"]}
+    assert [row["arm"] for row in first["arms"]] == ["sgd", "rkd", "sprkd", "sprkd-no-nhe"]
     assert rows["rkd"]["method"] == "kd" and rows["sprkd-no-nhe"]["method"] == "sprkd"
     assert rows["rkd"]["teacher_ids"] == [teacher["run_id"]]
     store = open_test_store(db)

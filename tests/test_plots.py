@@ -9,7 +9,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from sprkd_cli.services.compare import learning_curves  # noqa: E402
+from sprkd_cli.services.figures import learning_curves  # noqa: E402
 from sprkd_cli.services.hessian import density_label  # noqa: E402
 
 

@@ -101,7 +101,7 @@ def ray_with_a_declared_gpu():
     ray = pytest.importorskip("ray")
     import logging
 
-    from sprkd_cli.services.ray_executor import LOCAL_OBJECT_STORE_BYTES
+    from sprkd_cli.services.compare.ray_executor import LOCAL_OBJECT_STORE_BYTES
 
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
              log_to_driver=False, logging_level=logging.ERROR)

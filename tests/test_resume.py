@@ -232,13 +232,13 @@ def interrupted_copy(reference_store, reference: str, store, at_epoch: int) -> s
 
 def test_compare_resumes_an_interrupted_run_to_the_uninterrupted_numbers(db, tmp_path):
     reference_db = tmp_path / "reference.db"
-    [reference] = sprkd_json(reference_db, *COMPARE)["methods"][0]["run_ids"]
+    [reference] = sprkd_json(reference_db, *COMPARE)["arms"][0]["run_ids"]
     reference_store, store = open_test_store(reference_db), open_test_store(db)
     stopped = interrupted_copy(reference_store, reference, store, at_epoch=2)
 
     result = sprkd_json(db, *COMPARE)
     assert (result["ran"], result["reused"], result["resumed"], result["not_resumed"]) == (1, 0, [stopped], [])
-    assert result["methods"][0]["run_ids"] == [stopped]
+    assert result["arms"][0]["run_ids"] == [stopped]
     [event] = [e for e in store.events(stopped) if e.kind == "resumed"]
     assert event.payload["was"] == "interrupted" and event.payload["from_epoch"] == 2
     assert_same(recorded(reference_store, reference), recorded(store, stopped))
@@ -249,7 +249,7 @@ def test_compare_trains_afresh_when_a_run_cannot_be_resumed(db, tmp_path, monkey
     import sprkd_cli.services.training as training
 
     reference_db = tmp_path / "reference.db"
-    [reference] = sprkd_json(reference_db, *COMPARE)["methods"][0]["run_ids"]
+    [reference] = sprkd_json(reference_db, *COMPARE)["arms"][0]["run_ids"]
     store = open_test_store(db)
     stopped = interrupted_copy(open_test_store(reference_db), reference, store, at_epoch=1)
 

@@ -631,7 +631,7 @@ def test_compare_and_stats_take_sprkd_like_any_method(db):
     tracked = tracked_teacher(db)
     newest = sprkd_json(db, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, *TRAIN, "--seed", "2")
     compared = sprkd_json(db, "compare", *STUDENT_ARGS, "--methods", "sgd,kd,sprkd", "--seeds", "0-1")
-    rows = {row["method"]: row for row in compared["methods"]}
+    rows = {row["method"]: row for row in compared["arms"]}
     assert compared["failed"] == [] and all(rows[m]["n"] == 2 for m in ("sgd", "kd", "sprkd"))
     assert rows["kd"]["teacher_ids"] == [newest["run_id"]] and rows["sprkd"]["teacher_ids"] == [tracked["run_id"]]
     assert plain["run_id"] not in rows["sprkd"]["teacher_ids"]

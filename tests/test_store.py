@@ -92,6 +92,22 @@ def test_reading_commands_load_no_torch_and_no_alembic_on_a_current_store(db):
         assert out.stdout.strip().splitlines()[-1] == "[]", (args, out.stdout)
 
 
+def test_the_artifact_root_is_the_stores_own_setting(db, tmp_path, monkeypatch):
+    """A Store's artifact root is its parameter (compare hands it to its workers and Ray tasks as one);
+    $SPRKD_ARTIFACTS is read where a store is opened, and --artifacts leaves the environment alone."""
+    import os
+
+    from sprkd_cli.store import Store, open_store, store_url
+
+    monkeypatch.setenv("SPRKD_ARTIFACTS", str(tmp_path / "from-env"))
+    assert Store(store_url(str(db)), str(tmp_path / "given")).artifact_root == tmp_path / "given"
+    assert Store(store_url(str(db))).artifact_root == db.parent / "runs"  # the default beside the SQLite file
+    assert open_store(str(db)).artifact_root == tmp_path / "from-env"
+    assert open_store(str(db), str(tmp_path / "flag")).artifact_root == tmp_path / "flag"
+    assert sprkd(db, "--artifacts", str(tmp_path / "flag"), "runs", "list").exit_code == 0
+    assert os.environ["SPRKD_ARTIFACTS"] == str(tmp_path / "from-env")
+
+
 def test_metric_at_reads_one_metric_at_given_epochs(store_url):
     store = open_test_store(store_url)
     ids = []

@@ -15,14 +15,14 @@ TUNED = ["compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--ep
 
 
 def _tuned(result) -> dict:
-    return {row["arm"]: row["tuned"] for row in result["methods"]}
+    return {row["arm"]: row["tuned"] for row in result["arms"]}
 
 
 def test_tune_gives_each_arm_its_own_lr_chosen_on_validation(db):
     train_teacher(db, "--epochs", "10")
     first = sprkd_json(db, *TUNED)
     assert _tuned(first) == {"sgd": {"lr": 1.0}, "big": {"lr": 0.003}}
-    rows = {row["arm"]: row for row in first["methods"]}
+    rows = {row["arm"]: row for row in first["arms"]}
     for row in rows.values():
         scores = row["tuning"]["scores"]
         best = max(scores, key=lambda s: (s["val_acc"], -s["val_loss"]))
@@ -52,7 +52,7 @@ def test_tune_gives_each_arm_its_own_lr_chosen_on_validation(db):
     second = sprkd_json(db, *TUNED)
     assert (second["ran"], second["ran_tuning"], second["reused"]) == (0, 0, 4)
     assert _tuned(second) == _tuned(first)
-    assert all(len([e for e in store.events(r) if e.kind == "tuned"]) == 1 for row in second["methods"]
+    assert all(len([e for e in store.events(r) if e.kind == "tuned"]) == 1 for row in second["arms"]
                for r in row["run_ids"])
 
     # runs show of a chosen run names its grid
@@ -89,7 +89,7 @@ def test_tune_choice_never_reads_the_test_split(tmp_path, monkeypatch):
     train_teacher(other, "--epochs", "10")
     result = sprkd_json(other, *TUNED)
     assert _tuned(result) == chosen
-    assert all(row["mean"] < 0.5 for row in result["methods"])  # the test labels did change
+    assert all(row["mean"] < 0.5 for row in result["arms"])  # the test labels did change
 
 
 def test_tune_refuses_bad_grids_in_one_line(db):
@@ -109,7 +109,7 @@ def test_an_arm_keeps_the_values_it_sets_itself(db):
     result = sprkd_json(db, "compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--epochs", "3",
                         "--methods", "sgd,kd", "--arm", "t1=kd:temperature=1", "--seeds", "0",
                         "--tune", "temperature=2,8")
-    rows = {row["arm"]: row for row in result["methods"]}
+    rows = {row["arm"]: row for row in result["arms"]}
     assert rows["sgd"]["tuning"] is None and rows["sgd"]["tuned"] == {}  # sgd has no temperature
     assert rows["t1"]["tuning"] is None
     assert rows["kd"]["tuned"]["temperature"] in (2.0, 8.0)
@@ -164,6 +164,6 @@ def test_patience_stops_a_run_and_is_recorded(db):
     assert full["stopped_early"] is False and full["epochs"] == 12
     result = sprkd_json(db, "compare", "--dataset", DATA, "--student", "mlp:width=8,depth=1", "--epochs", "200",
                         "--lr", "0.05", "--patience", "5", "--methods", "sgd", "--seeds", "0-1")
-    row = result["methods"][0]
+    row = result["arms"][0]
     assert row["plateau"] == 2 and row["stopped_early"] == 2 and max(row["epochs_run"]) < 200
     assert_user_error(sprkd(db, "distill", "--method", "sgd", "--dataset", DATA, "--patience", "-1"), "--patience")

@@ -62,7 +62,6 @@ def _global(
         if not artifacts.strip():
             raise UserError("--artifacts is empty; give a folder or a URL such as s3://bucket/prefix (or leave it "
                             "out: $SPRKD_ARTIFACTS, else runs/ beside the store)")
-        os.environ["SPRKD_ARTIFACTS"] = artifacts  # read by the store, and passed on to subprocesses and Ray tasks
     if threads is not None:
         if not threads.strip().isdigit() or int(threads) < 1:
             raise UserError(f"--threads (or SPRKD_THREADS) must be a whole number >= 1 (got {threads!r})")
@@ -70,7 +69,7 @@ def _global(
     if no_caps:
         os.environ[NO_CAPS_ENV] = "1"  # read by the options' checks, here and in compare's workers
     _warnings_as_one_line()
-    ctx.obj = {"db": db}
+    ctx.obj = {"db": db, "artifacts": artifacts}  # the store's, handed on to compare's workers and Ray tasks
 
 
 def _warnings_as_one_line() -> None:

@@ -113,8 +113,8 @@ def _store_error(ctx: click.Context, exc: Exception) -> UserError | None:
 def open_store_from(ctx: typer.Context):
     from ..store import open_store
 
-    root = ctx.find_root()
-    return open_store((root.obj or {}).get("db"))
+    obj = ctx.find_root().obj or {}
+    return open_store(obj.get("db"), obj.get("artifacts"))
 
 
 def _json_safe(value):

@@ -179,17 +179,18 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
             teacher: str | None, student: str, jobs: int, executor: str, ray_address: str | None,
             gpus_per_run: float, verbose: bool, hessian: bool, converged_at: float | None,
             tune: list[str] | None, tune_seeds: str | None, as_json: bool, **values) -> None:
-    from ..arms import parse_arms
-    from ..services.compare import check_executor, check_jobs, compare as run_compare
+    from ..arms import parse_arms, teacher_refs
     from ..errors import UserError
+    from ..services.compare import compare as run_compare
+    from ..services.compare.executors import check_executor, check_jobs
     from ..specs import parse_seeds
-    from ..tuning import parse_tune
+    from ..tuning import check_training_grid, parse_tune
 
     from ..methods import check_used
 
     arms = parse_arms(methods, arm or [])
     check_used(sorted({a.method for a in arms}), method_values(values))
-    _check_teacher_used(sorted({a.method for a in arms if a.teacher is None}), teacher)
+    _check_teacher_used(sorted({a.method for a in arms if a.teachers is None}), teacher)
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
     check_executor(executor, ray_address, gpus_per_run, values.get("device") or "auto")
@@ -203,6 +204,8 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
     if converged_at is not None and not 0 < converged_at <= 1:
         raise UserError(f"bad --converged-at {converged_at:g}: give a validation accuracy in (0, 1]")
     template = _config("student", arms[0].method, dataset, student, 0, values)
+    check_training_grid(template, tune_keys)
+    teachers = teacher_refs(teacher)
     store = open_store_from(ctx)
     with progress(not as_json) as bar, _runs_in_flight(store, bar, enabled=not as_json):
         task = bar.add_task("runs", total=None, info="", plain_interval=0)  # in a log: a line per finished run
@@ -214,8 +217,8 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
             ended = f"test_acc {fmt(outcome.get('test_acc'))}" if outcome["status"] == "finished" else outcome["status"]
             bar.update(task, advance=1, info=f"(run {outcome['run_id']} {ended})")
 
-        result = run_compare(store, template, arms, seed_list, teacher_ref=teacher,
-                             method_overrides=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
+        result = run_compare(store, template, arms, seed_list, teachers=teachers,
+                             option_flags=method_values(values), jobs=jobs, on_planned=planned, on_done=done,
                              executor=executor, ray_address=ray_address, gpus_per_run=gpus_per_run,
                              ray_verbose=verbose, hessian=hessian, tune=tune_keys,
                              tune_seeds=tune_seed_list, converged_at=converged_at)
@@ -274,7 +277,7 @@ def _runs_in_flight(store, bar, *, enabled: bool, every: float = 2.0):
         yield
         return
 
-    from ..services.compare import in_flight
+    from ..services.compare.summary import in_flight
     from ..store import utcnow
 
     since, stop, tasks = utcnow(), threading.Event(), {}
@@ -314,14 +317,14 @@ def _print_compare(result: dict) -> None:
 
     out = console()
     table = Table(title=f"{result['dataset']}: {result['student']} students, test accuracy at best-val epoch")
-    tuned = any(row["tuning"] for row in result["methods"])
+    tuned = any(row["tuning"] for row in result["arms"])
     converged = result.get("converged_at")
     reached = (f"reached {converged:g} (median)",) if converged is not None else ()
     columns = ("arm", "teacher", *(("tuned",) if tuned else ()), "n", "mean", "sd", "95% CI", "epochs", "plateau",
                *reached, "seeds")
     for column in columns:
         table.add_column(column, justify="left" if column in ("arm", "teacher", "tuned", "seeds") else "right")
-    for row in result["methods"]:
+    for row in result["arms"]:
         label = row["arm"] if row["arm"] == row["method"] and not row["options"] else f"{row['arm']} ({row['method']})"
         epochs = sorted(row["epochs_run"])
         span = "–" if not epochs else str(epochs[0]) if epochs[0] == epochs[-1] else f"{epochs[0]}-{epochs[-1]}"
@@ -350,12 +353,12 @@ def _print_compare(result: dict) -> None:
     if "hessian" in result:
         out.print(f"Hessian reports on best-val weights: {len(result['hessian']['made'])} made, "
                   f"{len(result['hessian']['reused'])} reused")
-    for row in result["methods"]:
+    for row in result["arms"]:
         if row["asr_fallback"]:
             out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "
                       "candidate of a teacher passed the rule, and a fallback candidate went into the ASR "
                       "(see --saddle-fallback, --saddle-rule, --saddle-beta, --saddle-alpha)")
-    for row in result["methods"]:
+    for row in result["arms"]:
         for point in (row["tuning"] or {}).get("failed", []):
             values = ", ".join(f"{k}={v}" for k, v in point.items())
             out.print(f"[yellow]note:[/yellow] arm {row['arm']}: --tune grid point {values} failed (diverged); not chosen")

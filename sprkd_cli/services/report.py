@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from ..store import Store
+from .figures import curve_axes, subplots
 
 SECTIONS = ("comparison", "statistics", "curves", "hessian", "events", "tuning", "provenance")
 CLAIMS = ("auc_val_acc", "hessian.top1", "hessian.trace")  # stats metrics shown (hessian.*: where reports are stored)
@@ -168,22 +169,11 @@ def _png(fig) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def _figure(*grid, **options):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(*grid, **options)
-
-
 def curves_png(store: Store, runs_by_arm: dict[str, list], title: str) -> str | None:
     """Validation accuracy and loss per epoch, mean and a band of ± one sample sd across the arm's runs."""
-    from .compare import curve_axes
-
     if not any(runs_by_arm.values()):
         return None
-    fig, axes = _figure(1, 2, figsize=(11, 4.2))
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
     curve_axes(store, {arm: [r.id for r in runs] for arm, runs in runs_by_arm.items()}, axes)
     fig.suptitle(title)
     fig.tight_layout()
@@ -199,7 +189,7 @@ def density_png(hessian: dict[str, list[dict]]) -> str | None:
                     for arm, rows in hessian.items()}
     if not any(with_density.values()):
         return None
-    fig, ax = _figure(figsize=(8, 4.2))
+    fig, ax = subplots(figsize=(8, 4.2))
     for index, (arm, rows) in enumerate(with_density.items()):
         for k, row in enumerate(rows):
             result = row["report"].result
@@ -223,7 +213,7 @@ def events_png(events: dict[str, dict[str, dict[int, float]]]) -> str | None:
 
     if not events:
         return None
-    fig, axes = _figure(1, len(events), figsize=(5.5 * len(events), 3.8))
+    fig, axes = subplots(1, len(events), figsize=(5.5 * len(events), 3.8))
     axes = [axes] if len(events) == 1 else list(axes)
     for ax, (arm, counts) in zip(axes, events.items()):
         for kind, per_epoch in sorted(counts.items()):

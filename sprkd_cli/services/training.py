@@ -30,8 +30,7 @@ def prepare(cfg: TrainConfig, store: Store, emit: Callable | None = None, *, pro
     from ..models import build_model, check_model
 
     options = options_class(cfg.method).from_stored(cfg.method_options)
-    method_cls = options.load()
-    cfg.check()
+    method_cls = options.load()  # `cfg` was checked where it was made (the command's edge)
     check_model(cfg.model)
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, device)

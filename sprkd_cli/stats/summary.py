@@ -17,7 +17,7 @@ from ._common import check_fraction, finite_array, json_safe, sample_sd
 
 @dataclass(frozen=True)
 class ArmSummary:
-    """Summary of one method's per-seed values."""
+    """Summary of one arm's per-seed values (one per run)."""
 
     n: int
     mean: float

@@ -61,14 +61,19 @@ def store_url(db: str | None = None) -> str:
     return resolve_url(db if db is not None else os.environ.get("SPRKD_DB") or DEFAULT_DB)
 
 
-def open_store(db: str | None = None) -> "Store":
-    """Open (creating and upgrading as needed) the store named by `db`, $SPRKD_DB or ./runs.db."""
-    return Store(store_url(db))
+def open_store(db: str | None = None, artifacts: str | None = None) -> "Store":
+    """Open (creating and upgrading as needed) the store named by `db`, $SPRKD_DB or ./runs.db, with its
+    artifact root `artifacts`, else $SPRKD_ARTIFACTS (when set and not empty), else the default (see
+    Store.artifact_root)."""
+    return Store(store_url(db), artifacts if artifacts is not None else os.environ.get("SPRKD_ARTIFACTS") or None)
 
 
 class Store:
-    def __init__(self, url: str):
+    def __init__(self, url: str, artifacts: str | None = None):
+        """The store at `url`; its artifact root `artifacts` (a folder, or any fsspec URL such as
+        s3://bucket/prefix: see store.artifacts), None for the default beside it."""
         self.url = url
+        self.artifacts = artifacts
         self.engine = make_engine(url)
         upgrade(self.engine, url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -83,12 +88,12 @@ class Store:
 
     @property
     def artifact_root(self) -> "Path | str":
-        """$SPRKD_ARTIFACTS (a folder, or any fsspec URL such as s3://bucket/prefix: see store.artifacts),
-        else `runs/` beside a SQLite file, else ./runs. A Path when local, the URL otherwise."""
+        """The store's `artifacts`, else `runs/` beside a SQLite file, else ./runs. A Path when local, the
+        URL otherwise."""
         from .artifacts import is_remote, location
 
-        if os.environ.get("SPRKD_ARTIFACTS"):
-            root = location(os.environ["SPRKD_ARTIFACTS"])
+        if self.artifacts:
+            root = location(self.artifacts)
             return root if is_remote(root) else root.expanduser().resolve()
         path = sqlite_path(self.url)
         return (path.parent if path else Path.cwd()) / "runs"
@@ -99,7 +104,7 @@ class Store:
         from .artifacts import check_writable, is_remote
 
         root = self.artifact_root
-        where = f"the artifact root {root}" + (" ($SPRKD_ARTIFACTS)" if os.environ.get("SPRKD_ARTIFACTS") else "")
+        where = f"the artifact root {root}" + (" ($SPRKD_ARTIFACTS)" if self.artifacts else "")
         if is_remote(root):
             try:
                 check_writable(root)

@@ -1,4 +1,4 @@
-"""compare --executor ray: each (method, seed) as a Ray task on an existing Ray cluster (or a local
+"""compare --executor ray: each (arm, seed) as a Ray task on an existing Ray cluster (or a local
 one started for the comparison), every task writing to the one store given by --db.
 
 Ray is optional (`pip install 'sprkd[ray]'`). The workers import sprkd_cli, so sprkd must be installed
@@ -19,9 +19,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import TrainConfig
-from ..errors import Interrupted, UserError
-from ..store import Store
+from ...config import TrainConfig
+from ...errors import Interrupted, UserError
+from ...store import Store
+from .planner import PlannedRun
 
 INSTALL = "pip install 'sprkd[ray]'"
 WAIT_SECONDS = 0.5
@@ -34,20 +35,20 @@ RAY_LOGGERS = ("ray", "ray.data", "ray.tune", "ray.train", "ray.serve")
 
 def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None = None, gpus: float = 0.0) -> dict:
     """One run (trained, or resumed: see training.train_or_resume), in a Ray worker: one torch thread
-    (the task holds one CPU), the driver's artifact root, and the GPU share Ray gave it (`gpus`; none:
-    no GPU visible, so that tasks holding no GPU do not crowd onto one). The run gets a "ray_task"
-    event: the node, the GPU share asked for, the GPU ids Ray gave and the device the run used."""
+    (the task holds one CPU), the store at `url` with the driver's artifact root, and the GPU share Ray
+    gave it (`gpus`; none: no GPU visible, so that tasks holding no GPU do not crowd onto one). The run
+    gets a "ray_task" event: the node, the GPU share asked for, the GPU ids Ray gave and the device the
+    run used."""
     import ray
 
-    os.environ["SPRKD_ARTIFACTS"] = artifact_root
     if not gpus:  # before torch initialises CUDA (a task with GPUs gets its own worker: Ray's max_calls=1)
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     import torch
 
-    from .training import train_or_resume
+    from ..training import train_or_resume
 
     torch.set_num_threads(1)  # the task holds one CPU; the others are other tasks'
-    store = Store(url)
+    store = Store(url, artifact_root)
     try:
         outcome = train_or_resume(TrainConfig.from_dict(config), store, resume_id)
     except Interrupted as exc:  # cancelled: the run is stored as interrupted; report it like a failure
@@ -180,7 +181,7 @@ def check_cluster_has_gpus(ray, gpus: float) -> None:
                         f"({len(nodes)} node(s), {total:g} GPU(s) in all); lower it, or add GPU nodes")
 
 
-def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: int,
+def execute_ray(store: Store, work: list[tuple[PlannedRun, str | None]], jobs: int,
                 on_done: Callable[[dict], None], *, address: str | None, gpus: float = 0.0,
                 verbose: bool = False) -> list[dict]:
     """Train (or resume) the runs of `work` as Ray tasks of one CPU (and `gpus` of a GPU) each, on the
@@ -189,7 +190,7 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
     SIGTERM cancels the tasks (running ones end their runs as interrupted) and raises Interrupted.
     Ray's own log lines stay off stderr unless `verbose`; a cluster that is unreachable or refuses the
     token is a one-line UserError within check_cluster's bound."""
-    from .lifecycle import Interruptible
+    from ..lifecycle import Interruptible
 
     ray = import_ray()
     if store.url.startswith("sqlite") and address:
@@ -216,8 +217,9 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
         if gpus:
             check_cluster_has_gpus(ray, gpus)
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_task)
-        refs = {task.remote(store.url, cfg.to_dict(), str(store.artifact_root), resume_id, gpus): cfg
-                for cfg, resume_id in work}
+        # the root as the driver resolves it: a default one (beside the store, or ./runs) would differ on a node
+        refs = {task.remote(store.url, p.config.to_dict(), str(store.artifact_root), resume_id, gpus): p
+                for p, resume_id in work}
         pending = list(refs)
         # a signal is noted and raised between short waits (raised inside Ray's wait it would be garbled)
         with Interruptible(defer=True) as stop:
@@ -225,7 +227,7 @@ def execute_ray(store: Store, work: list[tuple[TrainConfig, str | None]], jobs: 
                 while pending:
                     done, pending = ray.wait(pending, num_returns=1, timeout=WAIT_SECONDS)
                     for ref in done:
-                        outcomes.append(_outcome(ray, ref, refs[ref]))
+                        outcomes.append(refs[ref].note(_outcome(ray, ref, refs[ref].config)))
                         on_done(outcomes[-1])
                     stop.check()
             except Interrupted:
