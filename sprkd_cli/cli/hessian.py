@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from . import options as o
+from . import arguments as arg
 from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
 
 # training options that hessian-report takes too, declared once in config.TrainConfig (default: the run's own)
@@ -35,7 +35,7 @@ def hessian_report(
     runs: Annotated[list[str], typer.Argument(help="Run id (or unique prefix); several with --compare.")],
     compare: Annotated[bool, typer.Option("--compare", help="Show the stored reports of the runs side by side, with one figure of their densities.")] = False,
     *,
-    as_json: o.Json = False,
+    as_json: arg.Json = False,
     **values,
 ) -> None:
     """Eigenvalues (top and bottom, with residuals), trace and eigenvalue density of the loss Hessian

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import options as o
+from . import arguments as arg
 from .app import SprkdCommand, console, open_store_from, print_json
 
 
@@ -17,12 +17,12 @@ def register(app: typer.Typer) -> None:
 
 def report(
     ctx: typer.Context,
-    dataset: o.Dataset = "digits",
+    dataset: arg.Dataset = "digits",
     arms: Annotated[Optional[str], typer.Option("--arms", "--methods", help="Comma-separated arms (compare's arm names, or methods) \\[default: every arm of the dataset with finished runs].")] = None,
     runs: Annotated[Optional[str], typer.Option(help="Instead of --dataset and --arms: comma-separated run ids (or unique prefixes), grouped by their arm.")] = None,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file \\[default: reports/ in the artifact root].")] = None,
-    as_json: o.Json = False,
+    as_json: arg.Json = False,
 ) -> None:
     """One self-contained HTML page (no network; plots embedded) of a comparison: the comparison table, the
     statistics (tests named), learning curves per arm, Hessian eigenvalues and densities, sprkd's saddle,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..choices import EXPORT_FORMATS, RUN_KINDS, RUN_STATUSES
-from . import options as o
+from . import arguments as arg
 from .derive import choice
 from .app import SprkdCommand, SprkdGroup, console, fmt, open_store_from, print_json
 
@@ -23,7 +23,7 @@ def list_runs(
     status: Annotated[Optional[choice(RUN_STATUSES)], typer.Option(help="Only runs of this status.")] = None,
     kind: Annotated[Optional[choice(RUN_KINDS)], typer.Option(help="Only teacher or only student runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many runs, newest first (0: all).")] = 50,
-    as_json: o.Json = False,
+    as_json: arg.Json = False,
 ) -> None:
     """The runs in the store, newest first, with the arms each belongs to (compare's --arm names; teachers:
     teacher)."""
@@ -59,7 +59,7 @@ def show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
     events: Annotated[bool, typer.Option("--events", help="Also list the run's event log (saddles stored, ASR, approach, NHE, PGD).")] = False,
-    as_json: o.Json = False,
+    as_json: arg.Json = False,
 ) -> None:
     """One run: its config, provenance, summary, per-epoch metrics, saddle points and event counts."""
     from rich.table import Table

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..choices import AT, CORRECTIONS, TESTS
-from . import options as o
+from . import arguments as arg
 from .derive import choice
 from .app import SprkdCommand, console, fmt, fmt_p, open_store_from, print_json
 
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
 def stats(
     ctx: typer.Context,
     methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
-    dataset: o.Dataset = "digits",
+    dataset: arg.Dataset = "digits",
     metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP + " Repeat --metric to test several in one call: one table each, and every test of the call one family for --correction. Default: test_acc.")] = None,
     at: Annotated[choice(AT), typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
     test: Annotated[choice(TESTS), typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
@@ -39,7 +39,7 @@ def stats(
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
     teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,
     mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help="Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
-    as_json: o.Json = False,
+    as_json: arg.Json = False,
 ) -> None:
     """Pairwise tests of arms over their stored seeds, p-values adjusted across the call (Holm by
     default): Welch and paired t-tests with Cohen's d and d_z and the 95% CI of the difference (or, with

@@ -12,7 +12,7 @@ import typer
 from ..choices import EXECUTORS
 from ..config import TrainConfig
 from ..methods import method_names
-from . import options as o
+from . import arguments as arg
 from .app import SprkdCommand, console, fmt, open_store_from, print_json, progress
 from .derive import choice, command, method_params, method_values, training_params, training_values
 
@@ -230,20 +230,20 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         raise typer.Exit(1)
 
 
-COMMON = [_param("dataset", o.Dataset, "digits")]
-OUTPUT = [_param("as_json", o.Json, False)]
-RESUMABLE = [_param("resume", o.Resume, None), _param("reuse", o.Reuse, False), *OUTPUT]
-STUDENT = [_param("teacher", o.Teacher, None), _param("student", o.Student, "mlp-small"), *COMMON]
+COMMON = [_param("dataset", arg.Dataset, "digits")]
+OUTPUT = [_param("as_json", arg.Json, False)]
+RESUMABLE = [_param("resume", arg.Resume, None), _param("reuse", arg.Reuse, False), *OUTPUT]
+STUDENT = [_param("teacher", arg.Teacher, None), _param("student", arg.Student, "mlp-small"), *COMMON]
 
 COMMANDS = {
     "train-teacher": (train_teacher,
-                      [*COMMON, _param("model", Model, "mlp-large"), _param("seed", o.Seed, 0),
+                      [*COMMON, _param("model", Model, "mlp-large"), _param("seed", arg.Seed, 0),
                        *training_params("teacher"), *RESUMABLE],
                       """Train a teacher on the labels and record it (metrics every epoch, checkpoint as an artifact);
     with --track-saddles, its strong saddle points too (for sprkd students). --resume RUN continues a
     stopped one."""),
     "distill": (distill,
-                [_param("method", Method, "kd"), *STUDENT, _param("seed", o.Seed, 0), *training_params("student"),
+                [_param("method", Method, "kd"), *STUDENT, _param("seed", arg.Seed, 0), *training_params("student"),
                  *method_params(), *RESUMABLE],
                 "Train a student with one method and record it. --resume RUN continues a stopped one."),
     "compare": (compare,
