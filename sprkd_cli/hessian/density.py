@@ -1,13 +1,13 @@
 """Eigenvalue density of H by stochastic Lanczos quadrature (SLQ).
 
-For a unit vector ``v``, ``v^T f(H) v = sum_i (v . u_i)^2 f(lambda_i)`` is an integral of
-``f`` against a discrete measure on the eigenvalues. ``m`` Lanczos steps from ``v`` give
-its ``m``-point Gauss quadrature: nodes = the Ritz values ``theta_k`` of ``T_m``, weights =
-``tau_k^2`` with ``tau_k`` the first component of the k-th eigenvector of ``T_m``
-(Golub & Meurant). With ``v = z / ||z||`` for random signs ``z``, ``E[(v . u_i)^2] = 1/n``,
+For a unit vector `v`, `v^T f(H) v = sum_i (v . u_i)^2 f(lambda_i)` is an integral of
+`f` against a discrete measure on the eigenvalues. `m` Lanczos steps from `v` give
+its `m`-point Gauss quadrature: nodes = the Ritz values `theta_k` of `T_m`, weights =
+`tau_k^2` with `tau_k` the first component of the k-th eigenvector of `T_m`
+(Golub & Meurant). With `v = z / ||z||` for random signs `z`, `E[(v . u_i)^2] = 1/n`,
 so averaging the quadratures of several runs estimates the spectral density
-``(1/n) sum_i delta(t - lambda_i)`` (Ubaru, Chen & Saad 2017; Ghorbani, Krishnan & Xiao
-2019; PyHessian). Its first moment times ``n`` estimates ``tr(H)``.
+`(1/n) sum_i delta(t - lambda_i)` (Ubaru, Chen & Saad 2017; Ghorbani, Krishnan & Xiao
+2019; PyHessian). Its first moment times `n` estimates `tr(H)`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class DensityEstimate:
     reorth: str = "partial"  # re-orthogonalisation of its Lanczos runs
 
     def trace(self) -> float:
-        """``n * mean_r sum_k w_rk theta_rk``, the SLQ estimate of ``tr(H)``."""
+        """`n * mean_r sum_k w_rk theta_rk`, the SLQ estimate of `tr(H)`."""
         return float(self.dim * np.mean(np.sum(self.weights * self.nodes, axis=1)))
 
 
@@ -53,14 +53,14 @@ def slq_density(
     seed: int = 0,
     reorth: str = "auto",
 ) -> DensityEstimate:
-    """``runs`` Lanczos quadratures of ``steps`` steps (clipped to ``dim``) from
-    normalised Rademacher vectors drawn from ``seed``.
+    """`runs` Lanczos quadratures of `steps` steps (clipped to `dim`) from
+    normalised Rademacher vectors drawn from `seed`.
 
-    ``reorth`` is ``"partial"``, ``"full"`` or ``"none"`` (see :mod:`.lanczos`); ``"auto"``
-    (default) takes ``"none"`` when the Krylov space cannot come near exhaustion
-    (``dim > 50 * steps``: the quadrature stays accurate and a step costs no pass over the
-    basis) and ``"partial"`` otherwise, where runs must end exactly when the space becomes
-    invariant and the nodes must be the spectrum once ``steps`` reaches ``dim``.
+    `reorth` is `"partial"`, `"full"` or `"none"` (see :mod:`.lanczos`); `"auto"`
+    (default) takes `"none"` when the Krylov space cannot come near exhaustion
+    (`dim > 50 * steps`: the quadrature stays accurate and a step costs no pass over the
+    basis) and `"partial"` otherwise, where runs must end exactly when the space becomes
+    invariant and the nodes must be the spectrum once `steps` reaches `dim`.
     """
     if runs < 1 or steps < 1:
         raise ValueError("runs and steps must be at least 1")
@@ -86,9 +86,9 @@ def slq_density(
 def smooth_density(
     density: DensityEstimate, sigma: float | None = None, grid_points: int = 1000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian-smoothed density ``mean_r sum_k w_rk N(t; theta_rk, sigma^2)`` on a grid.
+    """Gaussian-smoothed density `mean_r sum_k w_rk N(t; theta_rk, sigma^2)` on a grid.
 
-    ``sigma`` defaults to 1% of the node range; the grid spans the nodes +- 5 sigma,
+    `sigma` defaults to 1% of the node range; the grid spans the nodes +- 5 sigma,
     so the density integrates to 1 over it (up to the grid resolution).
     """
     live = density.weights > 0

@@ -1,21 +1,21 @@
 """Hessian-vector products on a fixed probe set, two ways.
 
-Both compute ``H v = sum_b w_b H_b v`` with ``H_b`` the Hessian of batch ``b``'s loss
-with respect to the selected parameters and ``w_b = n_b / N``:
+Both compute `H v = sum_b w_b H_b v` with `H_b` the Hessian of batch `b`'s loss
+with respect to the selected parameters and `w_b = n_b / N`:
 
-* :class:`DoubleBackwardHVP` (reverse over reverse): the first-order gradients
-  ``g_b = grad L_b`` are built once with ``create_graph=True``; then
-  ``H v = grad_theta (sum_b w_b g_b . v)``, one backward pass through the kept graphs;
+* `DoubleBackwardHVP` (reverse over reverse): the first-order gradients
+  `g_b = grad L_b` are built once with `create_graph=True`; then
+  `H v = grad_theta (sum_b w_b g_b . v)`, one backward pass through the kept graphs;
   matmat runs one such pass per column.
-* :class:`ForwardOverReverseHVP` (forward over reverse, ``torch.func``):
-  ``H v = d/de grad L(theta + e v) |_{e=0}``, a ``jvp`` of ``grad`` of a
-  ``functional_call``. The jvp is linearised once per batch (``torch.func.linearize``
-  traces it and folds everything that depends only on ``theta``), so each product only
-  runs the tangent computation; matmat ``vmap``s it over the columns.
+* `ForwardOverReverseHVP` (forward over reverse, `torch.func`):
+  `H v = d/de grad L(theta + e v) |_{e=0}`, a `jvp` of `grad` of a
+  `functional_call`. The jvp is linearised once per batch (`torch.func.linearize`
+  traces it and folds everything that depends only on `theta`), so each product only
+  runs the tangent computation; matmat `vmap`s it over the columns.
 
-Neither touches any ``.grad`` attribute: gradients come from ``torch.autograd.grad`` or
-``torch.func.grad`` only. Every forward pass of batch ``b`` runs under the same fixed RNG
-seed, so stochastic layers (dropout in ``train`` mode) see the same mask in every
+Neither touches any `.grad` attribute: gradients come from `torch.autograd.grad` or
+`torch.func.grad` only. Every forward pass of batch `b` runs under the same fixed RNG
+seed, so stochastic layers (dropout in `train` mode) see the same mask in every
 product and H stays one fixed symmetric matrix; the caller's RNG state is untouched.
 """
 
@@ -39,14 +39,14 @@ class HVPUnavailableError(RuntimeError):
 
 
 def full_precision(device: torch.device):
-    """Autocast off on ``device``'s type for the block: Hessian quantities and probe losses are measured in
+    """Autocast off on `device`'s type for the block: Hessian quantities and probe losses are measured in
     the model's float32 (or the operator's float64) even inside a mixed-precision run (--precision)."""
     return torch.autocast(device.type, enabled=False)
 
 
 @contextlib.contextmanager
 def seeded_rng(seed: int, device: torch.device) -> Iterator[None]:
-    """Run the block with ``device``'s default generator seeded to ``seed``, then put
+    """Run the block with `device`'s default generator seeded to `seed`, then put
     the generator's previous state back."""
     if device.type == "cuda":
         index = torch.cuda.current_device() if device.index is None else device.index
@@ -99,7 +99,7 @@ class DoubleBackwardHVP:
         self._live = [i for i, g in enumerate(self._outputs) if g.requires_grad]
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a flat ``v``."""
+        """`H v` for a flat `v`."""
         if not self._live:
             return torch.zeros_like(v)
         tangent = self._layout.unflatten(v)
@@ -115,8 +115,8 @@ class DoubleBackwardHVP:
         return self._layout.flatten(hv)
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``H V`` for ``(dim, m)`` columns, one backward per column (a batched backward,
-        ``is_grads_batched``, was slower per column on CPU)."""
+        """`H V` for `(dim, m)` columns, one backward per column (a batched backward,
+        `is_grads_batched`, was slower per column on CPU)."""
         return torch.stack([self.matvec(v) for v in V.T.contiguous()], dim=1)
 
     def release(self) -> None:
@@ -126,11 +126,11 @@ class DoubleBackwardHVP:
 
 
 class ForwardOverReverseHVP:
-    """Forward-over-reverse HVP with ``torch.func`` (jvp of grad of a functional_call).
+    """Forward-over-reverse HVP with `torch.func` (jvp of grad of a functional_call).
 
-    Raises :class:`HVPUnavailableError` at construction when ``torch.func`` cannot
+    Raises `HVPUnavailableError` at construction when `torch.func` cannot
     differentiate the model, e.g. an operator without a forward-mode (jvp) rule such as
-    a custom ``autograd.Function`` without ``jvp``.
+    a custom `autograd.Function` without `jvp`.
     """
 
     kind = "func"
@@ -183,11 +183,11 @@ class ForwardOverReverseHVP:
         return total
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a flat ``v``."""
+        """`H v` for a flat `v`."""
         return self._hvp(self._layout.as_dict(v))
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``H V`` for ``(dim, m)`` columns, ``vmap`` over the columns."""
+        """`H V` for `(dim, m)` columns, `vmap` over the columns."""
         batched = torch.func.vmap(
             lambda v: self._hvp(self._layout.as_dict(v)), in_dims=1, out_dims=1, randomness="same"
         )
@@ -207,7 +207,7 @@ def _functional_loss(
     seed: int,
     device: torch.device,
 ) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """``theta -> loss_fn(model(x; theta, constants), y)`` with the batch's fixed RNG seed."""
+    """`theta -> loss_fn(model(x; theta, constants), y)` with the batch's fixed RNG seed."""
 
     def loss(params: dict[str, torch.Tensor]) -> torch.Tensor:
         with seeded_rng(seed, device):
@@ -220,10 +220,10 @@ def _functional_loss(
 def _linearized_jvp(
     grad_fn: Callable[[dict], dict], primals: dict[str, torch.Tensor]
 ) -> tuple[dict[str, torch.Tensor], Callable[[dict], dict]]:
-    """The gradient at ``primals`` and ``v -> jvp(grad_fn, primals, v)``.
+    """The gradient at `primals` and `v -> jvp(grad_fn, primals, v)`.
 
-    The jvp is traced once with ``torch.func.linearize``; when it cannot be traced the
-    returned map calls ``torch.func.jvp`` each time instead (recomputing the primal
+    The jvp is traced once with `torch.func.linearize`; when it cannot be traced the
+    returned map calls `torch.func.jvp` each time instead (recomputing the primal
     forward and backward in every product).
     """
 
@@ -245,10 +245,10 @@ def _linearized_jvp(
 def micro_batches(
     batches: Sequence[Batch], weights: Sequence[float], seeds: Sequence[int], size: int
 ) -> tuple[list[Batch], list[float], list[int]]:
-    """The probe batches cut into pieces of at most ``size`` examples, each weighted by its share of
-    its batch (``w_b * m / n_b``) and run under its batch's seed. For a loss that is a batch mean the
+    """The probe batches cut into pieces of at most `size` examples, each weighted by its share of
+    its batch (`w_b * m / n_b`) and run under its batch's seed. For a loss that is a batch mean the
     weighted sum of the pieces' losses is the probe loss, so their Hessians sum to H (exactly in
-    ``eval`` mode; in ``train`` mode a piece has its own batch statistics and dropout masks)."""
+    `eval` mode; in `train` mode a piece has its own batch statistics and dropout masks)."""
     out: tuple[list[Batch], list[float], list[int]] = ([], [], [])
     for (x, y), w, seed in zip(batches, weights, seeds):
         n = len(y)
@@ -265,8 +265,8 @@ class RecomputedHVP:
     before the next, so at most one micro-batch's graph is alive (peak memory set by the micro-batch,
     not the probe set) at the price of a forward and backward pass per micro-batch and product.
 
-    ``kind`` ``"double"``: ``H_c v = grad_theta (grad L_c . v)`` through the micro-batch's graph;
-    ``"func"``: ``torch.func.jvp`` of ``torch.func.grad`` (forward over reverse), not linearised.
+    `kind` `"double"`: `H_c v = grad_theta (grad L_c . v)` through the micro-batch's graph;
+    `"func"`: `torch.func.jvp` of `torch.func.grad` (forward over reverse), not linearised.
     """
 
     def __init__(
@@ -313,7 +313,7 @@ class RecomputedHVP:
                 ) from error
 
     def _chunk_hvp(self, c: int, columns: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
-        """``w_c H_c v`` of micro-batch ``c`` for every tangent in ``columns`` (one graph for them all)."""
+        """`w_c H_c v` of micro-batch `c` for every tangent in `columns` (one graph for them all)."""
         (x, y), w, seed = self._chunks[c], self._weights[c], self._seeds[c]
         if self.kind == "func":
             f = _functional_loss(self._model, self._loss_fn, self._constants, x, y, seed, self._device)
@@ -338,11 +338,11 @@ class RecomputedHVP:
         return out
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a flat ``v``: the sum over micro-batches, one graph at a time."""
+        """`H v` for a flat `v`: the sum over micro-batches, one graph at a time."""
         return self.matmat(v.unsqueeze(1))[:, 0]
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``H V`` for ``(dim, m)`` columns: each micro-batch's graph built once for all columns."""
+        """`H V` for `(dim, m)` columns: each micro-batch's graph built once for all columns."""
         columns = [self._layout.as_dict(v) for v in V.T.contiguous()]
         total = torch.zeros_like(V)
         for c in range(len(self._chunks)):

@@ -1,34 +1,34 @@
 """Lanczos tridiagonalisation and extreme Ritz pairs of the Hessian.
 
-Lanczos builds an orthonormal basis ``Q_m = [q_1 .. q_m]`` of the Krylov space
-``span{q_1, H q_1, ..., H^{m-1} q_1}`` in which ``H`` is tridiagonal:
+Lanczos builds an orthonormal basis `Q_m = [q_1 .. q_m]` of the Krylov space
+`span{q_1, H q_1, ..., H^{m-1} q_1}` in which `H` is tridiagonal:
 
     H Q_m = Q_m T_m + beta_m q_{m+1} e_m^T,   T_m = tridiag(beta, alpha, beta).
 
-An eigenpair ``T_m s = theta s`` gives the Ritz pair ``(theta, y = Q_m s)`` with residual
-``||H y - theta y|| = beta_m |s_m|`` (exact when ``Q_m`` is orthonormal). The extreme
+An eigenpair `T_m s = theta s` gives the Ritz pair `(theta, y = Q_m s)` with residual
+`||H y - theta y|| = beta_m |s_m|` (exact when `Q_m` is orthonormal). The extreme
 Ritz values converge first at both ends of the spectrum, so the same run yields the
 largest algebraic eigenvalues and the smallest algebraic ones (negative curvature).
 
 In floating point the basis loses orthogonality as Ritz values converge, which creates
 spurious copies of converged eigenvalues. Two remedies:
 
-* ``"full"``: every new vector is re-orthogonalised against the whole basis by
+* `"full"`: every new vector is re-orthogonalised against the whole basis by
   classical Gram-Schmidt, repeated once when the first pass cancelled much of the
   vector ("twice is enough", Kahan-Parlett / DGKS);
-* ``"partial"``: the overlaps ``Q^T w`` of each new vector with the whole basis are
+* `"partial"`: the overlaps `Q^T w` of each new vector with the whole basis are
   measured (one pass over the basis; on large float32 problems over a float16 copy of
-  it, half the bytes) and only those above ``sqrt(eps) ||w||`` are removed. The basis
-  stays semi-orthogonal (``|q_j . q_k| <= sqrt(eps)``), which keeps ``T_m`` (its Ritz
+  it, half the bytes) and only those above `sqrt(eps) ||w||` are removed. The basis
+  stays semi-orthogonal (`|q_j . q_k| <= sqrt(eps)`), which keeps `T_m` (its Ritz
   values and quadrature weights) accurate to working precision (Simon 1984; Parlett,
-  The Symmetric Eigenvalue Problem, ch. 13). How much this saves over ``"full"``
+  The Symmetric Eigenvalue Problem, ch. 13). How much this saves over `"full"`
   depends on how fast orthogonality is lost: in float64 few overlaps ever need
   removing; in float32, where the HVP's own rounding makes the basis lose orthogonality
   within ~10 steps once an outlier has converged, about half of them are removed at
   every step and the saving is about a third. (Simon's omega-recurrence, which
   estimates the overlaps instead of measuring them, asks for a full
   re-orthogonalisation at every step there.)
-* ``"none"``: the three-term recurrence alone. Its Ritz pairs are not to be trusted
+* `"none"`: the three-term recurrence alone. Its Ritz pairs are not to be trusted
   (converged eigenvalues come back as spurious copies), but its Gauss quadrature is:
   finite-precision Lanczos behaves like exact Lanczos on a slightly larger matrix whose
   eigenvalues cluster around H's (Greenbaum 1989; Golub and Strakos 1994), so the copies
@@ -60,10 +60,10 @@ _SHADOW_MIN_DIM = 4096  # float16 overlap error ~1e-3/sqrt(dim) << sqrt(eps_floa
 
 @dataclass
 class Krylov:
-    """A Lanczos run: basis rows ``Q[i] = q_{i+1}``, diagonal ``alpha``, and ``beta``.
+    """A Lanczos run: basis rows `Q[i] = q_{i+1}`, diagonal `alpha`, and `beta`.
 
-    ``beta[i]`` couples ``q_{i+1}`` and ``q_{i+2}``; ``beta[-1]`` is the norm of the final
-    residual (the ``beta_m`` of the Ritz residuals). A zero ``beta[i]`` before the end
+    `beta[i]` couples `q_{i+1}` and `q_{i+2}`; `beta[-1]` is the norm of the final
+    residual (the `beta_m` of the Ritz residuals). A zero `beta[i]` before the end
     marks a breakdown after which the run continued from a fresh random vector.
     """
 
@@ -76,8 +76,8 @@ class Krylov:
         return len(self.alpha)
 
     def ritz(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ritz values ``theta`` (ascending), the eigenvectors ``S`` of ``T`` (columns)
-        and the residual bounds ``beta_m |S[m, i]|``."""
+        """Ritz values `theta` (ascending), the eigenvectors `S` of `T` (columns)
+        and the residual bounds `beta_m |S[m, i]|`."""
         theta, S = scipy.linalg.eigh_tridiagonal(self.alpha, self.beta[:-1])
         return theta, S, self.beta[-1] * np.abs(S[-1])
 
@@ -86,9 +86,9 @@ class _Basis:
     """Row-major storage for the Lanczos vectors, in preallocated (reusable) buffers.
 
     With a float16 shadow every row is also kept in half precision for *measuring*
-    overlaps at half the memory traffic: for a unit vector ``w`` the float16 products
-    (float32-accumulated) are off by about ``1e-3 / sqrt(dim)``, far below the
-    ``sqrt(eps)`` at which an overlap is removed (the removal itself uses the rows in
+    overlaps at half the memory traffic: for a unit vector `w` the float16 products
+    (float32-accumulated) are off by about `1e-3 / sqrt(dim)`, far below the
+    `sqrt(eps)` at which an overlap is removed (the removal itself uses the rows in
     working precision).
     """
 
@@ -105,11 +105,11 @@ class _Basis:
         return self._rows[: min(self.size, len(self._rows))] if self._buffers.ring else self._rows[: self.size]
 
     def row(self, i: int) -> torch.Tensor:
-        """``q_{i+1}`` (in a ring buffer, only the last two are kept)."""
+        """`q_{i+1}` (in a ring buffer, only the last two are kept)."""
         return self._rows[i % 2] if self._buffers.ring else self._rows[i]
 
     def overlaps(self, w: torch.Tensor, norm: float) -> torch.Tensor:
-        """``Q (w / norm)``, from the float16 shadow when there is one."""
+        """`Q (w / norm)`, from the float16 shadow when there is one."""
         if self._shadow is None:
             return torch.mv(self.Q, w) / norm
         torch.div(w, norm, out=self._scratch[0])
@@ -117,13 +117,13 @@ class _Basis:
         return torch.mv(self._shadow[: self.size], self._scratch[1]).to(w.dtype)
 
     def subtract(self, w: torch.Tensor, coefficients: torch.Tensor, rows: list[int]) -> None:
-        """``w -= sum_k coefficients[k] q_k`` over ``rows`` (sorted), in place, with one
+        """`w -= sum_k coefficients[k] q_k` over `rows` (sorted), in place, with one
         product per run of consecutive rows."""
         for first, last in _runs(rows):
             w.sub_(coefficients[first : last + 1] @ self._rows[first : last + 1])
 
     def append_normalised(self, w: torch.Tensor, norm: float) -> torch.Tensor:
-        """Store ``w / norm`` as the next row and return that row."""
+        """Store `w / norm` as the next row and return that row."""
         if self._buffers.ring:
             q = self._rows[self.size % 2]
             torch.div(w, norm, out=q)
@@ -143,8 +143,8 @@ class _Basis:
 @dataclass
 class BasisBuffers:
     """Storage for a Lanczos basis, reused across runs (no page faults). Rows are allocated as the basis
-    grows, doubling up to ``capacity``: a run that converges in a few steps holds a few parameter-sized
-    vectors, not ``capacity`` of them (300 of bert-base's would be 131 GB in float32)."""
+    grows, doubling up to `capacity`: a run that converges in a few steps holds a few parameter-sized
+    vectors, not `capacity` of them (300 of bert-base's would be 131 GB in float32)."""
 
     rows: torch.Tensor
     shadow: torch.Tensor | None
@@ -153,7 +153,7 @@ class BasisBuffers:
     ring: bool = False  # two rows, reused in turn: the three-term recurrence alone (reorth "none") needs no more
 
     def grow(self, need: int) -> None:
-        """At least ``need`` rows (at most ``capacity``), the existing rows kept."""
+        """At least `need` rows (at most `capacity`), the existing rows kept."""
         capacity = max(self.capacity, len(self.rows))
         if need > capacity:
             raise ValueError(f"the buffers hold at most {capacity} rows, {need} are needed")
@@ -168,10 +168,10 @@ class BasisBuffers:
 
 
 def _project_out(w: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, float, bool]:
-    """Classical Gram-Schmidt of ``w`` (in place) against the rows of ``Q``, twice if needed.
+    """Classical Gram-Schmidt of `w` (in place) against the rows of `Q`, twice if needed.
 
     Returns the vector, its norm and whether it vanished numerically (it kept less than
-    ``1/sqrt(2)`` of its norm in both passes, i.e. it lies in ``span(Q)``).
+    `1/sqrt(2)` of its norm in both passes, i.e. it lies in `span(Q)`).
     """
     before = float(torch.linalg.vector_norm(w))
     for _ in range(2):
@@ -184,12 +184,12 @@ def _project_out(w: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, float,
 
 
 def _semi_orthogonalise(w: torch.Tensor, basis: _Basis, eps: float) -> tuple[torch.Tensor, float, bool]:
-    """Remove from ``w`` (in place) its components along the basis vectors that exceed
-    ``sqrt(eps) ||w||``; the overlaps are measured, not estimated.
+    """Remove from `w` (in place) its components along the basis vectors that exceed
+    `sqrt(eps) ||w||`; the overlaps are measured, not estimated.
 
     Costs one pass over the basis (half of one with the float16 shadow) plus one over
-    the rows that need it. When the removal cancels much of ``w`` it falls back to
-    :func:`_project_out` (which detects breakdown).
+    the rows that need it. When the removal cancels much of `w` it falls back to
+    `_project_out` (which detects breakdown).
     """
     before = float(torch.linalg.vector_norm(w))
     overlaps = basis.overlaps(w, before)
@@ -205,7 +205,7 @@ def _semi_orthogonalise(w: torch.Tensor, basis: _Basis, eps: float) -> tuple[tor
 
 
 def _runs(indices: list[int]) -> list[tuple[int, int]]:
-    """Sorted indices grouped into ``(first, last)`` runs of consecutive values."""
+    """Sorted indices grouped into `(first, last)` runs of consecutive values."""
     runs: list[tuple[int, int]] = []
     for i in indices:
         if runs and runs[-1][1] == i - 1:
@@ -224,15 +224,15 @@ def lanczos_tridiagonal(
     stop: Callable[[Krylov], bool] | None = None,
     buffers: BasisBuffers | None = None,
 ) -> Krylov:
-    """Run up to ``steps`` Lanczos steps from ``start`` (normalised here).
+    """Run up to `steps` Lanczos steps from `start` (normalised here).
 
-    ``reorth`` is ``"full"``, ``"partial"`` or ``"none"`` (see the module docstring). On breakdown
-    (``beta`` at rounding level, ``<= 100 eps ||H||``: the Krylov space is invariant)
-    the run stops, or, when a ``generator`` is given, continues from a fresh random
-    vector orthogonal to the basis with ``beta = 0`` (so repeated eigenvalues can still
-    be found). ``stop(krylov)`` is asked after every step and ends the run when it
-    returns True. ``buffers`` (from :func:`basis_buffers`) lets consecutive runs reuse
-    the basis storage; the returned ``Krylov.Q`` is then a view into them.
+    `reorth` is `"full"`, `"partial"` or `"none"` (see the module docstring). On breakdown
+    (`beta` at rounding level, `<= 100 eps ||H||`: the Krylov space is invariant)
+    the run stops, or, when a `generator` is given, continues from a fresh random
+    vector orthogonal to the basis with `beta = 0` (so repeated eigenvalues can still
+    be found). `stop(krylov)` is asked after every step and ends the run when it
+    returns True. `buffers` (from `basis_buffers`) lets consecutive runs reuse
+    the basis storage; the returned `Krylov.Q` is then a view into them.
     """
     if reorth not in ("full", "partial", "none"):
         raise ValueError(f"reorth must be 'full', 'partial' or 'none', got {reorth!r}")
@@ -281,7 +281,7 @@ MEMORY_SHARE = 0.5  # a Lanczos basis may take this share of the memory availabl
 
 
 def available_bytes(device: torch.device) -> int | None:
-    """Memory available on ``device`` now: a GPU's free memory, else the system's MemAvailable (Linux);
+    """Memory available on `device` now: a GPU's free memory, else the system's MemAvailable (Linux);
     None where unknown."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
@@ -306,10 +306,10 @@ def memory_steps(op: HessianOperator) -> int:
 
 
 def basis_buffers(op: HessianOperator, steps: int, reorth: str, ring: bool = False) -> BasisBuffers:
-    """Storage for a Lanczos basis of up to ``steps`` vectors (allocated as it grows: at first at most
-    ``_FIRST_ROWS``), with the float16 shadow used by partial re-orthogonalisation in float32 on large problems;
-    with ``ring`` (for ``reorth="none"`` alone, e.g. SLQ's quadrature, which needs no basis) two rows, reused
-    in turn: the run's ``Krylov.Q`` then holds its last two vectors."""
+    """Storage for a Lanczos basis of up to `steps` vectors (allocated as it grows: at first at most
+    `_FIRST_ROWS`), with the float16 shadow used by partial re-orthogonalisation in float32 on large problems;
+    with `ring` (for `reorth="none"` alone, e.g. SLQ's quadrature, which needs no basis) two rows, reused
+    in turn: the run's `Krylov.Q` then holds its last two vectors."""
     capacity = min(steps, op.dim)
     if ring:
         if reorth != "none":
@@ -324,13 +324,13 @@ def basis_buffers(op: HessianOperator, steps: int, reorth: str, ring: bool = Fal
 
 @dataclass
 class LanczosResult:
-    """Extreme Ritz pairs of H with their residuals ``||H y - theta y||``.
+    """Extreme Ritz pairs of H with their residuals `||H y - theta y||`.
 
-    ``top_*`` are the largest algebraic eigenvalues (descending), ``bottom_*`` the
-    smallest algebraic ones (ascending, so ``bottom_values[0]`` is lambda_min), ``magnitude_*``
-    those of largest ``|theta|`` at either end (largest magnitude first, no vectors). Vectors
-    are rows of unit 2-norm in the flat parameter layout (``op.unflatten`` splits them).
-    A pair is converged when its residual is at most ``tol * max|theta|``.
+    `top_*` are the largest algebraic eigenvalues (descending), `bottom_*` the
+    smallest algebraic ones (ascending, so `bottom_values[0]` is lambda_min), `magnitude_*`
+    those of largest `|theta|` at either end (largest magnitude first, no vectors). Vectors
+    are rows of unit 2-norm in the flat parameter layout (`op.unflatten` splits them).
+    A pair is converged when its residual is at most `tol * max|theta|`.
     """
 
     top_values: np.ndarray
@@ -377,14 +377,14 @@ def lanczos(
     seed: int = 0,
     k_magnitude: int = 0,
 ) -> LanczosResult:
-    """Top-``k_top`` and bottom-``k_bottom`` eigenpairs of H, and the ``k_magnitude`` eigenvalues of
+    """Top-`k_top` and bottom-`k_bottom` eigenpairs of H, and the `k_magnitude` eigenvalues of
     largest magnitude, by Lanczos with full re-orthogonalisation, from a Gaussian start vector drawn
-    from ``seed``.
+    from `seed`.
 
-    Stops when every wanted Ritz pair has residual bound ``beta_m |s_m|`` at most
-    ``tol * max|theta|`` (default ``tol``: 1e-4 in float32, 1e-8 in float64), after
-    ``max_iter`` steps (default ``min(dim, 300)``, and no more than half the memory available when it starts
-    can hold as basis vectors: see :func:`memory_steps`), or when the Krylov space is the whole
+    Stops when every wanted Ritz pair has residual bound `beta_m |s_m|` at most
+    `tol * max|theta|` (default `tol`: 1e-4 in float32, 1e-8 in float64), after
+    `max_iter` steps (default `min(dim, 300)`, and no more than half the memory available when it starts
+    can hold as basis vectors: see `memory_steps`), or when the Krylov space is the whole
     space. A breakdown (invariant subspace) does not end the run early: it restarts from a
     random vector orthogonal to the basis. Only when a random vector (the start or a restart) breaks
     down at its first step, so that the rest of the space is one eigenspace (e.g. a rank-deficient

@@ -1,10 +1,10 @@
 """The Hessian of the probe loss as a linear operator on flat parameter vectors.
 
-``H = sum_b (n_b / N) d^2 L_b / d theta^2`` over the probe batches, with ``theta`` the
-selected parameters (all trainable ones, or those under ``param_filter``). Use it as a
+`H = sum_b (n_b / N) d^2 L_b / d theta^2` over the probe batches, with `theta` the
+selected parameters (all trainable ones, or those under `param_filter`). Use it as a
 context manager: entering puts the model in the probe mode, turns autocast off (a mixed-precision
-run's Hessian is measured in full precision) and builds the HVP machinery; leaving releases it and restores every submodule's ``training`` flag and every buffer,
-also when the block raises. Parameter values and ``.grad`` attributes are never touched.
+run's Hessian is measured in full precision) and builds the HVP machinery; leaving releases it and restores every submodule's `training` flag and every buffer,
+also when the block raises. Parameter values and `.grad` attributes are never touched.
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ _micro_batch_default: contextvars.ContextVar[int | None] = contextvars.ContextVa
 
 
 def default_micro_batch(n_params: int) -> int:
-    """Examples per micro-batch for a model of ``n_params`` parameters (see MICRO_BATCH_BUDGET)."""
+    """Examples per micro-batch for a model of `n_params` parameters (see MICRO_BATCH_BUDGET)."""
     return 2 ** max(0, int(math.floor(math.log2(max(1, MICRO_BATCH_BUDGET // max(1, n_params))))))
 
 
 @contextlib.contextmanager
 def micro_batch_default(size: int | None):
-    """Within the block, operators built without ``micro_batch`` use ``size`` (None or 0: the default from
+    """Within the block, operators built without `micro_batch` use `size` (None or 0: the default from
     the model's size): for callers that build their operators out of reach, e.g. saddle checks."""
     token = _micro_batch_default.set(size)
     try:
@@ -54,28 +54,29 @@ def micro_batch_default(size: int | None):
 
 
 class HessianOperator:
-    """Matrix-free Hessian ``H`` of ``loss_fn(model(x), y)`` on a fixed probe set.
+    """Matrix-free Hessian `H` of `loss_fn(model(x), y)` on a fixed probe set.
 
-    Args:
-        model: the network; it is left exactly as found (mode, buffers, grads, values).
-        loss_fn: ``loss_fn(logits, y)`` returning the mean loss over the batch.
-        probe: the fixed probe batches.
-        mode: ``"eval"`` or ``"train"``, the module mode during the probe.
-        hvp: ``"double"`` (double backward), ``"func"`` (forward over reverse with
-            ``torch.func``) or ``"auto"`` (time both, keep the faster that works).
-        dtype: ``torch.float32`` or ``torch.float64``; a model of another dtype is
-            probed through a converted deep copy.
-        param_filter: restrict ``theta`` to parameters under this module name
-            (``"fc1"`` selects ``fc1.weight`` and ``fc1.bias``, not ``fc10.weight``)
-            or to one parameter by its full name.
-        max_block: most columns one batched HVP handles in :meth:`matmat`.
-        micro_batch: most probe examples whose graph is held at once. When the whole probe set
-            fits, the gradient graphs are built once and kept (fastest); otherwise every product
-            recomputes them one micro-batch at a time (memory bounded by one micro-batch; each
-            product then costs a forward and backward pass more). ``None`` or 0: the value set by
-            :func:`micro_batch_default`, else :func:`default_micro_batch` of the model's size in
-            ``eval`` mode and the whole probe set in ``train`` mode (whose batch statistics and
-            dropout masks are a batch's; split into micro-batches they are each micro-batch's).
+    Its arguments:
+
+    - `model`: the network; it is left exactly as found (mode, buffers, grads, values).
+    - `loss_fn`: `loss_fn(logits, y)` returning the mean loss over the batch.
+    - `probe`: the fixed probe batches.
+    - `mode`: `"eval"` or `"train"`, the module mode during the probe.
+    - `hvp`: `"double"` (double backward), `"func"` (forward over reverse with
+      `torch.func`) or `"auto"` (time both, keep the faster that works).
+    - `dtype`: `torch.float32` or `torch.float64`; a model of another dtype is
+      probed through a converted deep copy.
+    - `param_filter`: restrict `theta` to parameters under this module name
+      (`"fc1"` selects `fc1.weight` and `fc1.bias`, not `fc10.weight`)
+      or to one parameter by its full name.
+    - `max_block`: most columns one batched HVP handles in `matmat`.
+    - `micro_batch`: most probe examples whose graph is held at once. When the whole probe set
+      fits, the gradient graphs are built once and kept (fastest); otherwise every product
+      recomputes them one micro-batch at a time (memory bounded by one micro-batch; each
+      product then costs a forward and backward pass more). `None` or 0: the value set by
+      `micro_batch_default`, else `default_micro_batch` of the model's size in
+      `eval` mode and the whole probe set in `train` mode (whose batch statistics and
+      dropout masks are a batch's; split into micro-batches they are each micro-batch's).
     """
 
     def __init__(
@@ -132,11 +133,11 @@ class HessianOperator:
         return self.layout.names
 
     def unflatten(self, v: torch.Tensor) -> list[torch.Tensor]:
-        """Flat ``(dim,)`` vector to tensors shaped like the selected parameters."""
+        """Flat `(dim,)` vector to tensors shaped like the selected parameters."""
         return self.layout.unflatten(v)
 
     def flatten(self, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Per-parameter tensors (in :attr:`names` order) to one flat vector."""
+        """Per-parameter tensors (in `names` order) to one flat vector."""
         return self.layout.flatten(tensors)
 
     # -- context ----------------------------------------------------------------------
@@ -187,7 +188,7 @@ class HessianOperator:
         return None if size is None or size >= sum(self.probe.sizes) else size
 
     def _build(self) -> DoubleBackwardHVP | ForwardOverReverseHVP | RecomputedHVP:
-        """Prepare the probe model and data, then the HVP backend ``hvp`` asks for."""
+        """Prepare the probe model and data, then the HVP backend `hvp` asks for."""
         work = self.model
         if any(t.is_floating_point() and t.dtype != self.dtype for t in _tensors(work)):
             work = copy.deepcopy(work).to(self.dtype)
@@ -218,7 +219,7 @@ class HessianOperator:
         common: tuple,
         constants: dict[str, torch.Tensor],
     ) -> DoubleBackwardHVP | ForwardOverReverseHVP:
-        """``auto``: keep func only if it works (matvec and vmapped matmat) and is faster.
+        """`auto`: keep func only if it works (matvec and vmapped matmat) and is faster.
 
         Both kinds are timed alternately on the same vectors (after a warm-up product)
         and compared by their median product time.
@@ -265,7 +266,7 @@ class HessianOperator:
         return self._backend
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
-        """``H v`` for a flat vector ``v`` of shape ``(dim,)``."""
+        """`H v` for a flat vector `v` of shape `(dim,)`."""
         backend = self._active()
         v = v.to(self.device, self.dtype)
         if v.shape != (self.dim,):
@@ -279,7 +280,7 @@ class HessianOperator:
         return hv
 
     def matmat(self, V: torch.Tensor) -> torch.Tensor:
-        """``H V`` for columns ``V`` of shape ``(dim, m)``, in blocks of ``max_block``."""
+        """`H V` for columns `V` of shape `(dim, m)`, in blocks of `max_block`."""
         backend = self._active()
         V = V.to(self.device, self.dtype)
         if V.dim() != 2 or V.shape[0] != self.dim:
@@ -297,7 +298,7 @@ class HessianOperator:
         return self._active().loss
 
     def gradient(self) -> torch.Tensor:
-        """Flat gradient of the probe loss (``.grad`` attributes are not touched)."""
+        """Flat gradient of the probe loss (`.grad` attributes are not touched)."""
         return self._active().gradient.clone()
 
 
@@ -308,7 +309,7 @@ def _tensors(model: nn.Module) -> list[torch.Tensor]:
 def _select_parameters(
     model: nn.Module, param_filter: str | None
 ) -> list[tuple[str, nn.Parameter]]:
-    """Trainable parameters under the module (or parameter) name ``param_filter``."""
+    """Trainable parameters under the module (or parameter) name `param_filter`."""
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     if not trainable:
         raise ValueError("the model has no trainable parameters")

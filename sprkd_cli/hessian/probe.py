@@ -1,6 +1,6 @@
 """The probe set: the fixed data on which every Hessian quantity of a run is measured.
 
-A probe set is ``B`` batches of training examples drawn once from the run's seed.
+A probe set is `B` batches of training examples drawn once from the run's seed.
 The Hessian it defines is the size-weighted mean of the per-batch Hessians,
 
     H = sum_b (n_b / N) * H_b,      H_b = d^2/dtheta^2 loss(batch b),   N = sum_b n_b,
@@ -20,10 +20,10 @@ from ..seeds import derive_seed
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """Fixed batches ``(x, y)`` together with the training-set indices they came from.
+    """Fixed batches `(x, y)` together with the training-set indices they came from.
 
-    ``indices`` is what a run stores; ``batches`` is what the Hessian engine reads.
-    ``seed`` is the seed the indices were drawn with (``None`` when given explicitly).
+    `indices` is what a run stores; `batches` is what the Hessian engine reads.
+    `seed` is the seed the indices were drawn with (`None` when given explicitly).
     """
 
     indices: list[torch.Tensor]
@@ -39,12 +39,12 @@ class ProbeSet:
         size: int = 256,
         seed: int = 0,
     ) -> ProbeSet:
-        """Draw ``n_batches`` batches of ``size`` examples (clipped to the dataset size).
+        """Draw `n_batches` batches of `size` examples (clipped to the dataset size).
 
         Examples are sampled without replacement across all batches while the dataset
         has unused examples left; a batch that cannot be filled from unused examples is
         topped up from a fresh permutation, never repeating an example inside a batch.
-        The draw depends only on ``seed`` (a private generator; global RNG untouched).
+        The draw depends only on `seed` (a private generator; global RNG untouched).
         """
         n = len(x)
         if len(y) != n:
@@ -89,12 +89,12 @@ class ProbeSet:
 
     @property
     def weights(self) -> list[float]:
-        """Batch weights ``n_b / N`` of the size-weighted mean."""
+        """Batch weights `n_b / N` of the size-weighted mean."""
         total = sum(self.sizes)
         return [s / total for s in self.sizes]
 
     def batch_seeds(self) -> list[int]:
-        """The seed each batch's forward pass runs under (its dropout masks): derived from ``seed``."""
+        """The seed each batch's forward pass runs under (its dropout masks): derived from `seed`."""
         return [derive_seed(abs(self.seed or 0), b) for b in range(len(self.batches))]
 
     def describe(self) -> dict:

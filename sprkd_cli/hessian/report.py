@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 
 def _measured(op: HessianOperator, part: Callable[[], T], costs: dict, name: str, label: str) -> T:
-    """Run ``part`` (shown to progress displays as ``label``) and record its wall time, HVP time and HVP
-    count under ``name``."""
+    """Run `part` (shown to progress displays as `label`) and record its wall time, HVP time and HVP
+    count under `name`."""
     start, hvps, hvp_seconds = time.perf_counter(), op.n_hvp, op.hvp_seconds
     with doing(label):
         result = part()
@@ -33,8 +33,8 @@ def _measured(op: HessianOperator, part: Callable[[], T], costs: dict, name: str
 
 
 def explicit_residuals(op: HessianOperator, eig: LanczosResult) -> list[float]:
-    """``||H y - theta y||`` of every returned Ritz pair (top first, then bottom), measured
-    with one more HVP per pair rather than taken from Lanczos' ``beta_m |s_m|`` bound,
+    """`||H y - theta y||` of every returned Ritz pair (top first, then bottom), measured
+    with one more HVP per pair rather than taken from Lanczos' `beta_m |s_m|` bound,
     which rounding can drive to zero in float32."""
     import torch
 
@@ -64,12 +64,12 @@ def full_report(
     """Measure H on the operator's probe set and return a plain dict. The settings have no defaults here:
     hessian-report's are declared once, in hessian_request.HessianRequest.
 
-    ``residuals`` are measured (one HVP per returned pair), ``residual_bounds`` are Lanczos'
-    own estimates. Lanczos uses ``seed``, the trace ``seed + 1`` and the density ``seed + 2`` for their
-    random vectors. ``seconds`` is the wall time of this call and ``hvp_seconds`` the part
-    of it spent inside HVPs (``n_hvp`` of them); ``costs`` splits the three by part;
-    ``setup_seconds`` is the operator's own preparation (graphs, and the timing trial of
-    ``hvp="auto"``).
+    `residuals` are measured (one HVP per returned pair), `residual_bounds` are Lanczos'
+    own estimates. Lanczos uses `seed`, the trace `seed + 1` and the density `seed + 2` for their
+    random vectors. `seconds` is the wall time of this call and `hvp_seconds` the part
+    of it spent inside HVPs (`n_hvp` of them); `costs` splits the three by part;
+    `setup_seconds` is the operator's own preparation (graphs, and the timing trial of
+    `hvp="auto"`).
     """
     if trace_method not in TRACE_METHODS:
         raise ValueError(f"trace_method must be one of {sorted(TRACE_METHODS)}")

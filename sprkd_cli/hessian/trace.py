@@ -1,15 +1,15 @@
 """Stochastic trace estimators for H, using only Hessian-vector products.
 
-* Hutchinson: ``tr(H) = E[z^T H z]`` for random signs ``z``; the estimate is the mean
-  of ``m`` samples and its standard error ``sd / sqrt(m)``.
-* Hutch++ (Meyer, Musco, Musco & Woodruff 2021): with a budget of ``m`` products, take
-  ``S`` with ``m/3`` random-sign columns, ``Q = qr(H S)`` (an orthonormal basis that
+* Hutchinson: `tr(H) = E[z^T H z]` for random signs `z`; the estimate is the mean
+  of `m` samples and its standard error `sd / sqrt(m)`.
+* Hutch++ (Meyer, Musco, Musco & Woodruff 2021): with a budget of `m` products, take
+  `S` with `m/3` random-sign columns, `Q = qr(H S)` (an orthonormal basis that
   captures the top of the spectrum), and estimate
 
       tr(H) = tr(Q^T H Q) + tr((I - QQ^T) H (I - QQ^T))
 
-  exactly in the first term (``m/3`` products) and by Hutchinson with the deflated signs
-  ``(I - QQ^T) G`` in the second (the remaining products). When a few eigenvalues
+  exactly in the first term (`m/3` products) and by Hutchinson with the deflated signs
+  `(I - QQ^T) G` in the second (the remaining products). When a few eigenvalues
   dominate, the deflated remainder has far less variance than H itself. The standard
   error is that of the Hutchinson part.
 """
@@ -39,7 +39,7 @@ class TraceEstimate:
 
 
 def _quadratic_forms(op: HessianOperator, G: torch.Tensor) -> torch.Tensor:
-    """``g_i^T H g_i`` for every column ``g_i`` of ``G`` (float64), in column blocks."""
+    """`g_i^T H g_i` for every column `g_i` of `G` (float64), in column blocks."""
     return torch.cat(
         [
             torch.linalg.vecdot(block, op.matmat(block), dim=0).double()
@@ -49,12 +49,12 @@ def _quadratic_forms(op: HessianOperator, G: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_and_se(samples: torch.Tensor) -> tuple[float, float]:
-    """Sample mean and its standard error ``sd / sqrt(m)``."""
+    """Sample mean and its standard error `sd / sqrt(m)`."""
     return float(samples.mean()), float(samples.std() / math.sqrt(len(samples)))
 
 
 def hutchinson_trace(op: HessianOperator, n_hvp: int = 99, seed: int = 0) -> TraceEstimate:
-    """Hutchinson's estimator with ``n_hvp`` (>= 2) Rademacher vectors from ``seed``."""
+    """Hutchinson's estimator with `n_hvp` (>= 2) Rademacher vectors from `seed`."""
     if n_hvp < 2:
         raise ValueError("Hutchinson needs n_hvp >= 2 (a standard error needs 2 samples)")
     start = time.perf_counter()
@@ -65,8 +65,8 @@ def hutchinson_trace(op: HessianOperator, n_hvp: int = 99, seed: int = 0) -> Tra
 
 
 def hutchpp_trace(op: HessianOperator, n_hvp: int = 99, seed: int = 0) -> TraceEstimate:
-    """Hutch++ with a budget of ``n_hvp`` (>= 5) HVPs: ``n_hvp // 3`` for ``H S``, as many
-    for ``Q^T H Q`` and the rest (at least 2) for the deflated Hutchinson part."""
+    """Hutch++ with a budget of `n_hvp` (>= 5) HVPs: `n_hvp // 3` for `H S`, as many
+    for `Q^T H Q` and the rest (at least 2) for the deflated Hutchinson part."""
     if n_hvp < 5:
         raise ValueError("Hutch++ needs n_hvp >= 5 (two samples for the standard error)")
     start = time.perf_counter()

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def finite_array(values: Sequence[float], name: str = "values") -> np.ndarray:
-    """Return ``values`` as a 1-D float array, raising ValueError on NaN or infinity."""
+    """Return `values` as a 1-D float array, raising ValueError on NaN or infinity."""
     arr = np.asarray(values, dtype=float)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be a 1-D sequence of numbers, got shape {arr.shape}")
@@ -33,7 +33,7 @@ def sample_sd(x: np.ndarray) -> float:
 
 
 def check_fraction(value: float, name: str) -> None:
-    """Raise ValueError unless ``0 < value < 1`` (a confidence level, power or alpha)."""
+    """Raise ValueError unless `0 < value < 1` (a confidence level, power or alpha)."""
     if not 0.0 < value < 1.0:
         raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
 
@@ -41,7 +41,7 @@ def check_fraction(value: float, name: str) -> None:
 def json_safe(obj: Any) -> Any:
     """Convert a dataclass/dict/list of numbers to JSON-safe Python values.
 
-    Non-finite floats (NaN, ±inf) become ``None``; numpy scalars become Python scalars.
+    Non-finite floats (NaN, ±inf) become `None`; numpy scalars become Python scalars.
     """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: json_safe(getattr(obj, f.name)) for f in dataclasses.fields(obj)}

@@ -23,7 +23,7 @@ _NO_WELCH = WelchTTest(math.nan, math.nan, math.nan, math.nan, math.nan)
 
 @dataclass(frozen=True)
 class PairResult:
-    """Comparison of method ``a`` against method ``b``; ``diff`` and all effects are a - b.
+    """Comparison of method `a` against method `b`; `diff` and all effects are a - b.
 
     ci_low/ci_high: Welch CI of mean_a - mean_b at the requested confidence, cut to the metric's range.
     p_holm / p_holm_paired: Holm adjustment of p_welch / p_paired across all pairs of one call.
@@ -69,7 +69,7 @@ class PairResult:
 
 
 def _checked(values: Mapping[str, Mapping[int, float]]) -> dict[str, dict[int, float]]:
-    """Copy ``values`` as plain floats, raising ValueError on NaN/inf or a non-mapping arm."""
+    """Copy `values` as plain floats, raising ValueError on NaN/inf or a non-mapping arm."""
     out: dict[str, dict[int, float]] = {}
     for method, by_seed in values.items():
         if not isinstance(by_seed, Mapping):
@@ -211,14 +211,14 @@ def compare_methods(
     tol: float = 0.0,
     bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[PairResult]:
-    """Compare every pair of methods; ``values[method][seed]`` is one metric value per run.
+    """Compare every pair of methods; `values[method][seed]` is one metric value per run.
 
     Pairs follow the order the methods are given: (m0, m1), (m0, m2), ..., (m1, m2), ...
     Each pair gets Welch's t-test and CI of the mean difference, the paired t-test on the
-    shared seeds, Cohen's d and d_z, and the seeds needed for ``power`` at ``alpha``;
+    shared seeds, Cohen's d and d_z, and the seeds needed for `power` at `alpha`;
     p_welch and p_paired are then Holm-adjusted across all pairs of this call.
-    ``bounds`` is the metric's range: each CI of a difference is cut to [lo − hi, hi − lo].
-    Undefined tests (n < 2; no variation: sds, or paired differences' sd, <= ``tol``) are NaN with a
+    `bounds` is the metric's range: each CI of a difference is cut to [lo − hi, hi − lo].
+    Undefined tests (n < 2; no variation: sds, or paired differences' sd, <= `tol`) are NaN with a
     warning; NaN/inf inputs raise ValueError. The low-power note is one per table: power_note.
     """
     if not tol >= 0.0:

@@ -12,16 +12,16 @@ from scipy import special
 from ._common import check_fraction
 
 MAX_SEEDS = 10_000
-"""Largest per-arm sample size :func:`seeds_for_power` searches."""
+"""Largest per-arm sample size `seeds_for_power` searches."""
 
 
 def two_sample_power(d: float, n: int | np.ndarray, alpha: float = 0.05) -> float | np.ndarray:
-    """Power of a two-sided two-sample t-test with ``n`` values per arm at effect size ``d``.
+    """Power of a two-sided two-sample t-test with `n` values per arm at effect size `d`.
 
     df = 2n - 2, noncentrality λ = |d|·sqrt(n/2), c = t_{1-α/2, df};
     power = P(T'_{df,λ} > c) + P(T'_{df,λ} < -c), the second term computed as
     P(T'_{df,-λ} > c) (symmetry of the noncentral t), which stays finite for large λ.
-    ``n`` may be an integer or an array of integers (each >= 2).
+    `n` may be an integer or an array of integers (each >= 2).
     """
     check_fraction(alpha, "alpha")
     n_arr = np.asarray(n, dtype=float)
@@ -35,7 +35,7 @@ def two_sample_power(d: float, n: int | np.ndarray, alpha: float = 0.05) -> floa
 
 
 def seeds_for_power(d: float, power: float = 0.8, alpha: float = 0.05) -> int | None:
-    """Smallest n per arm (searching n = 2, 3, ... upward) with ``two_sample_power(d, n, alpha) >= power``.
+    """Smallest n per arm (searching n = 2, 3, ... upward) with `two_sample_power(d, n, alpha) >= power`.
 
     The search evaluates consecutive n in vectorized blocks of doubling size (64, 128, ...).
 
