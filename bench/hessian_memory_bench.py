@@ -75,7 +75,8 @@ def main() -> None:
         print(f"bert-base teacher: {run['n_params']:,} parameters, trained in {time.perf_counter() - started:.0f} s "
               f"(peak RSS {teacher['peak_kb'] / 2**20:.2f} GB); load average {os.getloadavg()[0]:.2f}")
         print()
-        print("| --probe-micro-batch | graphs | seconds | peak RSS GB | HVPs | top eigenvalue | iterations | converged |")
+        print("| --probe-micro-batch | graphs | seconds | peak RSS GB | HVPs | top eigenvalue | iterations | converged "
+              "|")
         print("|---|---|---|---|---|---|---|---|")
         for micro in [int(m) for m in args.micro.split(",")]:
             out = measured([*sprkd, "hessian-report", run["run_id"], "--probe-batches", str(args.probe_batches),

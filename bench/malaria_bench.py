@@ -56,7 +56,8 @@ def main() -> None:
             cell_png(rng, path, {0: 40, 1: 390, 2: 300, 3: 60}.get(i))  # the extremes of the real range too
         sides = [Image.open(p).size for p in files]
         print(f"{len(files)} generated PNGs, sides {min(min(s) for s in sides)}..{max(max(s) for s in sides)} px, "
-              f"median {int(np.median([s[0] for s in sides]))} px, {sum(p.stat().st_size for p in files) / len(files) / 1024:.1f} KiB each")
+              f"median {int(np.median([s[0] for s in sides]))} px, "
+              f"{sum(p.stat().st_size for p in files) / len(files) / 1024:.1f} KiB each")
 
         # 1. decoding speed, one thread vs the pool: 3 interleaved rounds each, medians (the machine may be shared)
         serial_times, pooled_times = [], []
@@ -65,7 +66,8 @@ def main() -> None:
             pooled_times.append(_timed(lambda: decode_all(files, 32, DataSource())))
         serial, pooled = statistics.median(serial_times), statistics.median(pooled_times)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        print(f"decode to 32x32: one thread {len(files) / serial:,.0f} images/s; thread pool ({min(8, cores)} threads on "
+        print(f"decode to 32x32: one thread {len(files) / serial:,.0f} images/s; thread pool ({min(8, cores)} threads "
+              "on "
               f"{cores} cores) {len(files) / pooled:,.0f} images/s ({serial / pooled:.2f}x)")
 
         # 2. the full-size folder

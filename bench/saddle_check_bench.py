@@ -69,7 +69,8 @@ def main() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(1)
     print(f"load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}; one thread")
-    print(f"{'model (top-n)':<40} {'params':>9} {'train':>7} {'epoch s':>9} {'check s':>9} {'iters':>6} {'check/epoch':>9}")
+    print(f"{'model (top-n)':<40} {'params':>9} {'train':>7} {'epoch s':>9} {'check s':>9} {'iters':>6} "
+          f"{'check/epoch':>9}")
     digits = load_dataset("digits")
     for top_n in (4, 16):
         model = build_model("mlp:width=128,depth=1", digits.input_shape, digits.n_classes)

@@ -70,9 +70,11 @@ def main() -> None:
         warm = first_use(None)
         print("1. UMAP first use in a new process (import / first fit / first inverse transform of 128 points, seconds;"
               " then the same inverse transform again):")
-        print(f"   empty numba cache (once per machine): {cold[0]:.1f} / {cold[1]:.1f} / {cold[2]:.1f}  total {sum(cold[:3]):.1f};"
+        print(f"   empty numba cache (once per machine): {cold[0]:.1f} / {cold[1]:.1f} / {cold[2]:.1f}  total "
+              f"{sum(cold[:3]):.1f};"
               f" again {cold[3]:.1f}")
-        print(f"   warm numba cache (every later run):   {warm[0]:.1f} / {warm[1]:.1f} / {warm[2]:.1f}  total {sum(warm[:3]):.1f};"
+        print(f"   warm numba cache (every later run):   {warm[0]:.1f} / {warm[1]:.1f} / {warm[2]:.1f}  total "
+              f"{sum(warm[:3]):.1f};"
               f" again {warm[3]:.1f}")
 
     data = load_dataset("digits", 0)

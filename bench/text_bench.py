@@ -178,7 +178,8 @@ def main() -> None:
     print("2. time on this machine:")
     print(f"   teacher forward {forward_rate:.1f} sentences/s; method setup (teacher targets over {n}): "
           + ", ".join(f"{k} {v:.1f}s" for k, v in setup_seconds.items()))
-    print(f"   student step (batch 32): sgd {epoch['sgd']:.2f}s, kd {epoch['kd']:.2f}s ({epoch['kd'] / epoch['sgd']:.2f}x), "
+    print(f"   student step (batch 32): sgd {epoch['sgd']:.2f}s, kd {epoch['kd']:.2f}s "
+          f"({epoch['kd'] / epoch['sgd']:.2f}x), "
           f"sage on the pool {epoch['sage']:.2f}s ({epoch['sage'] / epoch['sgd']:.2f}x)")
     print(f"   a sage round on {n}: losses {record['loss_seconds']:.1f}s, UMAP {record['umap_seconds']:.1f}s, "
           f"synthesis {record['synth_seconds']:.2f}s, labelling {record['synthetic']} {record['label_seconds']:.1f}s")

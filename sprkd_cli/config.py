@@ -112,9 +112,11 @@ class TrainConfig:
     probe_size: int = option(256, "Probe set: examples per batch.", panel=PROBE, check=at_least(1))
     probe_micro_batch: int = option(0, "Probe set: most examples whose gradient graph a Hessian-vector product holds "
                                        "at once (peak memory); the products sum over micro-batches, the same Hessian "
-                                       "up to rounding (in --probe-mode train a micro-batch has its own batch statistics "
+                                       "up to rounding (in --probe-mode train a micro-batch has its own batch "
+                                       "statistics "
                                        "and dropout masks). 0: from the model's size (all of the probe set for a model "
-                                       "of up to 4M parameters in eval mode, 16 examples for bert-base; the whole probe "
+                                       "of up to 4M parameters in eval mode, 16 examples for bert-base; the whole "
+                                       "probe "
                                        "set in train mode). Lower it when a Hessian runs out of memory.",
                                     panel=PROBE, check=at_least(0))
     probe_mode: str = option("eval", "Module mode during a probe (restored after).", panel=PROBE,
@@ -122,7 +124,8 @@ class TrainConfig:
     checkpoint_every: float = option(60.0, "Seconds between saved training states for --resume (at epoch ends; 0: "
                                            "every epoch). Not part of the experiment's config hash.",
                                      check=at_least(0))
-    eval_noise: str = option("", "Noise levels S,S,... (each >= 0): at the end, the test accuracy with Gaussian noise of "
+    eval_noise: str = option("", "Noise levels S,S,... (each >= 0): at the end, the test accuracy with Gaussian noise "
+                                 "of "
                                  "sd S x each input feature's training sd added to the test inputs (fixed noise "
                                  "seed), on the best-val and the final weights; stored as noise_acc:S. Not for "
                                  "text (token-id) datasets.", panel=CLAIMS)

@@ -148,7 +148,8 @@ def test_preset_parameter_counts():
 
 
 def test_model_errors():
-    with pytest.raises(UserError, match="unknown model 'resnet'; valid models: cnn, .*mlp, mlp-large, mlp-small, resnet20, "):
+    with pytest.raises(UserError, match="unknown model 'resnet'; valid models: cnn, .*mlp, mlp-large, mlp-small, "
+                                        "resnet20, "):
         build_model("resnet", (8,), 3)
     with pytest.raises(UserError, match="image inputs"):
         build_model("cnn", (8,), 3)

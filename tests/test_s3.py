@@ -137,7 +137,8 @@ def test_an_unreachable_bucket_is_refused_before_training(db, bucket, monkeypatc
     from conftest import assert_user_error, sprkd
 
     monkeypatch.setenv("SPRKD_ARTIFACTS", f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x")
-    assert_user_error(sprkd(db, *TEACHER_ARGS), "cannot write run artifacts under the artifact root s3://no-such-bucket")
+    assert_user_error(sprkd(db, *TEACHER_ARGS),
+        "cannot write run artifacts under the artifact root s3://no-such-bucket")
 
 
 def test_weights_and_their_header_round_trip_through_the_bucket(bucket):

@@ -166,7 +166,8 @@ def test_inject_refuses_what_the_student_cannot_take():
     from sprkd_cli.methods.sprkd.inject import inject
 
     asr = [("a.weight", torch.zeros(4, 3)), ("a.bias", torch.zeros(4))]
-    with pytest.raises(UserError, match=r"tensor 0 teacher a.weight \(4x3, rank 2\) vs student c.weight \(2x3x3x3, rank 4\)"):
+    with pytest.raises(UserError, match=r"tensor 0 teacher a.weight \(4x3, rank 2\) vs student c.weight \(2x3x3x3, "
+                                        r"rank 4\)"):
         inject(asr, [("c.weight", torch.zeros(2, 3, 3, 3)), ("c.bias", torch.zeros(2))])
     with pytest.raises(UserError, match="the ASR has 2 parameter tensors but the student has 3: student tensor 2"):
         inject(asr, [("x", torch.zeros(2, 3)), ("y", torch.zeros(2)), ("z", torch.zeros(1))])

@@ -381,7 +381,8 @@ def test_an_unreachable_store_with_a_password_is_one_line_without_it():
         assert PASSWORD not in line
 
 
-@pytest.mark.parametrize("url", ["sqlite://alice:s3cretpw@localhost//tmp/x.db", "postgresql://alice:s3c@r/et@127.0.0.1:1/x",
+@pytest.mark.parametrize("url", ["sqlite://alice:s3cretpw@localhost//tmp/x.db",
+    "postgresql://alice:s3c@r/et@127.0.0.1:1/x",
                                  "no url://alice:s3c@retpw@h/x"])
 def test_a_password_the_url_parser_would_split_is_masked_whole(url):
     """A URL the SQLite driver refuses, and passwords holding an unencoded @ or / (SQLAlchemy splits at

@@ -33,7 +33,8 @@ def register(app: typer.Typer) -> None:
 def hessian_report(
     ctx: typer.Context,
     runs: Annotated[list[str], typer.Argument(help="Run id (or unique prefix); several with --compare.")],
-    compare: Annotated[bool, typer.Option("--compare", help="Show the stored reports of the runs side by side, with one figure of their densities.")] = False,
+    compare: Annotated[bool, typer.Option("--compare", help=
+        "Show the stored reports of the runs side by side, with one figure of their densities.")] = False,
     *,
     as_json: arg.Json = False,
     **values,

@@ -18,10 +18,14 @@ def register(app: typer.Typer) -> None:
 def report(
     ctx: typer.Context,
     dataset: arg.Dataset = "digits",
-    arms: Annotated[Optional[str], typer.Option("--arms", "--methods", help="Comma-separated arms (compare's arm names, or methods) \\[default: every arm of the dataset with finished runs].")] = None,
-    runs: Annotated[Optional[str], typer.Option(help="Instead of --dataset and --arms: comma-separated run ids (or unique prefixes), grouped by their arm.")] = None,
+    arms: Annotated[Optional[str], typer.Option("--arms", "--methods", help=
+        "Comma-separated arms (compare's arm names, or methods) \\[default: every arm of the dataset with finished "
+        "runs].")] = None,
+    runs: Annotated[Optional[str], typer.Option(help=
+        "Instead of --dataset and --arms: comma-separated run ids (or unique prefixes), grouped by their arm.")] = None,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="The HTML file \\[default: reports/ in the artifact root].")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=
+        "The HTML file \\[default: reports/ in the artifact root].")] = None,
     as_json: arg.Json = False,
 ) -> None:
     """One self-contained HTML page (no network; plots embedded) of a comparison: the comparison table, the

@@ -58,7 +58,8 @@ def list_runs(
 def show(
     ctx: typer.Context,
     run: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
-    events: Annotated[bool, typer.Option("--events", help="Also list the run's event log (saddles stored, ASR, approach, NHE, PGD).")] = False,
+    events: Annotated[bool, typer.Option("--events", help=
+        "Also list the run's event log (saddles stored, ASR, approach, NHE, PGD).")] = False,
     as_json: arg.Json = False,
 ) -> None:
     """One run: its config, provenance, summary, per-epoch metrics, saddle points and event counts."""
@@ -113,7 +114,8 @@ def show(
 def _saddle_table(rows: list[dict]):
     from rich.table import Table
 
-    table = Table(title="saddle candidates (sprkd; strong under a rule's default: ratio S- >= 0.4 S+, magnitude S- >= 7)")
+    table = Table(title="saddle candidates (sprkd; strong under a rule's default: ratio S- >= 0.4 S+, magnitude S- >= "
+                        "7)")
     for column in ("saddle", "step", "epoch", "probe_loss", "S-", "S+", "S-/S+", "ratio", "magnitude", "eigenvalues"):
         table.add_column(column, justify="left" if column == "eigenvalues" else "right")
     for row in rows:
@@ -162,9 +164,12 @@ def _hessian_table(rows: list[dict]):
 def export(
     ctx: typer.Context,
     fmt_: Annotated[choice(EXPORT_FORMATS), typer.Option("--format", help="File format (parquet: with --output).")] = "csv",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write ('-': stdout) \\[default: stdout]. Never the store or another SQLite database.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=
+        "File to write ('-': stdout) \\[default: stdout]. Never the store or another SQLite database.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,
-    metrics: Annotated[bool, typer.Option("--metrics", help="Export every metric row of the runs (long format: run_id, step, epoch, split, name, value) instead of one row per run and arm.")] = False,
+    metrics: Annotated[bool, typer.Option("--metrics", help=
+        "Export every metric row of the runs (long format: run_id, step, epoch, split, name, value) instead of one row "
+        "per run and arm.")] = False,
     method: Annotated[Optional[str], typer.Option(help="Only this method (teacher: the teachers).")] = None,
     arm: Annotated[Optional[str], typer.Option(help="Only this arm (teacher: the teachers).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only this dataset.")] = None,

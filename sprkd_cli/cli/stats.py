@@ -15,7 +15,8 @@ from .app import SprkdCommand, console, fmt, fmt_p, open_store_from, print_json
 METRIC_HELP = (
     "One value per run, tested across seeds. SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss (at "
     "--at's epoch). The claims (docs/methods.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
-    "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank test); auc_val_acc, the mean val accuracy over the "
+    "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank "
+    "test); auc_val_acc, the mean val accuracy over the "
     "run's epochs; val_loss_sd:K, the sd of val loss over the last K epochs (with the Brown–Forsythe test); "
     "hessian.top1, hessian.trace, hessian.min: largest eigenvalue, trace and smallest eigenvalue of the run's "
     "stored Hessian report on its own probe set and --at weights (compare --hessian or hessian-report --weights "
@@ -29,16 +30,33 @@ def register(app: typer.Typer) -> None:
 
 def stats(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help="Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) (default: every arm with finished runs).")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help=
+        "Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) "
+        "(default: every arm with finished runs).")] = None,
     dataset: arg.Dataset = "digits",
-    metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP + " Repeat --metric to test several in one call: one table each, and every test of the call one family for --correction. Default: test_acc.")] = None,
-    at: Annotated[choice(AT), typer.Option(help="The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics (epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
-    test: Annotated[choice(TESTS), typer.Option("--test", help="t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank test (censored runs ranked slowest).")] = "t",
-    correction: Annotated[choice(CORRECTIONS), typer.Option(help="Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired p-values each a family): holm, bonferroni or none.")] = "holm",
-    spread: Annotated[bool, typer.Option("--spread", help="Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted with the call's --correction; always on with val_loss_sd:K.")] = False,
+    metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP +
+        " Repeat --metric to test several in one call: one table each, and every test of the call one family for "
+        "--correction. Default: test_acc.")] = None,
+    at: Annotated[choice(AT), typer.Option(help=
+        "The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics "
+        "(epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
+    test: Annotated[choice(TESTS), typer.Option("--test", help=
+        "t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the "
+        "Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic "
+        "Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), "
+        "Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank "
+        "test (censored runs ranked slowest).")] = "t",
+    correction: Annotated[choice(CORRECTIONS), typer.Option(help=
+        "Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired "
+        "p-values each a family): holm, bonferroni or none.")] = "holm",
+    spread: Annotated[bool, typer.Option("--spread", help=
+        "Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted "
+        "with the call's --correction; always on with val_loss_sd:K.")] = False,
     student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help="Only students of this teacher run (sgd runs have none and stay in).")] = None,
-    mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help="Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
+    teacher: Annotated[Optional[str], typer.Option(help=
+        "Only students of this teacher run (sgd runs have none and stay in).")] = None,
+    mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help=
+        "Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
     as_json: arg.Json = False,
 ) -> None:
     """Pairwise tests of arms over their stored seeds, p-values adjusted across the call (Holm by

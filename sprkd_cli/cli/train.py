@@ -107,7 +107,8 @@ def _print_outcome(outcome: dict) -> None:
         out.print(f"[red]run {outcome['run_id']} failed[/red]: {outcome['error']}")
         return
     out.print(
-        f"run [bold]{outcome['run_id']}[/bold] {'reused' if outcome.get('reused') else 'finished'}: test_acc {fmt(outcome['test_acc'])} "
+        f"run [bold]{outcome['run_id']}[/bold] {'reused' if outcome.get('reused') else 'finished'}: test_acc "
+        f"{fmt(outcome['test_acc'])} "
         f"(at best val epoch {outcome['best_epoch']}, val_acc {fmt(outcome['best_val_acc'])}), "
         f"final test_acc {fmt(outcome['final_test_acc'])}, {outcome['n_params']:,} parameters, "
         f"{outcome['wall_seconds']:.1f}s"
@@ -126,19 +127,46 @@ def _param(name: str, annotation, default) -> inspect.Parameter:
 
 
 Model = Annotated[str, typer.Option(help="Teacher model, e.g. mlp-large, mlp:width=256,depth=3, cnn.")]
-Method = Annotated[choice(tuple(method_names())), typer.Option(help="Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the student's embed width must be the teacher's).")]
-Methods = Annotated[Optional[str], typer.Option(help="Comma-separated methods, each an arm named after it, e.g. sgd,kd,sage \\[default: sgd,kd when no --arm is given].")]
-ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=METHOD[:key=value,...]", help="An arm: a named method with its own options, e.g. rkd=kd:temperature=1,ce_weight=0,kd_weight=1 or sprkd-no-nhe=sprkd:nhe=false; teacher=RUN[+RUN] picks its teachers. Repeatable; a bare METHOD is an arm named after it. Its options override the flags below.")]
+Method = Annotated[choice(tuple(method_names())), typer.Option(help=
+    "Method: sgd (no teacher, the control), kd (Hinton), sprkd (saddle recruitment) or sage (synthetic embeddings; the "
+    "student's embed width must be the teacher's).")]
+Methods = Annotated[Optional[str], typer.Option(help=
+    "Comma-separated methods, each an arm named after it, e.g. sgd,kd,sage \\[default: sgd,kd when no --arm is "
+    "given].")]
+ArmOption = Annotated[Optional[list[str]], typer.Option("--arm", metavar="NAME=METHOD[:key=value,...]", help=
+    "An arm: a named method with its own options, e.g. rkd=kd:temperature=1,ce_weight=0,kd_weight=1 or "
+    "sprkd-no-nhe=sprkd:nhe=false; teacher=RUN[+RUN] picks its teachers. Repeatable; a bare METHOD is an arm named "
+    "after it. Its options override the flags below.")]
 Seeds = Annotated[str, typer.Option(help="Seeds: a range 0-4, a list 0,2,7, or both.")]
-Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no --ray-address: the local Ray cluster's CPUs).")]
-Executor = Annotated[choice(EXECUTORS), typer.Option(help="Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
-HessianFlag = Annotated[bool, typer.Option("--hessian", help="After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, hessian.trace, hessian.min).")]
-ConvergedAt = Annotated[Optional[float], typer.Option("--converged-at", metavar="X", help="Add to the table, per arm, how many runs reached validation accuracy X and their Kaplan–Meier median epoch to it (a run that never did is censored at its last epoch; stats --metric epochs_to:X tests it).")]
-TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help="Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 (any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm NAME:tune, which stats ignores.")]
-TuneSeeds = Annotated[Optional[str], typer.Option(help="Seeds of the --tune grid runs \\[default: the first of --seeds].")]
-GpusPerRun = Annotated[float, typer.Option(metavar="G", help="With --executor ray: the GPUs each run's task asks Ray for, e.g. 1, or 0.5 to put two runs on each GPU (above 1: whole GPUs); the runs then train on their GPU (--device auto). 0: the tasks hold no GPU and train on the CPU. A request no node of the cluster can meet is refused before any run starts.")]
-RayVerbose = Annotated[bool, typer.Option("--verbose", help="With --executor ray: let Ray's own log lines (connection retries, warnings) through to stderr; by default sprkd reports only its own errors and the runs' failures.")]
-RayAddress = Annotated[Optional[str], typer.Option(help="With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local cluster started for this comparison.")]
+Jobs = Annotated[int, typer.Option(help="Runs trained at once, each in its own process (with --executor ray and no "
+                                        "--ray-address: the local Ray cluster's CPUs).")]
+Executor = Annotated[choice(EXECUTORS), typer.Option(help=
+    "Where the runs train: local (--jobs processes here) or ray (one Ray task per run; pip install 'sprkd\\[ray]').")]
+HessianFlag = Annotated[bool, typer.Option("--hessian", help=
+    "After the runs, a Hessian report (top 5 and bottom 1 eigenvalues, Hutch++ trace, on the run's own probe set) on "
+    "the best-val weights of each finished run that has none; stored ones are reused (stats --metric hessian.top1, "
+    "hessian.trace, hessian.min).")]
+ConvergedAt = Annotated[Optional[float], typer.Option("--converged-at", metavar="X", help=
+    "Add to the table, per arm, how many runs reached validation accuracy X and their Kaplan–Meier median epoch to it "
+    "(a run that never did is censored at its last epoch; stats --metric epochs_to:X tests it).")]
+TuneOption = Annotated[Optional[list[str]], typer.Option("--tune", metavar="KEY=V1,V2,...", help=
+    "Tune an option per arm on validation before the seeds run, e.g. --tune lr=1e-3,3e-3,1e-2 --tune temperature=2,4,8 "
+    "(any training or method option; repeatable: the grid is the product). Every arm runs the grid on --tune-seeds "
+    "with the same budget (an arm that sets a key itself keeps its value); the point with the best mean validation "
+    "accuracy (ties: lowest validation loss) is chosen, never looking at test. Grid runs are stored for the arm "
+    "NAME:tune, which stats ignores.")]
+TuneSeeds = Annotated[Optional[str], typer.Option(help=
+    "Seeds of the --tune grid runs \\[default: the first of --seeds].")]
+GpusPerRun = Annotated[float, typer.Option(metavar="G", help=
+    "With --executor ray: the GPUs each run's task asks Ray for, e.g. 1, or 0.5 to put two runs on each GPU (above 1: "
+    "whole GPUs); the runs then train on their GPU (--device auto). 0: the tasks hold no GPU and train on the CPU. A "
+    "request no node of the cluster can meet is refused before any run starts.")]
+RayVerbose = Annotated[bool, typer.Option("--verbose", help=
+    "With --executor ray: let Ray's own log lines (connection retries, warnings) through to stderr; by default sprkd "
+    "reports only its own errors and the runs' failures.")]
+RayAddress = Annotated[Optional[str], typer.Option(help=
+    "With --executor ray: the address of an existing Ray cluster (e.g. ray://head:10001 or auto); default: a local "
+    "cluster started for this comparison.")]
 
 
 def train_teacher(ctx: typer.Context, *, dataset: str, model: str, seed: int, resume: str | None, reuse: bool,
@@ -171,7 +199,8 @@ def _check_teacher_used(methods: list[str], teacher: str | None) -> None:
     from ..methods import options_class
 
     if teacher is not None and methods and not any(options_class(m)().uses_teacher() for m in methods):
-        raise UserError(f"--teacher: {', '.join(methods)} take{'s' if len(methods) == 1 else ''} no teacher (trained on "
+        raise UserError(f"--teacher: {', '.join(methods)} take{'s' if len(methods) == 1 else ''} no teacher (trained "
+                        "on "
                         "the labels alone); drop --teacher")
 
 
@@ -338,9 +367,11 @@ def _print_compare(result: dict) -> None:
     out.print(table)
     resumed = f" ({len(result['resumed'])} of them resumed)" if result["resumed"] else ""
     grid = f" (+ {result['ran_tuning']} --tune grid run(s))" if result.get("ran_tuning") else ""
-    out.print(f"{result['ran']} run(s) trained{grid}{resumed}, {result['reused']} reused; learning curves: {result['plot']}")
+    out.print(f"{result['ran']} run(s) trained{grid}{resumed}, {result['reused']} reused; learning curves: "
+              f"{result['plot']}")
     out.print("95% CI: the t interval of the mean, cut to [0, 1] (no variation: the runs' accuracies are equal to "
-              "within half a test example); epochs: those each arm's runs trained; plateau: runs whose best-val epoch came --patience epochs (or, "
+              "within half a test example); epochs: those each arm's runs trained; plateau: runs whose best-val epoch "
+              "came --patience epochs (or, "
               "without it, a quarter of the epochs) before their last")
     if converged is not None:
         if result.get("km_plot"):
@@ -355,13 +386,15 @@ def _print_compare(result: dict) -> None:
                   f"{len(result['hessian']['reused'])} reused")
     for row in result["arms"]:
         if row["asr_fallback"]:
-            out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no saddle "
+            out.print(f"[yellow]warning:[/yellow] arm {row['arm']}: in {row['asr_fallback']} of {row['n']} runs no "
+                      "saddle "
                       "candidate of a teacher passed the rule, and a fallback candidate went into the ASR "
                       "(see --saddle-fallback, --saddle-rule, --saddle-beta, --saddle-alpha)")
     for row in result["arms"]:
         for point in (row["tuning"] or {}).get("failed", []):
             values = ", ".join(f"{k}={v}" for k, v in point.items())
-            out.print(f"[yellow]note:[/yellow] arm {row['arm']}: --tune grid point {values} failed (diverged); not chosen")
+            out.print(f"[yellow]note:[/yellow] arm {row['arm']}: --tune grid point {values} failed (diverged); not "
+                      "chosen")
     for note in result["not_resumed"]:
         out.print(f"[yellow]{escape(note)}[/yellow]; trained afresh")
     for failure in result["failed"]:

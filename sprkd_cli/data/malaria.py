@@ -163,7 +163,8 @@ def _from_hub(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor
     if not reachable("https://huggingface.co"):
         raise UserError(
             f"--download: huggingface.co cannot be reached (no network?); put the published folder at "
-            f"{source.root / 'cell_images'} (Parasitized/*.png, Uninfected/*.png, from {HOMEPAGE}) and run without --download")
+            f"{source.root / 'cell_images'} (Parasitized/*.png, Uninfected/*.png, from {HOMEPAGE}) and run without "
+            "--download")
     import datasets
 
     hub = datasets.load_dataset(HUB_DATASET, split="train", cache_dir=str(source.root / "hub"))

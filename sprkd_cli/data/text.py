@@ -65,14 +65,16 @@ def load_glue(task: str, spec: str, options: dict, split_seed: int, data_dir: st
     """`task` tokenised by the tokenizer of the transformer `tokenizer_name` (a name or local path)."""
     o = typed_options(spec, options, DEFAULTS)
     if not tokenizer_name:
-        raise UserError(f"{task} is a text dataset: train a transformer on it, e.g. --model hf:PATH (a local model folder)")
+        raise UserError(f"{task} is a text dataset: train a transformer on it, e.g. --model hf:PATH (a local model "
+                        "folder)")
     if o["max_len"] < 8 or not 0.0 < o["val_fraction"] < 0.5:
         raise UserError(f"'{spec}': need max_len >= 8 and 0 < val_fraction < 0.5")
     from ..models.hf import load_tokenizer
 
     root = Path(data_dir or DEFAULT_DATA_DIR).expanduser()
     if data_dir and not root.is_dir():
-        raise UserError(f"--data-dir {data_dir} is not a folder; give a folder with train and validation files of {task}")
+        raise UserError(f"--data-dir {data_dir} is not a folder; give a folder with train and validation files of "
+                        f"{task}")
     tokenizer = load_tokenizer(tokenizer_name)
     tok_digest = tokenizer_digest(tokenizer)
     local = find_local(task, root)
@@ -252,7 +254,8 @@ def tokenize_splits(tokenizer, task: str, raw: dict, max_len: int) -> dict[str, 
         columns = [[str(t) for t in table[c]] for c in TASKS[task]]
         labels[split] = np.asarray(table["label"], dtype=np.int64)
         if len(labels[split]) == 0 or labels[split].min() < 0 or labels[split].max() >= N_CLASSES:
-            raise UserError(f"the {split} labels of {task} must be 0 or 1 (GLUE's test split, with hidden labels, cannot be used)")
+            raise UserError(f"the {split} labels of {task} must be 0 or 1 (GLUE's test split, with hidden labels, "
+                            "cannot be used)")
         encoded[split] = tokenize(tokenizer, columns, max_len)
     length = max(len(ids) for e in encoded.values() for ids in e["input_ids"])
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

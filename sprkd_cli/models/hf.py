@@ -60,7 +60,8 @@ def _quiet_transformers():
 
 def _cannot_load(name: str, exc: BaseException) -> UserError:
     if Path(name).exists():
-        return UserError(f"cannot load transformer '{name}': {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        return UserError(f"cannot load transformer '{name}': "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
     return UserError(
         f"cannot load transformer '{name}' (not a local directory, and the Hugging Face hub is unreachable or "
         f"has no such model): pass a local path saved with save_pretrained, e.g. hf:/path/to/{name.split('/')[-1]}"
@@ -139,7 +140,8 @@ class HFClassifier(EmbedBody):
     def __init__(self, name: str, n_classes: int, input_shape: tuple[int, ...] | None = None):
         super().__init__()
         if input_shape is not None and (len(input_shape) != 2 or input_shape[0] != 3):
-            raise UserError(f"hf:{name} reads token sequences; use a text dataset (sst2, qnli), not one of shape {input_shape}")
+            raise UserError(f"hf:{name} reads token sequences; use a text dataset (sst2, qnli), not one of shape "
+                            f"{input_shape}")
         transformers = _quiet_transformers()
         if _hub_unreachable(name):
             raise _cannot_load(name, OSError("offline"))

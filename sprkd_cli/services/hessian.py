@@ -90,7 +90,8 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
         run = store.get_run(ref)
         reports = store.hessian_reports(run.id)
         if not reports:
-            raise UserError(f"run {run.id} has no Hessian report; make one: sprkd hessian-report {run.id} --trace --density")
+            raise UserError(f"run {run.id} has no Hessian report; make one: sprkd hessian-report {run.id} --trace "
+                            "--density")
         report = next((r for r in reversed(reports) if r.step is None), reports[-1])
         result = report.result
         rows.append({"run_id": run.id, "method": shown_method(run), "kind": run.kind, "report_id": report.id,
@@ -101,7 +102,8 @@ def compare_runs(store: Store, refs: list[str]) -> dict:
             densities[density_label(run, report.config)] = result
     plot = None
     if densities:
-        plot = density_plot(densities, store.artifact_path("hessian", f"compare-{'-'.join(r['run_id'] for r in rows)}.png"),
+        plot = density_plot(densities, store.artifact_path("hessian",
+            f"compare-{'-'.join(r['run_id'] for r in rows)}.png"),
                             title="Hessian eigenvalue densities")
     return {"runs": rows, "plot": str(plot) if plot else None}
 

@@ -61,7 +61,8 @@ def resolve_teacher(store: Store, ref: str, data: Splits) -> Run:
         )
     if tuple(split["input_shape"]) != data.input_shape:
         raise UserError(
-            f"teacher {run.id} was trained on {run.dataset} inputs of shape {tuple(split['input_shape'])}, the student's "
+            f"teacher {run.id} was trained on {run.dataset} inputs of shape {tuple(split['input_shape'])}, the "
+            "student's "
             f"are {data.input_shape}; give the student the teacher's --image-size ({run.config.get('image_size')})")
     if split["fingerprint"] != data.describe()["fingerprint"]:
         raise UserError(f"teacher {run.id}'s split of {run.dataset} differs from the student's (the data changed)")

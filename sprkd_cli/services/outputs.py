@@ -29,7 +29,8 @@ def check_output(path: Path, store_url: str, *, force: bool = False) -> None:
         for suffix in STORE_COMPANIONS:
             companion = Path(f"{store}{suffix}")
             if _same_file(path, companion):
-                raise UserError(f"refusing to write to {path}: it is {'the store' if not suffix else 'a file of the store'} "
+                raise UserError(f"refusing to write to {path}: it is "
+                                f"{'the store' if not suffix else 'a file of the store'} "
                                 f"{store} itself; give another file")
     if not exists:
         return

@@ -298,7 +298,8 @@ def _render_comparison(store, data) -> str:
 def _render_statistics(store, data) -> str:
     out = ["<h2>Statistics</h2>",
            "<p class=\"note\">Tests named per column: Welch's t-test (unequal variances) between arms, and the paired "
-           "t-test on the seeds both arms have; p-values Holm-adjusted across the pairs of each metric; Cohen's d (pooled sd) and "
+           "t-test on the seeds both arms have; p-values Holm-adjusted across the pairs of each metric; Cohen's d "
+           "(pooled sd) and "
            "d<sub>z</sub> (paired); 95% confidence interval of the difference a − b (Welch). Computed by "
            "<code>sprkd stats</code>.</p>"]
     if not data["statistics"]:
@@ -334,7 +335,8 @@ def _survival_block(block: dict) -> str:
 
     arms = [[html.escape(a["method"]), str(a["n"]), str(a["reached"]), str(a["censored"]), epochs(a["median"]),
              html.escape(", ".join(map(str, a["seeds"])))] for a in block["arms"]]
-    pairs = [[f"{html.escape(p['a'])} − {html.escape(p['b'])}", f"{p['reached_a']}/{p['n_a']}, {p['reached_b']}/{p['n_b']}",
+    pairs = [[f"{html.escape(p['a'])} − {html.escape(p['b'])}",
+        f"{p['reached_a']}/{p['n_a']}, {p['reached_b']}/{p['n_b']}",
               _f(p.get("logrank_chi2"), 3), _p(p.get("p_logrank")), _p(p.get("p_adj"))] for p in block["pairs"]]
     return (f"<h3>{html.escape(block['metric'])} (censored time-to-event: runs that never reach the threshold count "
             "as censored at their last epoch)</h3>"
@@ -392,7 +394,8 @@ def _render_tuning(store, data) -> str:
         rows = [[html.escape(", ".join(f"{k}={v}" for k, v in s["values"].items())), _f(s["val_acc"]),
                  _f(s["val_loss"]), "chosen" if s["values"] == chosen else ""] for s in t.get("scores", [])]
         rows += [[html.escape(", ".join(f"{k}={v}" for k, v in p.items())), "–", "–", "failed"] for p in t.get("failed", [])]
-        out.append(f"<h3>arm {html.escape(t['arm'])}: chosen {html.escape(', '.join(f'{k}={v}' for k, v in chosen.items()))}"
+        out.append(f"<h3>arm {html.escape(t['arm'])}: chosen "
+                   f"{html.escape(', '.join(f'{k}={v}' for k, v in chosen.items()))}"
                    f" (seeds {html.escape(', '.join(map(str, t.get('seeds', []))))})</h3>"
                    + _table(["grid point", "mean val acc", "mean val loss", ""], rows, "tuning"))
     return "".join(out)

@@ -136,7 +136,8 @@ def _compare_pair(
     for name, s in ((a, sum_a), (b, sum_b)):
         if s.n < 2:
             warnings.append(
-                f"{name} has {s.n} value(s); Welch's t-test, its CI and Cohen's d need at least 2 per arm (reported as nan)"
+                f"{name} has {s.n} value(s); Welch's t-test, its CI and Cohen's d need at least 2 per arm (reported as "
+                "nan)"
             )
     flat = sum_a.n >= 2 and sum_b.n >= 2 and _spread(arm_a.values()) <= tol and _spread(arm_b.values()) <= tol
     if flat:

@@ -299,7 +299,8 @@ class Store:
         if not matches:
             raise UserError(f"no run '{ref}' in {self.shown_url}; see `sprkd runs list`")
         if len(matches) > 1:
-            raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more characters")
+            raise UserError(f"run id prefix '{ref}' is ambiguous ({', '.join(m.id for m in matches)}, ...); give more "
+                            "characters")
         return matches[0]
 
     def list_runs(self, *, kind: str | None = None, method: str | None = None, dataset: str | None = None,

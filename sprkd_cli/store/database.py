@@ -330,8 +330,10 @@ def _refuse_unversioned(conn, url: str, head: str) -> None:
     missing = sorted(ours - found)
     stamp = (f"alembic -c {MIGRATIONS_DIR.parent / 'alembic.ini'} -x url='{display_url(url)}' stamp "
              f"{head if not missing else '<revision>'}")
-    which = (f"its tables are those of this sprkd's newest schema ({head}): if nothing else changed them, mark it so with `{stamp}`"
-             if not missing else f"its tables lack {', '.join(missing)}, so it predates revision {head}: mark the revision "
+    which = (f"its tables are those of this sprkd's newest schema ({head}): if nothing else changed them, mark it so "
+             f"with `{stamp}`"
+             if not missing else f"its tables lack {', '.join(missing)}, so it predates revision {head}: mark the "
+                                 "revision "
                                  f"that made it (see {MIGRATIONS_DIR / 'versions'}) with `{stamp}`")
     raise UserError(f"the store {display_url(url)} has sprkd's tables but no schema revision (its alembic_version "
                     f"table is missing or empty), so its revision is unknown; {which}")

@@ -67,7 +67,8 @@ def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: 
             return run
     raise UserError(
         f"no finished teacher of {dataset} (split seed {split_seed}) with tracked saddles that fits student {student} "
-        f"in {store.shown_url}; train one with the student's layer layout, e.g. `sprkd train-teacher --dataset {dataset} "
+        f"in {store.shown_url}; train one with the student's layer layout, e.g. `sprkd train-teacher --dataset "
+        f"{dataset} "
         f"--split-seed {split_seed} --model {_teacher_like(student)} --track-saddles`")
 
 
