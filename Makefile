@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SPRKD := $(BIN)/sprkd
 
-.PHONY: install demo test test-fast bench clean-runs paper-sprkd paper-sage
+.PHONY: install demo test test-fast lint bench clean-runs paper-sprkd paper-sage
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ paper-sage: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# ruff (configured in pyproject.toml: line length, import order, pyflakes); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
