@@ -101,7 +101,8 @@ def main() -> None:
     print(f"2. one SAGE round on digits ({len(data.y_train)} training vectors of width 512, "
           f"{records[0]['anchors']} anchors, {records[0]['synthetic']} synthetic):")
     print(f"   first round in this process {warmup:.2f}s; after it, median {statistics.median(totals):.2f}s "
-          f"(target < 5 s): " + ", ".join(f"{p.split('_')[0]} {statistics.median(rec[p] for rec in records):.2f}s" for p in parts))
+          f"(target < 5 s): " + ", ".join(f"{p.split('_')[0]} {statistics.median(rec[p] for rec in records):.2f}s"
+                                          for p in parts))
 
     interpolate = prepare_detached("sage", data, {"sage_rounds": 10, "sage_synth": "interpolate"}, teachers=[teacher])
     interpolate.setup(student, seed=1, emit=lambda *a, **k: None)

@@ -121,7 +121,8 @@ def main() -> None:
                 data, cfg, spec, teacher = case(method_name, Path(tmp))
                 seed_everything(0)
                 model = build_model(spec, data.input_shape, data.n_classes)
-                method = prepare_detached(method_name, data, teachers=[teacher] if method_name == "kd" else [], config=cfg)
+                method = prepare_detached(method_name, data, teachers=[teacher] if method_name == "kd" else [],
+                                          config=cfg)
                 counts = profile_steps(model, method, data, cfg)
                 rows.append((label, method_name, counts))
     print("| model | method | steps | syncs/step | optimizer reads/step | .to calls/step | copy_/step | aten ops/step "

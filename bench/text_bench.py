@@ -146,7 +146,8 @@ def main() -> None:
     for name, options in (("sgd", {}), ("kd", {}), ("sage", {"sage_rounds": 0})):
         torch.manual_seed(1)
         model = build_model(student_spec, data.input_shape, data.n_classes)
-        method, setup_seconds[name] = timed(lambda: prepare_detached(name, data, options, teachers=[teacher] if name != "sgd" else []))
+        method, setup_seconds[name] = timed(lambda: prepare_detached(name, data, options,
+                                                                     teachers=[teacher] if name != "sgd" else []))
         method.setup(model, seed=1, emit=lambda *a, **k: None)
         epoch[name] = fit(model, method, data, cfg).history[0].seconds / steps
     after_epochs = peak_gb()

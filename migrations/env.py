@@ -17,7 +17,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url"))
+    engine = create_engine(context.get_x_argument(as_dictionary=True).get("url")
+                           or config.get_main_option("sqlalchemy.url"))
     with engine.begin() as conn:
         context.configure(connection=conn, target_metadata=target_metadata, render_as_batch=True)
         with context.begin_transaction():

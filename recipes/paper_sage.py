@@ -104,9 +104,9 @@ def main() -> None:
     student = f"hf:{student_dir}"
     data = ["--dataset", f"sst2:max_len={args.max_len}", "--data-dir", str(data_dir),
             "--batch-size", str(args.batch_size)]
-    outcome = json.loads(sprkd(args.db, "train-teacher", *data, "--model", teacher, "--epochs", str(args.teacher_epochs),
-                               "--patience", str(args.patience), "--lr", str(args.teacher_lr), "--seed", "0", "--reuse",
-                               "--json", capture=True))
+    outcome = json.loads(sprkd(args.db, "train-teacher", *data, "--model", teacher,
+                               "--epochs", str(args.teacher_epochs), "--patience", str(args.patience),
+                               "--lr", str(args.teacher_lr), "--seed", "0", "--reuse", "--json", capture=True))
     print(f"teacher {outcome['run_id']}: test_acc {outcome['test_acc']:.4f}", flush=True)
     compare = ["compare", *data, "--student", student, "--teacher", outcome["run_id"], "--methods", "sgd,kd,sage",
                "--seeds", args.seeds, "--epochs", str(args.epochs), "--patience", str(args.patience),

@@ -55,7 +55,8 @@ def load_runs(db: "str | Store | None" = None, *, dataset: str | None = None, me
     return frame
 
 
-def load_metrics(db: "str | Store | None" = None, *, run_ids: list[str] | None = None, **filters: Any) -> "pd.DataFrame":
+def load_metrics(db: "str | Store | None" = None, *, run_ids: list[str] | None = None,
+                 **filters: Any) -> "pd.DataFrame":
     """Every metric row of the runs (given by id, else those load_runs(**filters) selects), long format:
     run_id, step, epoch, split (train, val, test), name (loss, acc, ...), value. Join with load_runs on
     run_id = id for the arm."""
@@ -68,7 +69,8 @@ def load_metrics(db: "str | Store | None" = None, *, run_ids: list[str] | None =
     return pd.DataFrame(metric_rows(store, ids), columns=list(METRIC_FIELDS))
 
 
-def load_hessian(db: "str | Store | None" = None, *, run_ids: list[str] | None = None, **filters: Any) -> "pd.DataFrame":
+def load_hessian(db: "str | Store | None" = None, *, run_ids: list[str] | None = None,
+                 **filters: Any) -> "pd.DataFrame":
     """One row per stored Hessian report of the runs (given by id, else those load_runs(**filters) selects):
     run_id, report_id, step (None: after training) and epoch, weights (final or best-val), the probe set
     (probe_batches, probe_size, probe_seed; None: the run's own), mode, dtype, layer; top_eigenvalue,

@@ -24,8 +24,9 @@ SADDLE_FIELDS = ("track_saddles", "saddle_every", "saddle_top_n", "max_saddles",
                  "probe_mode")
 MEASUREMENT_FIELDS += SADDLE_FIELDS
 # How the data are fetched, where what is derived from them is cached, and what hardware trains (and how
-# the probe set is cut to fit its memory: the Hessian is the same up to rounding): not what the experiment is, so a --download or a GPU run is the same experiment and compare reuses it. (A GPU
-# run's numbers differ in the last digits from a CPU run's; the run's row records the device it used.)
+# the probe set is cut to fit its memory: the Hessian is the same up to rounding): not what the experiment
+# is, so a --download or a GPU run is the same experiment and compare reuses it. (A GPU run's numbers
+# differ in the last digits from a CPU run's; the run's row records the device it used.)
 # The data folder stays in the hash: two folders may hold different files under one dataset name, and
 # reuse matches on hash and seed alone.
 LOCATION_FIELDS = ("download", "device", "cache_dir", "probe_micro_batch")
@@ -99,7 +100,8 @@ class TrainConfig:
     hessian_density: bool = option(False, "Add the SLQ eigenvalue density to the reports of --hessian-every.",
                                    panel=HESSIAN)
     track_saddles: bool = option(False, "Examine the probe Hessian during training and keep the saddle candidates "
-                                        "(sprkd teachers; a student's --saddle-rule picks the strong ones).", panel=SADDLES, scope="teacher")
+                                        "(sprkd teachers; a student's --saddle-rule picks the strong ones).",
+                                 panel=SADDLES, scope="teacher")
     saddle_every: int = option(50, "A saddle check every N optimiser steps.", panel=SADDLES, check=at_least(1),
                                scope="teacher")
     saddle_top_n: int = option(4, "Eigenvalues of largest magnitude the test looks at.", panel=SADDLES,

@@ -65,13 +65,15 @@ class HessianRequest:
 
     def validate(self) -> None:
         for value, valid, flag in ((self.dtype, DTYPES, "--dtype"), (self.mode, MODES, "--mode"),
-                                   (self.weights, WEIGHTS, "--weights"),
-                                   (self.hvp, HVP_KINDS, "--hvp"), (self.trace_method, TRACE_METHODS, "--trace-method")):
+                                   (self.weights, WEIGHTS, "--weights"), (self.hvp, HVP_KINDS, "--hvp"),
+                                   (self.trace_method, TRACE_METHODS, "--trace-method")):
             if value not in valid:
                 raise UserError(f"bad {flag} '{value}'; valid: {', '.join(valid)}")
         if self.top_k < 0 or self.bottom_k < 0 or self.top_k + self.bottom_k == 0:
             raise UserError("ask for at least one eigenvalue: --top-k and --bottom-k are >= 0, not both 0")
         if self.micro_batch is not None and self.micro_batch < 0:
             raise UserError(f"--probe-micro-batch must be >= 0 (got {self.micro_batch})")
-        if self.probe_batches < 1 or self.probe_size < 1 or self.slq_runs < 1 or self.slq_steps < 2 or self.trace_hvp < 5:
-            raise UserError("--probe-batches, --probe-size, --slq-runs must be >= 1, --slq-steps >= 2, --trace-hvp >= 5")
+        if (self.probe_batches < 1 or self.probe_size < 1 or self.slq_runs < 1 or self.slq_steps < 2
+                or self.trace_hvp < 5):
+            raise UserError("--probe-batches, --probe-size, --slq-runs must be >= 1, "
+                            "--slq-steps >= 2, --trace-hvp >= 5")

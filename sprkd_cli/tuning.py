@@ -17,8 +17,8 @@ from .errors import UserError
 from .options import declared_fields, parse_value
 
 TUNING_SUFFIX = ":tune"  # a grid run belongs to the arm "NAME:tune" (':' is not allowed in arm names)
-NOT_TUNABLE = ("seed", "split_seed", "device", "precision", "data_dir", "cache_dir", "download", "checkpoint_every", "eval_noise",
-               "hessian_every", "hessian_density")
+NOT_TUNABLE = ("seed", "split_seed", "device", "precision", "data_dir", "cache_dir", "download", "checkpoint_every",
+               "eval_noise", "hessian_every", "hessian_density")
 
 
 def tuning_arm(name: str) -> str:

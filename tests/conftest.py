@@ -135,8 +135,8 @@ def sprkd_json(db, *args: str):
 
 
 def assert_user_error(result, *needles: str) -> str:
-    """Exit code 2, nothing on stdout, one line on stderr (`error: ...`, besides progress lines) containing every needle,
-    and no exception escaped (it would have been a traceback outside the test runner)."""
+    """Exit code 2, nothing on stdout, one line on stderr (`error: ...`, besides progress lines) containing
+    every needle, and no exception escaped (it would have been a traceback outside the test runner)."""
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert isinstance(result.exception, SystemExit), result.exception
     assert "Traceback" not in result.output

@@ -356,7 +356,8 @@ def test_one_power_note_per_table_with_the_largest_and_smallest_effect(db):
     d = {(p["a"], p["b"]): p for p in pairs}
     big = max(pairs, key=lambda p: abs(p["cohens_d"]))
     small = min(pairs, key=lambda p: abs(p["cohens_d"]))
-    assert f"{big['seeds_for_80_power']} seeds per arm at |d| = {abs(big['cohens_d']):.3g} ({big['a']} − {big['b']})" in out
+    assert (f"{big['seeds_for_80_power']} seeds per arm at |d| = {abs(big['cohens_d']):.3g} "
+            f"({big['a']} − {big['b']})") in out
     assert f"{small['seeds_for_80_power']} seeds per arm at |d| = {abs(small['cohens_d']):.3g}" in out
     assert "fewer than 5 seeds in sgd 3, kd 3, sprkd 3" in out and len(d) == 3
 

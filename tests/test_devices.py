@@ -103,7 +103,8 @@ def test_hessian_and_saddle_probes_stay_in_full_precision(db, monkeypatch, preci
     from_teacher = len(seen)
     student = sprkd_json(db, "distill", "--method", "sprkd", "--no-asr", "--dataset", DATA, "--student", TEACHER_MODEL,
                          "--teacher", teacher["run_id"], *TRAIN, "--precision", precision,
-                         "--nhe-grad-threshold", "1e9", "--cooldown", "0", "--gate-distance", "0", "--gate-loss-drop", "0")
+                         "--nhe-grad-threshold", "1e9", "--cooldown", "0", "--gate-distance", "0",
+                         "--gate-loss-drop", "0")
     kinds = {e.kind for e in open_test_store(db).events(student["run_id"])}
     assert kinds & {"nhe_kept", "nhe_reverted", "nhe_skipped"} and kinds & {"pgd_kept", "pgd_reverted"}
     assert from_teacher > 0 and len(seen) > from_teacher

@@ -257,7 +257,8 @@ def test_largest_magnitude_eigenvalues_and_the_saddle_score_match_the_exact_hess
     assert s.s_pos == pytest.approx(expected[expected > 0].sum(), rel=1e-4)
     assert iterations == res.iterations
     with torch.no_grad():
-        assert loss == pytest.approx(float(F.cross_entropy(model(probe_data(probe)[0]), probe_data(probe)[1])), rel=1e-5)
+        assert loss == pytest.approx(float(F.cross_entropy(model(probe_data(probe)[0]), probe_data(probe)[1])),
+                                     rel=1e-5)
 
 
 def test_lanczos_breakdown_restarts_and_finds_repeated_eigenvalues():

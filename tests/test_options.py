@@ -87,7 +87,8 @@ def test_method_options_are_checked_and_typed_alike_from_anywhere():
 def test_arm_specs():
     assert parse_arm("sgd").name == "sgd" and parse_arm("sgd").options == {}
     rkd = parse_arm("rkd=kd:temperature=1,ce_weight=0,kd_weight=1")
-    assert (rkd.name, rkd.method, rkd.options) == ("rkd", "kd", {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0})
+    assert (rkd.name, rkd.method, rkd.options) == ("rkd", "kd",
+                                                   {"temperature": 1.0, "ce_weight": 0.0, "kd_weight": 1.0})
     assert parse_arm("off=sprkd:nhe=false,pgd=no").options == {"nhe": False, "pgd": False}
     assert parse_arm("ens=sprkd:teacher=abc+def").teachers == ("abc", "def")
     assert [a.name for a in parse_arms("sgd,kd", ["x=kd:temperature=2"])] == ["sgd", "kd", "x"]
@@ -187,7 +188,8 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     teachers = [load_run_model(store.get_run(r)) for r in (a, b)]
     data = load_dataset(DATA)
     kd = KD(typed_options("kd", {}), teachers, data)
-    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
+    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0]
+                + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
     assert torch.allclose(kd.p_teacher, expected, atol=1e-7)
     assert not torch.allclose(kd.p_teacher, teacher_targets(teachers[0], data.x_train, 4.0)[0])
     single = sprkd_json(db, "distill", "--method", "kd", "--teacher", a, "--dataset", DATA, "--student",

@@ -6,7 +6,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import DATA, PROGRESS_LINE, STUDENT_ARGS, TEACHER_MODEL, open_test_store, run_subprocess, sprkd, train_teacher
+from conftest import (
+    DATA,
+    PROGRESS_LINE,
+    STUDENT_ARGS,
+    TEACHER_MODEL,
+    open_test_store,
+    run_subprocess,
+    sprkd,
+    train_teacher,
+)
 
 from sprkd_cli.activity import listening
 from sprkd_cli.cli.app import PlainProgress

@@ -51,8 +51,9 @@ def start_head(extra_env: dict | None = None, cpus: int = 2):
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=token, HOME=home,
                PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p), **(extra_env or {}))
     env.pop("RAY_ADDRESS", None)
-    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--num-cpus={cpus}", "--include-dashboard=false",
-                             f"--temp-dir={temp}", "--node-ip-address=127.0.0.1", "--block"],
+    head = subprocess.Popen([RAY, "start", "--head", f"--port={port}", f"--num-cpus={cpus}",
+                             "--include-dashboard=false", f"--temp-dir={temp}",
+                             "--node-ip-address=127.0.0.1", "--block"],
                             env=env, cwd=temp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:

@@ -33,7 +33,8 @@ def test_a_round_anchors_labels_budget_and_real_only_umap(monkeypatch):
 
     fitted = []
     real_fit = sage_module.fit_umap
-    monkeypatch.setattr(sage_module, "fit_umap", lambda points, seed: fitted.append(points.copy()) or real_fit(points, seed))
+    monkeypatch.setattr(sage_module, "fit_umap",
+                        lambda points, seed: fitted.append(points.copy()) or real_fit(points, seed))
     data, teacher, student, method, events = _sage("mlp:width=16,depth=1", sage_max_synth=7, sage_per_anchor=3)
     n = len(data.y_train)
     assert method.budget == min(int(0.1 * n), 7) == 7

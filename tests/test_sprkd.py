@@ -457,7 +457,8 @@ def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
     assert nhe and pgd
     for e in nhe:
         p = e.payload
-        assert p["step_kind"] == "eigenvector" and p["alpha"] == pytest.approx(0.5 * abs(p["lambda"]) / 2 ** p["halvings"])
+        assert (p["step_kind"] == "eigenvector"
+                and p["alpha"] == pytest.approx(0.5 * abs(p["lambda"]) / 2 ** p["halvings"]))
         assert (p["loss_after"] < p["loss_before"]) if e.kind == "nhe_kept" else (p["loss_after"] == p["loss_before"])
     for e in pgd:
         p = e.payload
@@ -654,7 +655,8 @@ def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
     teachers = [build_model(TEACHER_MODEL, data.input_shape, data.n_classes) for _ in range(2)]
     options = typed_options("sprkd", {"kd_weight": 0.5, "asr": False})
     method = _sprkd(options, data, teachers=teachers)
-    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0] + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
+    expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0]
+                + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
     assert torch.allclose(method.p_teacher, expected)
     student = build_model("mlp:width=8,depth=1", data.input_shape, data.n_classes)
     method.setup(student, seed=0, emit=lambda *a, **k: None)

@@ -170,7 +170,8 @@ def test_holm_rejects_invalid_p() -> None:
 
 def test_compare_methods_holm_across_all_pairs_in_order() -> None:
     rng = np.random.default_rng(1)
-    values = {m: dict(enumerate(rng.normal(mu, 0.01, 6))) for m, mu in [("m0", 0.70), ("m1", 0.71), ("m2", 0.69), ("m3", 0.70)]}
+    values = {m: dict(enumerate(rng.normal(mu, 0.01, 6)))
+              for m, mu in [("m0", 0.70), ("m1", 0.71), ("m2", 0.69), ("m3", 0.70)]}
     results = compare_methods(values)
     assert [(r.a, r.b) for r in results] == [
         ("m0", "m1"), ("m0", "m2"), ("m0", "m3"), ("m1", "m2"), ("m1", "m3"), ("m2", "m3"),
@@ -385,7 +386,8 @@ def test_invalid_levels_rejected() -> None:
 
 
 def test_module_imports_only_numpy_scipy_stdlib() -> None:
-    code = "import sys, sprkd_cli.stats; print(sorted(m for m in ('torch', 'pandas', 'scipy.stats') if m in sys.modules))"
+    code = ("import sys, sprkd_cli.stats; "
+            "print(sorted(m for m in ('torch', 'pandas', 'scipy.stats') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -530,10 +532,12 @@ def test_intervals_are_cut_to_the_metric_range() -> None:
     plain = summarize(x)
     assert plain.ci_high > 1.0
     cut = summarize(x, bounds=(0.0, 1.0))
-    assert plain.ci_low < 0.0 and (cut.ci_low, cut.ci_high) == (0.0, 1.0) and (cut.mean, cut.sd) == (plain.mean, plain.sd)
+    assert (plain.ci_low < 0.0 and (cut.ci_low, cut.ci_high) == (0.0, 1.0)
+            and (cut.mean, cut.sd) == (plain.mean, plain.sd))
     r = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}, bounds=(0.0, 1.0)))
     free = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}))
-    assert free.ci_high > 1.0 and free.ci_low < -1.0 and (r.ci_low, r.ci_high) == (-1.0, 1.0) and r.p_welch == free.p_welch
+    assert (free.ci_high > 1.0 and free.ci_low < -1.0 and (r.ci_low, r.ci_high) == (-1.0, 1.0)
+            and r.p_welch == free.p_welch)
     from sprkd_cli.stats.summary import ci_method
 
     assert ci_method((0.0, 1.0)) == "t interval, cut to the metric's range [0, 1]"

@@ -230,7 +230,8 @@ def test_four_processes_of_two_runs_each_on_one_new_store_lose_nothing(store_url
     by_seed: dict[int, list] = {}
     for run in runs:
         assert len(store.predictions(run.id)) == run.config["data"]["n_test"]
-        by_seed.setdefault(run.seed, []).append([(m.step, m.split, m.name, m.value) for m in rows if m.run_id == run.id])
+        by_seed.setdefault(run.seed, []).append([(m.step, m.split, m.name, m.value)
+                                                 for m in rows if m.run_id == run.id])
     assert sorted(by_seed) == list(range(4))
     assert all(len(v) == 2 and v[0] == v[1] for v in by_seed.values())  # same seed, other process: identical
     assert by_seed[0][0] != by_seed[1][0]
@@ -450,7 +451,8 @@ def test_a_password_in_a_query_or_with_an_at_sign_is_nowhere_on_a_live_store(for
     try:
         printed = []
         teacher = sprkd_json(url, "train-teacher", "--dataset", DATA, "--model", TEACHER_MODEL, "--epochs", "2")
-        for args in (["runs", "list"], ["runs", "show", teacher["run_id"]], ["runs", "export", "-o", str(tmp_path / "e.csv")],
+        for args in (["runs", "list"], ["runs", "show", teacher["run_id"]],
+                     ["runs", "export", "-o", str(tmp_path / "e.csv")],
                      ["runs", "show", "zzzz"], ["distill", "--method", "kd", "--dataset", "digits"]):
             result = sprkd(url, *args)
             printed.append(result.stdout + result.stderr)

@@ -32,7 +32,8 @@ def write_malaria(root, n_parasitized=N_PARASITIZED, n_uninfected=N_UNINFECTED, 
     """The published layout: cell_images/{Parasitized,Uninfected}/*.png of varying (non-square) sizes,
     a disc of colour on black like a cell crop, plus the stray Thumbs.db files the real folder holds."""
     rng = np.random.default_rng(seed)
-    for name, n, colour in (("Parasitized", n_parasitized, (200, 90, 160)), ("Uninfected", n_uninfected, (220, 150, 140))):
+    for name, n, colour in (("Parasitized", n_parasitized, (200, 90, 160)),
+                            ("Uninfected", n_uninfected, (220, 150, 140))):
         folder = root / "cell_images" / name
         folder.mkdir(parents=True)
         for i in range(n):
@@ -145,7 +146,8 @@ def test_malaria_caches_stay_out_of_the_data_folder(tmp_path, malaria_dir, db, m
     elsewhere = sprkd_json(db, *args, "--seed", "2", "--cache-dir", str(tmp_path / "mine"))
     monkeypatch.setenv("SPRKD_CACHE_DIR", str(tmp_path / "env"))
     from_env = sprkd_json(db, *args, "--seed", "3")
-    assert [p.name for p in (tmp_path / "mine").iterdir()] == [p.name for p in (tmp_path / "env").iterdir()] == [cache.name]
+    assert ([p.name for p in (tmp_path / "mine").iterdir()] == [p.name for p in (tmp_path / "env").iterdir()]
+            == [cache.name])
     store = open_test_store(db)
     hashes = {store.get_run(r["run_id"]).config_hash for r in (first, second, elsewhere, from_env)}
     assert len(hashes) == 1 and _files_under(malaria_dir) == before
@@ -198,7 +200,8 @@ def test_reachable_gives_up_quickly_on_a_closed_port():
 
 def write_idx(path, array: np.ndarray, gz: bool = False):
     magic = 2051 if array.ndim == 3 else 2049
-    payload = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape) + array.astype(np.uint8).tobytes()
+    payload = (struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape)
+               + array.astype(np.uint8).tobytes())
     if gz:
         with gzip.open(path.with_name(path.name + ".gz"), "wb") as f:
             f.write(payload)
@@ -266,7 +269,8 @@ def write_cifar(root, hundred=False, per_batch=12, n_test=10, seed=0):
             pickle.dump(batch, f, protocol=2)
         if name != "test":
             train.append((data, labels))
-    meta = {"fine_label_names": [str(i) for i in range(100)]} if hundred else {"label_names": [str(i) for i in range(10)]}
+    meta = ({"fine_label_names": [str(i) for i in range(100)]} if hundred
+            else {"label_names": [str(i) for i in range(10)]})
     with open(folder / ("meta" if hundred else "batches.meta"), "wb") as f:
         pickle.dump(meta, f, protocol=2)
     return data, labels, train
@@ -312,7 +316,8 @@ def test_missing_torchvision_files_say_where_to_put_them(tmp_path, db, name, whe
     assert_user_error(result, str(tmp_path / where), *needles)
 
 
-@pytest.mark.parametrize("name, host", [("mnist", "ossci-datasets.s3.amazonaws.com"), ("cifar10", "www.cs.toronto.edu")])
+@pytest.mark.parametrize("name, host", [("mnist", "ossci-datasets.s3.amazonaws.com"),
+                                        ("cifar10", "www.cs.toronto.edu")])
 def test_download_without_network_is_one_clear_line(tmp_path, monkeypatch, name, host):
     from sprkd_cli.data import vision
 
@@ -336,7 +341,8 @@ def test_image_size_is_for_malaria_only(tmp_path):
 def test_mcnemar_matches_scipy_exact_binomial(b, c, both_right, both_wrong):
     # hand-made predictions with exactly b (A right, B wrong) and c (A wrong, B right) discordant examples
     labels, pred_a, pred_b = [], [], []
-    for count, a_right, b_right in ((b, True, False), (c, False, True), (both_right, True, True), (both_wrong, False, False)):
+    for count, a_right, b_right in ((b, True, False), (c, False, True), (both_right, True, True),
+                                    (both_wrong, False, False)):
         for i in range(count):
             y = i % 3
             labels.append(y)

@@ -81,7 +81,8 @@ def _print_report(r: dict) -> None:
     n_top = len(r["top_eigenvalues"])
     for i, value in enumerate(r["top_eigenvalues"] + r["bottom_eigenvalues"]):
         label = f"top {i + 1}" if i < n_top else f"bottom {i - n_top + 1}"
-        table.add_row(label, f"{value:.6g}", f"{r['residuals'][i]:.2e}", "yes" if r["converged"][i] else "[red]no[/red]")
+        table.add_row(label, f"{value:.6g}", f"{r['residuals'][i]:.2e}",
+                      "yes" if r["converged"][i] else "[red]no[/red]")
     out.print(table)
     if r["trace"] is not None:
         out.print(f"trace ({r['trace_method']}): {r['trace']:.6g} ± {r['trace_se']:.2g} (se, {r['trace_n_hvp']} HVPs)")

@@ -48,7 +48,8 @@ def list_runs(
         table.add_column(column, justify="right" if column in ("seed", "test_acc") else "left")
     for r in runs:
         status_text = {"finished": "[green]finished[/green]", "failed": "[red]failed[/red]",
-                       "crashed": "[red]crashed[/red]", "interrupted": "[yellow]interrupted[/yellow]"}.get(r.status, r.status)
+                       "crashed": "[red]crashed[/red]",
+                       "interrupted": "[yellow]interrupted[/yellow]"}.get(r.status, r.status)
         table.add_row(r.id, escape(", ".join(run_arms(r, arms))), shown_method(r), r.dataset, r.model, str(r.seed),
                       status_text, fmt(r.summary.get("test_acc")), r.created_at.strftime("%Y-%m-%d %H:%M:%S"))
     console().print(table)
@@ -135,8 +136,8 @@ def _event_table(rows: list[dict]):
         table.add_column(column, justify="left" if column in ("kind", "details") else "right")
     for row in rows:
         details = ", ".join(f"{k}={_short(v)}" for k, v in row["payload"].items())
-        table.add_row("–" if row["step"] is None else str(row["step"]), "–" if row["epoch"] is None else str(row["epoch"]),
-                      row["kind"], escape(details))
+        table.add_row("–" if row["step"] is None else str(row["step"]),
+                      "–" if row["epoch"] is None else str(row["epoch"]), row["kind"], escape(details))
     return table
 
 
@@ -163,7 +164,8 @@ def _hessian_table(rows: list[dict]):
 @app.command("export", cls=SprkdCommand)
 def export(
     ctx: typer.Context,
-    fmt_: Annotated[choice(EXPORT_FORMATS), typer.Option("--format", help="File format (parquet: with --output).")] = "csv",
+    fmt_: Annotated[choice(EXPORT_FORMATS), typer.Option("--format", help=
+        "File format (parquet: with --output).")] = "csv",
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=
         "File to write ('-': stdout) \\[default: stdout]. Never the store or another SQLite database.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the --output file if it exists.")] = False,

@@ -154,7 +154,8 @@ def write_cache(path: Path, images: torch.Tensor, labels: torch.Tensor) -> None:
         torch.save({"images": images, "labels": labels}, partial)
         os.replace(partial, path)
     except OSError as exc:
-        raise UserError(f"cannot write the decoded-image cache {path} ({exc}); pass a --cache-dir you can write to") from None
+        raise UserError(f"cannot write the decoded-image cache {path} ({exc}); "
+                        "pass a --cache-dir you can write to") from None
 
 
 def _from_hub(source: DataSource, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -240,7 +240,8 @@ def _padded(encoded: dict, length: int, pad_id: int) -> np.ndarray:
     n = len(encoded["input_ids"])
     out = np.zeros((n, 3, length), dtype=np.int32)
     out[:, 0] = pad_id
-    for i, (ids, mask, types) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])):
+    for i, (ids, mask, types) in enumerate(zip(encoded["input_ids"], encoded["attention_mask"],
+                                               encoded["token_type_ids"])):
         out[i, 0, :len(ids)] = ids
         out[i, 1, :len(mask)] = mask
         out[i, 2, :len(types)] = types
@@ -292,4 +293,5 @@ def write_cache(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"version": CACHE_VERSION})
         os.replace(tmp, path)
     except OSError as exc:
-        raise UserError(f"cannot write the tokenisation cache {path} ({exc}); pass a --cache-dir you can write to") from None
+        raise UserError(f"cannot write the tokenisation cache {path} ({exc}); "
+                        "pass a --cache-dir you can write to") from None

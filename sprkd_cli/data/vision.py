@@ -84,7 +84,8 @@ def read_mnist(source: DataSource, name: str):
     try:
         splits = [cls(str(source.root), train=train) for train in (True, False)]
     except (RuntimeError, ValueError, AssertionError, OSError) as exc:
-        raise UserError(f"cannot read the {cls.__name__} files in {raw} ({exc}); replace them or use --download") from None
+        raise UserError(f"cannot read the {cls.__name__} files in {raw} ({exc}); "
+                        "replace them or use --download") from None
     return [(s.data.unsqueeze(1).contiguous(), s.targets.long()) for s in splits]
 
 

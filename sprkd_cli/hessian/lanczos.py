@@ -243,7 +243,8 @@ def lanczos_tridiagonal(
     if buffers.ring and reorth != "none":
         raise ValueError("two-row (ring) buffers hold too little for re-orthogonalisation: reorth='none' only")
     if not buffers.ring and max(len(buffers.rows), buffers.capacity) < steps:
-        raise ValueError(f"the buffers hold {max(len(buffers.rows), buffers.capacity)} rows, {steps} steps need {steps}")
+        raise ValueError(f"the buffers hold {max(len(buffers.rows), buffers.capacity)} rows, "
+                         f"{steps} steps need {steps}")
     eps = torch.finfo(op.dtype).eps
     basis = _Basis(start.to(op.device, op.dtype), buffers)
     q = basis.row(0)

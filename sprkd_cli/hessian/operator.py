@@ -3,8 +3,9 @@
 `H = sum_b (n_b / N) d^2 L_b / d theta^2` over the probe batches, with `theta` the
 selected parameters (all trainable ones, or those under `param_filter`). Use it as a
 context manager: entering puts the model in the probe mode, turns autocast off (a mixed-precision
-run's Hessian is measured in full precision) and builds the HVP machinery; leaving releases it and restores every submodule's `training` flag and every buffer,
-also when the block raises. Parameter values and `.grad` attributes are never touched.
+run's Hessian is measured in full precision) and builds the HVP machinery; leaving releases it and
+restores every submodule's `training` flag and every buffer, also when the block raises. Parameter
+values and `.grad` attributes are never touched.
 """
 
 from __future__ import annotations

@@ -112,7 +112,8 @@ def check_used(methods: list[str], given: dict, label: str | None = None) -> Non
         if owners and not set(owners) & set(methods):
             declared = next(d for f, d in declared_fields(options_class(owners[0])) if f.name == key)
             name = label or flag_name(key, declared)
-            subject = f"method {methods[0]} does" if len(methods) == 1 else f"the arms' methods ({', '.join(methods)}) do"
+            subject = (f"method {methods[0]} does" if len(methods) == 1
+                       else f"the arms' methods ({', '.join(methods)}) do")
             raise UserError(f"{name} is an option of {', '.join(owners)}; {subject} not use it: drop {name}")
 
 

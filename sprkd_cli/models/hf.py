@@ -40,7 +40,8 @@ def first_layers(folder: Path, layers: int, out: Path) -> Path:
     config = json.loads((folder / "config.json").read_text())
     key = "n_layers" if "n_layers" in config else "num_hidden_layers"
     if not 1 <= layers < config.get(key, 0):
-        raise UserError(f"{folder}: keep 1 to {config.get(key, 0) - 1} of its {config.get(key, 0)} layers, not {layers}")
+        raise UserError(f"{folder}: keep 1 to {config.get(key, 0) - 1} of its {config.get(key, 0)} layers, "
+                        f"not {layers}")
     out.mkdir(parents=True, exist_ok=True)
     for item in folder.iterdir():
         link = out / item.name
@@ -72,7 +73,8 @@ def _hub_unreachable(name: str) -> bool:
     """True when `name` is no local directory and the hub cannot be asked (offline flags set)."""
     if Path(name).is_dir():
         return False
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
 
 
 def load_tokenizer(name: str):

@@ -34,8 +34,8 @@ class RunEvents:
         self.pending = []
 
 
-COUNTED = ("saddle_stored", "saddle_dropped", "asr_fallback", "nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped", "pgd_kept",
-           "pgd_reverted")
+COUNTED = ("saddle_stored", "saddle_dropped", "asr_fallback", "nhe_kept", "nhe_halved", "nhe_reverted", "nhe_skipped",
+           "pgd_kept", "pgd_reverted")
 
 
 def event_counts(store: Store, run_id: str) -> dict:

@@ -133,7 +133,8 @@ def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Pa
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, result in results.items():
-        estimate = DensityEstimate(nodes=np.asarray(result["density_nodes"]), weights=np.asarray(result["density_weights"]),
+        estimate = DensityEstimate(nodes=np.asarray(result["density_nodes"]),
+                                   weights=np.asarray(result["density_weights"]),
                                    dim=result["dim"], n_hvp=result["density_n_hvp"], seed=result["seed"], seconds=0.0)
         grid, density = smooth_density(estimate)
         # below PLOT_FLOOR × the peak the Gaussian tails are round-off, not data: left out, not drawn as a floor

@@ -263,7 +263,8 @@ def _img(png: str | None, alt: str) -> str:
 
 
 STYLE = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1150px;color:#222;padding:0 1em}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;\
+max-width:1150px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f2f2f2}
@@ -393,7 +394,8 @@ def _render_tuning(store, data) -> str:
         chosen = t.get("chosen", {})
         rows = [[html.escape(", ".join(f"{k}={v}" for k, v in s["values"].items())), _f(s["val_acc"]),
                  _f(s["val_loss"]), "chosen" if s["values"] == chosen else ""] for s in t.get("scores", [])]
-        rows += [[html.escape(", ".join(f"{k}={v}" for k, v in p.items())), "–", "–", "failed"] for p in t.get("failed", [])]
+        rows += [[html.escape(", ".join(f"{k}={v}" for k, v in p.items())), "–", "–", "failed"]
+                 for p in t.get("failed", [])]
         out.append(f"<h3>arm {html.escape(t['arm'])}: chosen "
                    f"{html.escape(', '.join(f'{k}={v}' for k, v in chosen.items()))}"
                    f" (seeds {html.escape(', '.join(map(str, t.get('seeds', []))))})</h3>"

@@ -83,7 +83,8 @@ def _saddle_row(point) -> dict:
 
     score = SaddleScore(list(point.eigenvalues), point.s_neg, point.s_pos)
     defaults = SPRKDOptions()
-    passes = {rule: is_strong(score, rule, defaults.saddle_alpha, defaults.saddle_beta) for rule in ("ratio", "magnitude")}
+    passes = {rule: is_strong(score, rule, defaults.saddle_alpha, defaults.saddle_beta)
+              for rule in ("ratio", "magnitude")}
     return {"saddle_id": point.id, "step": point.step, "epoch": point.epoch, "probe_loss": point.probe_loss,
             "eigenvalues": point.eigenvalues, "s_neg": point.s_neg, "s_pos": point.s_pos,
             "ratio": score.ratio if score.ratio != float("inf") else None, "passes_ratio": passes["ratio"],
@@ -153,7 +154,8 @@ def hessian_rows(store: Store, run_ids: list[str]) -> list[dict]:
                          "dtype": request.get("dtype"), "layer": request.get("layer"),
                          "top_eigenvalue": (result["top_eigenvalues"] or [None])[0],
                          "bottom_eigenvalue": (result["bottom_eigenvalues"] or [None])[0],
-                         "top_eigenvalues": result["top_eigenvalues"], "bottom_eigenvalues": result["bottom_eigenvalues"],
+                         "top_eigenvalues": result["top_eigenvalues"],
+                         "bottom_eigenvalues": result["bottom_eigenvalues"],
                          "trace": result.get("trace"), "trace_se": result.get("trace_se"),
                          "negative_mass": negative_mass(result), "density_nodes": result.get("density_nodes"),
                          "density_weights": result.get("density_weights"), "dim": result.get("dim"),

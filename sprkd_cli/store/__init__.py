@@ -22,7 +22,8 @@ from .artifacts import join as artifact_join
 from .database import display_url, make_engine, resolve_url, retry_when_locked, sqlite_path, store_error, upgrade
 from .schema import Event, HessianReport, Metric, Prediction, Run, RunArm, SaddlePoint
 
-__all__ = ["Store", "RunTaken", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport", "SaddlePoint", "Prediction"]
+__all__ = ["Store", "RunTaken", "open_store", "store_url", "store_error", "Run", "Metric", "Event", "HessianReport",
+           "SaddlePoint", "Prediction"]
 
 DEFAULT_DB = "runs.db"
 BRIEF_LEFT_OUT = ("config", "versions", "artifact_dir", "started_at")  # list_runs(brief=True)
@@ -472,6 +473,7 @@ class Store:
                       for i, (p, y) in enumerate(zip(predicted, labels)))
 
     def predictions(self, run_id: str, split: str = "test") -> list[Prediction]:
-        query = select(Prediction).where(Prediction.run_id == run_id, Prediction.split == split).order_by(Prediction.example)
+        query = (select(Prediction).where(Prediction.run_id == run_id, Prediction.split == split)
+                 .order_by(Prediction.example))
         with self.session() as s:
             return list(s.scalars(query))

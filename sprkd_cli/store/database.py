@@ -133,7 +133,8 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(parsed, future=True, connect_args=connect_args, json_deserializer=_json_reader(url))
     except ModuleNotFoundError as exc:
         extra = " (pip install 'sprkd[postgres]')" if parsed.get_backend_name() == "postgresql" else ""
-        raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); install it{extra}") from None
+        raise UserError(f"the driver for {parsed.drivername} is not installed ({exc.name}); "
+                        f"install it{extra}") from None
     except NoSuchModuleError:
         raise UserError(f"unknown database kind '{parsed.drivername}' in {display_url(url)}; give a SQLite path or "
                         "a URL such as sqlite:///runs.db or postgresql+psycopg://host/db") from None
@@ -153,7 +154,8 @@ def _check_sqlite_path(path: Path) -> None:
         problem = f"{path.parent} is not a folder" if path.parent.exists() else f"folder {path.parent} does not exist"
         raise UserError(f"cannot open the store {path}: {problem}")
     if path.is_dir():
-        raise UserError(f"cannot open the store {path}: it is a folder; give a file in it, e.g. --db {path / 'runs.db'}")
+        raise UserError(f"cannot open the store {path}: it is a folder; "
+                        f"give a file in it, e.g. --db {path / 'runs.db'}")
     if path.exists() and not path.is_file():
         raise UserError(f"cannot open the store {path}: it is not a regular file")
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):

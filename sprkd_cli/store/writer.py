@@ -35,7 +35,8 @@ class EpochWriter:
         statement = self.statements.get(len(rows))
         if statement is None:
             one = "(" + ", ".join([self.mark] * 6) + ")"
-            statement = self.statements[len(rows)] = f"INSERT INTO metrics ({COLUMNS}) VALUES " + ", ".join([one] * len(rows))
+            statement = self.statements[len(rows)] = (f"INSERT INTO metrics ({COLUMNS}) VALUES "
+                                                      + ", ".join([one] * len(rows)))
         values = [v for step, epoch, split, name, value in rows
                   for v in (self.run_id, int(step), int(epoch), split, name, float(value))]
         cursor = self.connection.cursor()

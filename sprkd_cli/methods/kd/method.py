@@ -11,8 +11,8 @@ from .loss import kd_loss
 
 class KD(Method):
     def __init__(self, options: MethodOptions, teachers: list[torch.nn.Module], data, augmented: bool = False):
-        """`options`: KDOptions. Several `teachers` (`--teacher A,B`): ensemble KD, the KD term's target being the mean of the
-        teachers' softmax(t/T), as sprkd's KD term does."""
+        """`options`: KDOptions. Several `teachers` (`--teacher A,B`): ensemble KD, the KD term's target being
+        the mean of the teachers' softmax(t/T), as sprkd's KD term does."""
         self.options = options
         self.temperature = options.temperature
         self.ce_weight = options.ce_weight

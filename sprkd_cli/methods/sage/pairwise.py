@@ -3,10 +3,10 @@
 Below 4,096 points umap-learn's `fit` computes the full distance matrix with scikit-learn's
 `pairwise_distances(X, metric=umap.distances.euclidean)`: a Python call of the numba metric for
 each of the n(n − 1)/2 pairs (about 790,000 for a digits round: a large part of the fit's time, see
-docs/performance.md). While `fit_umap` runs, umap-learn's `pairwise_distances` is this module's, which for that metric on a
-dense array computes the same matrix in one numba loop: the same per-pair sum (the loop of
-umap's `euclidean`, under the same fastmath flag), rounded to the input's float type and
-mirrored as scikit-learn does. Every other call goes to scikit-learn unchanged.
+docs/performance.md). While `fit_umap` runs, umap-learn's `pairwise_distances` is this module's,
+which for that metric on a dense array computes the same matrix in one numba loop: the same
+per-pair sum (the loop of umap's `euclidean`, under the same fastmath flag), rounded to the input's
+float type and mirrored as scikit-learn does. Every other call goes to scikit-learn unchanged.
 tests/test_sage_umap.py checks the matrix and the fitted map equal to umap-learn's own.
 """
 

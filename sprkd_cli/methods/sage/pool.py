@@ -76,7 +76,8 @@ class RealVectors:
             return self.stored[to_device(index, self.device)], None
         return embed(self.teacher, self.x[to_device(index, self.x.device)])
 
-    def chunks(self, index: np.ndarray | torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def chunks(self,
+               index: np.ndarray | torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         """(vectors, mask) of `index` (default: every example), CHUNK at a time, in order."""
         index = torch.arange(len(self)) if index is None else torch.as_tensor(index)
         for start in range(0, len(index), CHUNK):

@@ -31,9 +31,9 @@ class SPRKD(Method):
     def __init__(self, options: MethodOptions, data, *, probe_batches: int, probe_size: int, probe_mode: str,
                  batch_size: int, saddles: list[TeacherSaddle] | None = None,
                  teachers: list[torch.nn.Module] | None = None):
-        """`options`: SPRKDOptions. `saddles`: one per teacher, for the ASR; `teachers`: their models, for the KD term (kd_weight > 0).
-        The probe set (NHE with --nhe-hessian probe, --accept probe-loss, --asr-revive) and the NHE budget
-        follow the run's training options."""
+        """`options`: SPRKDOptions. `saddles`: one per teacher, for the ASR; `teachers`: their models, for the KD
+        term (kd_weight > 0). The probe set (NHE with --nhe-hessian probe, --accept probe-loss, --asr-revive)
+        and the NHE budget follow the run's training options."""
         self.o = options
         self.options = options
         self.data = data

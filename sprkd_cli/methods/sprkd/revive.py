@@ -59,8 +59,9 @@ def dead_units(model: nn.Module, probe: ProbeSet) -> list[tuple[nn.Module, torch
 @torch.no_grad()
 def revive(model: nn.Module, targets: list[torch.Tensor], probe: ProbeSet) -> list[dict]:
     """Change `targets` (one per trainable parameter of `model`, in order): layer by layer from the input, the
-    units dead at the targets on `probe` take `model`'s own (initial) weights and a zero bias. Returns, for each layer that had
-    dead units, {"layer", "units", "dead", "revived"} (a unit dead under its own initial weights too stays dead)."""
+    units dead at the targets on `probe` take `model`'s own (initial) weights and a zero bias. Returns, for
+    each layer that had dead units, {"layer", "units", "dead", "revived"} (a unit dead under its own
+    initial weights too stays dead)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     index = {id(p): i for i, (_, p) in enumerate(named)}
     names = {m: n for n, m in model.named_modules()}

@@ -62,7 +62,8 @@ def latest_saddle_teacher(store: Store, dataset: str, split_seed: int, student: 
             continue
         if wanted is None:  # the split's shapes as stored with the run: no need to load the data
             split = run.config["data"]
-            wanted = [p.dim() for p in build_model(student, tuple(split["input_shape"]), split["n_classes"]).parameters()]
+            wanted = [p.dim() for p in build_model(student, tuple(split["input_shape"]),
+                                                   split["n_classes"]).parameters()]
         if [t.dim() for _, t in load_snapshot(store_artifacts.location(points[0].artifact))] == wanted:
             return run
     raise UserError(
