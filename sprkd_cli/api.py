@@ -50,7 +50,8 @@ def load_runs(db: "str | Store | None" = None, *, dataset: str | None = None, me
     front = ["id", "arm"]
     columns = front + [c for c in dict.fromkeys(k for row in rows for k in row) if c not in front]
     frame = pd.DataFrame(rows, columns=columns)
-    for column in frame.columns[frame.dtypes == object]:  # a key some runs lack: None, as Parquet reads it back
+    object_columns = [c for c in frame.columns if pd.api.types.is_object_dtype(frame[c])]
+    for column in object_columns:  # a key some runs lack: None, as Parquet reads it back
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
 

@@ -235,7 +235,10 @@ def test_mnist_like_from_idx_files(tmp_path, name, folder, gz):
     assert torch.bincount(data.y_val, minlength=10).tolist() == [1] * 10  # 10% of each class's 6
     assert len(data.y_train) == 50
     train_images, _ = arrays["train"]
-    as_rows = lambda x: {tuple(r) for r in (x[:, 0] * sd + mean).mul(255).round().int().reshape(len(x), -1).tolist()}
+
+    def as_rows(x):
+        return {tuple(r) for r in (x[:, 0] * sd + mean).mul(255).round().int().reshape(len(x), -1).tolist()}
+
     train_rows, val_rows = as_rows(data.x_train), as_rows(data.x_val)
     assert not train_rows & val_rows  # disjoint, and together the official training split
     assert train_rows | val_rows == {tuple(r) for r in train_images.reshape(60, -1).tolist()}
