@@ -28,13 +28,16 @@ class Declared:
     flag: str | None = None  # a bool that defaults to True: the switch that turns it off (e.g. --no-nhe)
     cli: bool = True  # a flag of the commands (False: set by the program, e.g. betas)
     scope: str = "all"  # training options: "teacher" for those of train-teacher alone (saddle tracking)
+    names: tuple[str, ...] = ()  # the flag's further names (stats --methods is --arms too)
+    sep: str | None = None  # a tuple option given as one text joined by sep (--methods sgd,kd); None: the flag repeats
 
 
 def option(default: Any, help: str, *, panel: str | None = None, check: Check | None = None,
            choices: tuple[str, ...] | None = None, flag: str | None = None, cli: bool = True,
-           scope: str = "all", factory: Callable[[], Any] | None = None) -> Any:
+           scope: str = "all", names: tuple[str, ...] = (), sep: str | None = None,
+           factory: Callable[[], Any] | None = None) -> Any:
     """A dataclass field with its declaration in the metadata."""
-    meta = {"declared": Declared(help, panel, check, choices, flag, cli, scope)}
+    meta = {"declared": Declared(help, panel, check, choices, flag, cli, scope, names, sep)}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -93,8 +96,8 @@ def default_of(f: Field) -> Any:
 def value_type(f: Field) -> type:
     """The Python type of a field's values (from its annotation, which may be a string)."""
     text = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    for name, kind in (("bool", bool), ("int", int), ("float", float), ("str", str)):
-        if text.split("|")[0].strip() == name:
+    for name, kind in (("bool", bool), ("int", int), ("float", float), ("str", str), ("tuple", tuple)):
+        if text.split("|")[0].split("[")[0].strip() == name:
             return kind
     return object
 

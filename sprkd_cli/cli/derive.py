@@ -1,10 +1,11 @@
 """The commands' flags, derived from the declarations (config.TrainConfig, each method's package,
-hessian_request.HessianRequest).
+hessian_request.HessianRequest, stats_request.StatsRequest).
 
 An option is declared once, with its default, type, help, choices and check; here it becomes a Typer
 parameter. Training options keep their default on the command line; method options default to "not
 given" (the method's own default applies, which can differ between methods: --kd-weight is 0.9 for kd
-and 0 for sprkd), and their help says each method's default.
+and 0 for sprkd), and their help says each method's default. A tuple option (stats --metric, --methods) is a
+repeated flag, or one text joined by its declared separator; not given, it is the declared default.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ def choice(values: tuple[str, ...]):
 
 
 def _param(name: str, kind: type, declared: Declared, default, help_text: str, *, optional: bool) -> inspect.Parameter:
-    decls = [flag_name(name, declared)]
+    decls = [flag_name(name, declared), *declared.names]
     if kind is bool:
         name = decls[0].lstrip("-").replace("-", "_")
         annotation, default = bool, False
+    elif kind is tuple:  # not given (None): the declared default, which the help says when there is one
+        annotation = Optional[str] if declared.sep else Optional[list[str]]
+        if default:
+            help_text += f" Default: {', '.join(default)}."
+        default = None
     else:
         value = choice(declared.choices) if declared.choices is not None else kind
         annotation = Optional[value] if optional else value

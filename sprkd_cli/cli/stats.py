@@ -6,58 +6,34 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..choices import AT, CORRECTIONS, TESTS
 from . import arguments as arg
-from .derive import choice
 from .app import SprkdCommand, console, fmt, fmt_p, open_store_from, print_json
 
 
-METRIC_HELP = (
-    "One value per run, tested across seeds. SPLIT_NAME: test_acc, test_loss, val_acc, val_loss, train_loss (at "
-    "--at's epoch). The claims (docs/methods.md): epochs_to:X, the first epoch whose val accuracy is >= X (runs that "
-    "never get there are censored at their last epoch and tested as time-to-event data: Kaplan–Meier median, log-rank "
-    "test); auc_val_acc, the mean val accuracy over the "
-    "run's epochs; val_loss_sd:K, the sd of val loss over the last K epochs (with the Brown–Forsythe test); "
-    "hessian.top1, hessian.trace, hessian.min: largest eigenvalue, trace and smallest eigenvalue of the run's "
-    "stored Hessian report on its own probe set and --at weights (compare --hessian or hessian-report --weights "
-    "... --trace makes it); noise_acc:S, test accuracy with Gaussian noise of sd S x each feature's training sd "
-    "on the test inputs (a fixed draw), stored by --eval-noise S.")
-
-
 def register(app: typer.Typer) -> None:
+    """The command's flags: StatsRequest's declared fields, --dataset after its first (--methods), then
+    --mcnemar and --json."""
+    import inspect
+
+    from ..stats_request import StatsRequest
+    from .derive import declared_params
+
+    signature = inspect.signature(stats, eval_str=True)
+    own = {p.name: p for p in signature.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD}
+    first, *rest = declared_params(StatsRequest)
+    stats.__signature__ = signature.replace(
+        parameters=[own["ctx"], first, own["dataset"], *rest, own["mcnemar"], own["as_json"]])
     app.command("stats", cls=SprkdCommand)(stats)
 
 
 def stats(
     ctx: typer.Context,
-    methods: Annotated[Optional[str], typer.Option("--methods", "--arms", help=
-        "Comma-separated arms to compare pairwise: compare's arm names, or methods (the arm of a method's plain runs) "
-        "(default: every arm with finished runs).")] = None,
+    *,
     dataset: arg.Dataset = "digits",
-    metric: Annotated[Optional[list[str]], typer.Option(help=METRIC_HELP +
-        " Repeat --metric to test several in one call: one table each, and every test of the call one family for "
-        "--correction. Default: test_acc.")] = None,
-    at: Annotated[choice(AT), typer.Option(help=
-        "The weights the value is of: best-val (the epoch of best validation accuracy) or final. The curve metrics "
-        "(epochs_to, auc_val_acc, val_loss_sd) are of the whole run.")] = "best-val",
-    test: Annotated[choice(TESTS), typer.Option("--test", help=
-        "t: Welch's t-test and the paired t-test (with Cohen's d, d_z and the CI of the difference); rank: the "
-        "Mann–Whitney U test and Wilcoxon's signed-rank test (paired), exact p without ties; aso: Almost Stochastic "
-        "Order, ε_min of each pair both ways (below 0.5: one arm's values almost stochastically larger), "
-        "Bonferroni-adjusted over the call's pairs. epochs_to:X always gets the log-rank test and a paired signed-rank "
-        "test (censored runs ranked slowest).")] = "t",
-    correction: Annotated[choice(CORRECTIONS), typer.Option(help=
-        "Multiple-testing adjustment across every test of the call (all metrics and pairs; unpaired and paired "
-        "p-values each a family): holm, bonferroni or none.")] = "holm",
-    spread: Annotated[bool, typer.Option("--spread", help=
-        "Add the Brown–Forsythe test of equal variances between arms (scipy.stats.levene, median-centred), adjusted "
-        "with the call's --correction; always on with val_loss_sd:K.")] = False,
-    student: Annotated[Optional[str], typer.Option(help="Only students of this model.")] = None,
-    teacher: Annotated[Optional[str], typer.Option(help=
-        "Only students of this teacher run (sgd runs have none and stay in).")] = None,
     mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help=
         "Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
     as_json: arg.Json = False,
+    **values,
 ) -> None:
     """Pairwise tests of arms over their stored seeds, p-values adjusted across the call (Holm by
     default): Welch and paired t-tests with Cohen's d and d_z and the 95% CI of the difference (or, with
@@ -69,17 +45,18 @@ def stats(
         result = mcnemar_runs(open_store_from(ctx), *mcnemar)
         print_json(result) if as_json else _print_mcnemar(result)
         return
-    from ..services.analysis import StatsRequest, method_stats
+    from ..options import declared_fields
+    from ..services.analysis import method_stats
+    from ..stats_request import StatsRequest
 
-    request = StatsRequest.parse(methods, dataset, metric or ["test_acc"], at, student=student, teacher=teacher,
-                                 spread=spread, test=test, correction=correction)
+    request = StatsRequest.parse(dataset, **{f.name: values[f.name] for f, _ in declared_fields(StatsRequest)})
     result = method_stats(open_store_from(ctx), request)
     if as_json:
         print_json(result["pairs"])
         return
     out = console()
     for table in result["tables"]:
-        _print_table(out, table, result["family"], dataset, at)
+        _print_table(out, table, result["family"], dataset, request.at)
 
 
 def _family(family: dict, key: str) -> str:

@@ -2,60 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..errors import UserError
+from ..stats_request import MetricSpec, StatsRequest, parse_metric
 from ..store import Store
 from .lifecycle import read_run
-from ..choices import TESTS
-
-SPLITS = ("train", "val", "test")
-HESSIAN_CLAIMS = ("top1", "trace", "min")
-METRIC_FORMS = ("SPLIT_NAME (test_acc, test_loss, val_acc, val_loss, train_loss)", "epochs_to:X", "auc_val_acc",
-                "val_loss_sd:K", "hessian.top1", "hessian.trace", "hessian.min", "noise_acc:S")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """A parsed --metric. kind: split (a per-epoch value at --at), epochs_to (param: X), auc_val_acc,
-    val_loss_sd (param: K), hessian (param: top1, trace or min) or noise_acc (param: S's key)."""
-
-    text: str
-    kind: str
-    split: str | None = None
-    name: str | None = None
-    param: float | int | str | None = None
-
-
-def parse_metric(metric: str) -> MetricSpec:
-    from ..config import noise_key
-
-    bad = UserError(f"bad --metric '{metric}'; valid: {', '.join(METRIC_FORMS)}")
-    head, colon, arg = metric.partition(":")
-    if head in ("epochs_to", "val_loss_sd", "noise_acc"):
-        try:
-            value = int(arg) if head == "val_loss_sd" else float(arg)
-        except ValueError:
-            raise bad from None
-        if head == "epochs_to" and not 0 < value <= 1:
-            raise UserError(f"bad --metric '{metric}': epochs_to:X takes a validation accuracy X in (0, 1]")
-        if head == "val_loss_sd" and value < 2:
-            raise UserError(f"bad --metric '{metric}': val_loss_sd:K takes K >= 2 epochs (an sd of one value is 0)")
-        if head == "noise_acc" and not (value >= 0 and value != float("inf")):
-            raise UserError(f"bad --metric '{metric}': noise_acc:S takes a noise level S >= 0")
-        return MetricSpec(metric, head, param=noise_key(value) if head == "noise_acc" else value)
-    if colon:
-        raise bad
-    if metric == "auc_val_acc":
-        return MetricSpec(metric, "auc_val_acc")
-    if metric.startswith("hessian."):
-        if metric.removeprefix("hessian.") not in HESSIAN_CLAIMS:
-            raise bad
-        return MetricSpec(metric, "hessian", param=metric.removeprefix("hessian."))
-    split, _, name = metric.partition("_")
-    if split not in SPLITS or not name:
-        raise bad
-    return MetricSpec(metric, "split", split, name)
 
 
 def arm_list(store: Store, text: str | None) -> list[str]:
@@ -213,59 +163,6 @@ def run_values(store: Store, runs: list, spec: MetricSpec, at: str) -> dict[str,
     return out
 
 
-"""stats --test: t (Welch's and the paired t-test), rank (Mann–Whitney and Wilcoxon's signed-rank test), aso
-(Almost Stochastic Order: ε_min both ways)."""
-
-
-@dataclass(frozen=True)
-class StatsRequest:
-    """What `stats` compares. `methods` (arm names) empty: every arm with finished runs. Every test of the
-    call (all metrics, all pairs) is one family for `correction`."""
-
-    dataset: str
-    metrics: tuple[str, ...]
-    at: str
-    methods: tuple[str, ...] = ()
-    student: str | None = None
-    teacher: str | None = None
-    spread: bool = False  # the Brown–Forsythe test too (always with val_loss_sd:K)
-    test: str = "t"
-    correction: str = "holm"
-
-    @property
-    def metric(self) -> str:
-        return self.metrics[0]
-
-    @classmethod
-    def parse(cls, methods: str | None, dataset: str, metric: str | list[str] | tuple[str, ...], at: str, *,
-              student: str | None = None, teacher: str | None = None, spread: bool = False, test: str = "t",
-              correction: str = "holm") -> "StatsRequest":
-        """The request from the command line's values; the dataset and model are checked here, before a store
-        is opened (arm names are checked against the store's arms, by method_stats)."""
-        from ..data import check_dataset_name
-        from ..specs import parse_list
-        from ..stats.multiple import CORRECTIONS
-
-        chosen = tuple(parse_list(methods)) if methods else ()
-        if methods is not None and not chosen:
-            raise UserError(f"bad --methods '{methods}': give comma-separated arms or methods, e.g. sgd,kd")
-        check_dataset_name(dataset)
-        if student:
-            from ..models import check_model
-
-            check_model(student)
-        metrics = tuple(dict.fromkeys([metric] if isinstance(metric, str) else metric)) or ("test_acc",)
-        for one in metrics:
-            parse_metric(one)
-        if at not in ("best-val", "final"):
-            raise UserError(f"bad --at '{at}': use best-val or final")
-        if test not in TESTS:
-            raise UserError(f"bad --test '{test}'; valid: {', '.join(TESTS)}")
-        if correction not in CORRECTIONS:
-            raise UserError(f"bad --correction '{correction}'; valid: {', '.join(CORRECTIONS)}")
-        return cls(dataset, metrics, at, chosen, student, teacher, spread, test, correction)
-
-
 def missing_policy(metric: str) -> str:
     """What happens to a run without a value of `metric` (one line, shown under its table)."""
     kind = parse_metric(metric).kind
@@ -400,7 +297,7 @@ def tolerance(values: dict[str, dict[int, dict]], examples: int | None = None) -
     return tol, how
 
 
-def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str = "t", spread: bool = False,
+def metric_table(values: dict[str, dict[int, dict]], *, metric: str, test: str, spread: bool,
                  unfinished: dict[str, dict[str, int]] | None = None, examples: int | None = None) -> dict:
     """One metric's table: epochs_to:X as time-to-event data (survival_table), every other metric by pairwise
     (the t-tests or the rank tests), where spreads and differences within `tolerance` are no variation."""
@@ -480,8 +377,8 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
     return {"kind": "logrank", "arms": arms, "pairs": pairs, "warnings": warnings}
 
 
-def pairwise(values: dict[str, dict[int, dict]], *, spread: bool = False, metric: str = "", test: str = "t",
-             tol: float = 0.0, bounds: tuple[float, float] = (float("-inf"), float("inf"))) -> dict:
+def pairwise(values: dict[str, dict[int, dict]], *, spread: bool, metric: str, test: str, tol: float,
+             bounds: tuple[float, float]) -> dict:
     """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
     each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe); one note on
     power for the table (stats.power_note). Spreads within `tol` are no variation; intervals are cut to

@@ -96,15 +96,16 @@ def _statistics(store: Store, request: ReportRequest, runs_by_arm: dict[str, lis
                 claims: tuple[str, ...]) -> list[dict]:
     """stats' pairwise tests (services.analysis) of test_acc and of `claims`, per metric (a claim some run
     lacks is said, not tested)."""
-    from .analysis import StatsRequest, method_stats
+    from ..stats_request import StatsRequest
+    from .analysis import method_stats
 
     if request.run_ids or len(datasets) != 1 or len(runs_by_arm) < 2:
         return []
     out = []
     for metric in ("test_acc", *claims):
         try:
-            stats_request = StatsRequest.parse(",".join(runs_by_arm), datasets[0], metric, "best-val",
-                                               student=request.student)
+            stats_request = StatsRequest.parse(datasets[0], methods=",".join(runs_by_arm), metrics=metric,
+                                               at="best-val", student=request.student)
             result = method_stats(store, stats_request)
         except UserError as exc:  # a claim some run lacks (no Hessian report): said, not tested
             out.append({"metric": metric, "not_tested": str(exc)})
