@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+DEFAULT_DATASET = "digits"  # the embedded default, offline
 Dataset = Annotated[str, typer.Option(help="Dataset name, e.g. digits or synthetic:n=600,classes=4.")]
 Seed = Annotated[int, typer.Option(help="Seed of initialisation and data order.")]
 Student = Annotated[str, typer.Option(help="Student model, e.g. mlp-small or mlp:width=128,depth=1.")]

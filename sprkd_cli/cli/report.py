@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 def report(
     ctx: typer.Context,
-    dataset: arg.Dataset = "digits",
+    dataset: arg.Dataset = arg.DEFAULT_DATASET,
     arms: Annotated[Optional[str], typer.Option("--arms", "--methods", help=
         "Comma-separated arms (compare's arm names, or methods) \\[default: every arm of the dataset with finished "
         "runs].")] = None,

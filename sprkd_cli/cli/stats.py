@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 def stats(
     ctx: typer.Context,
     *,
-    dataset: arg.Dataset = "digits",
+    dataset: arg.Dataset = arg.DEFAULT_DATASET,
     mcnemar: Annotated[Optional[tuple[str, str]], typer.Option(metavar="RUN_A RUN_B", help=
         "Instead: McNemar's exact test on two runs' per-example test predictions (same dataset and split).")] = None,
     as_json: arg.Json = False,

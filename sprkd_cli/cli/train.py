@@ -259,7 +259,7 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
         raise typer.Exit(1)
 
 
-COMMON = [_param("dataset", arg.Dataset, "digits")]
+COMMON = [_param("dataset", arg.Dataset, arg.DEFAULT_DATASET)]
 OUTPUT = [_param("as_json", arg.Json, False)]
 RESUMABLE = [_param("resume", arg.Resume, None), _param("reuse", arg.Reuse, False), *OUTPUT]
 STUDENT = [_param("teacher", arg.Teacher, None), _param("student", arg.Student, "mlp-small"), *COMMON]
