@@ -4,6 +4,8 @@ training on the machine (engine.threads)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -91,3 +93,172 @@ def test_threads_flag_sets_the_run_threads(no_env, tmp_path, monkeypatch):
     finally:
         os.environ.pop("SPRKD_THREADS", None)
         torch.set_num_threads(before)
+
+
+# -- training slots ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def slots_here(tmp_path, monkeypatch):
+    """The slot files in this test's tmp dir (for this process and, through TMPDIR, its children)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("SPRKD_SLOTS", raising=False)
+    return tmp_path / f"sprkd-slots-{os.getuid()}"
+
+
+def _hold(path) -> int:
+    """An exclusive flock on `path`, as another holder would have it (flock: per open file, so this
+    process's own TrainingSlot contends with it)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_slot_is_taken_and_released(slots_here):
+    import fcntl
+
+    slot = threads.TrainingSlot().take(count=2)
+    try:
+        assert slot.index == 0 and slot.waited < 1
+        assert (slots_here / "slot-0.lock").read_text() == f"{os.getpid()}\n"
+        assert threads.holders(2) == [str(os.getpid())]
+        inner = threads.TrainingSlot().take(count=2)  # a run inside a run: no second slot
+        assert inner.index is None
+        fd = os.open(slots_here / "slot-0.lock", os.O_RDWR)
+        with pytest.raises(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        slot.release()
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+    os.close(fd)
+    assert (slots_here / "slot-0.lock").read_text() == ""
+    with threads.TrainingSlot().take(count=2) as again:
+        assert again.index == 0
+    assert threads.TrainingSlot._held == 0
+
+
+def test_waits_while_every_slot_is_held_saying_so_once(slots_here):
+    import threading
+
+    fds = [_hold(slots_here / f"slot-{k}.lock") for k in range(2)]
+    said, checks = [], []
+    with pytest.raises(TimeoutError):
+        threads.TrainingSlot().take(count=2, say=said.append, check=lambda: checks.append(1), timeout=0.3, poll=0.02)
+    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (2 of 2 held by sprkd processes")
+    assert len(checks) >= 2
+    threading.Timer(0.3, os.close, [fds[1]]).start()  # the second holder ends
+    slot = threads.TrainingSlot().take(count=2, poll=0.02, timeout=5)
+    try:
+        assert slot.index == 1 and 0.2 <= slot.waited < 5
+    finally:
+        slot.release()
+        os.close(fds[0])
+
+
+def test_a_dead_holders_slot_is_free(slots_here):
+    script = ("import fcntl, os, sys, time; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); "
+              "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+              "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(slots_here / "slot-0.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError):  # another process holds the only slot: this one waits
+            threads.TrainingSlot().take(count=1, timeout=0.3, poll=0.02)
+        holder.kill()
+        holder.wait()
+        with threads.TrainingSlot().take(count=1, timeout=5, poll=0.02) as slot:
+            assert slot.index == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_no_cap_takes_no_slot(slots_here, monkeypatch):
+    fd = _hold(slots_here / "slot-0.lock")
+    try:
+        monkeypatch.setenv("SPRKD_SLOTS", "0")
+        assert threads.slot_count() == 0
+        with threads.TrainingSlot().take(timeout=0.1) as slot:
+            assert slot.index is None and slot.waited == 0
+        monkeypatch.setenv("SPRKD_SLOTS", "1")
+        with pytest.raises(TimeoutError):
+            threads.TrainingSlot().take(timeout=0.1, poll=0.02)
+    finally:
+        os.close(fd)
+
+
+def test_slots_option_and_its_errors(slots_here, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPRKD_SLOTS", "")
+    assert threads.slot_count() == threads.cores()
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "r.db")]
+    result = runner.invoke(app, [*db, "--slots", "0", "runs", "list"])
+    assert result.exit_code == 0 and os.environ["SPRKD_SLOTS"] == "0"
+    result = runner.invoke(app, [*db, "--slots", "x", "runs", "list"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --slots (or SPRKD_SLOTS) must be a whole number >= 0, 0 for no cap (got 'x')"]
+
+
+def test_threads_shared_between_no_more_processes_than_slots(no_env, monkeypatch):
+    monkeypatch.setattr(threads, "cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr(threads, "sprkd_trainers", lambda proc="/proc": 4)
+    monkeypatch.setenv("SPRKD_SLOTS", "1")  # one trains at a time: it may take every core
+    assert threads.choose_threads() == 8
+    monkeypatch.setenv("SPRKD_SLOTS", "")  # the default, a slot per core: as without slots
+    assert threads.choose_threads() == 2 and threads.choose_threads(jobs=16) == 1
+
+
+def _train_teacher(tmp_path, epochs: int = 2):
+    return CliRunner().invoke(app, ["--db", str(tmp_path / "r.db"), "train-teacher", "--dataset",
+                                    "synthetic:n=120,classes=3", "--model", "mlp:width=8,depth=1",
+                                    "--epochs", str(epochs), "--json"])
+
+
+def test_a_run_waits_for_a_slot_outside_its_training_seconds(no_env, slots_here, tmp_path, monkeypatch):
+    import json
+    import threading
+
+    from sprkd_cli.services import training
+
+    monkeypatch.setenv("SPRKD_SLOTS", "1")
+    fd = _hold(slots_here / "slot-0.lock")
+    said = []
+
+    def say(line):  # the run starts waiting: the holder ends half a second later
+        said.append(line)
+        threading.Timer(0.5, os.close, [fd]).start()
+
+    monkeypatch.setattr(training, "_to_stderr", say)
+    result = _train_teacher(tmp_path)
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["slot_wait_seconds"] >= 0.45 and outcome["wall_seconds"] >= outcome["slot_wait_seconds"]
+    assert outcome["seconds"] < outcome["slot_wait_seconds"]  # the loop's own time leaves the wait out
+    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (1 of 1 held")
+
+
+def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, tmp_path, monkeypatch):
+    import signal
+
+    from conftest import open_test_store
+
+    from sprkd_cli.services import training
+
+    monkeypatch.setenv("SPRKD_SLOTS", "1")
+    monkeypatch.setattr(training, "_to_stderr", lambda line: os.kill(os.getpid(), signal.SIGTERM))  # once it waits
+    fd = _hold(slots_here / "slot-0.lock")
+    try:
+        result = _train_teacher(tmp_path, epochs=1000)
+    finally:
+        os.close(fd)
+    assert result.exit_code == 143, result.output
+    [run] = open_test_store(tmp_path / "r.db").list_runs()
+    assert run.status == "interrupted" and run.error == "interrupted by SIGTERM"

@@ -12,16 +12,31 @@ order of magnitude.
 
 The count is chosen once per process, when its work starts, and a run records it (its summary's
 `threads`): torch's CPU reductions may split their sums by thread, so the last digits of a run can
-depend on its thread count; `--threads N` repeats a run's count. Importable without torch.
+depend on its thread count; `--threads N` repeats a run's count.
+
+Training slots. Fewer threads per process still leave several one-thread runs sharing each core when more
+runs train than there are cores, and then every run's epochs take longer. So a run takes one of N
+training slots on the machine before its training loop starts, and waits while all N are held:
+`--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers), else $SPRKD_SLOTS, else
+the cores this process may use; 0 takes none (no cap). A slot is an exclusive flock on a file of a
+per-user folder under the temp dir (`slots_folder()`), so the kernel frees it when its process ends,
+however it ends. The thread count above divides the cores between at most N processes, since no more
+train at once. Importable without torch.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import UserError
 
 ENV = "SPRKD_THREADS"
+SLOTS_ENV = "SPRKD_SLOTS"
+SLOT_POLL_SECONDS = 0.1  # how often a waiting process tries the slots again
 TRAINING_COMMANDS = ("train-teacher", "distill", "compare", "hessian-report")
 WORKER_FLAG = "--multiprocessing-fork"  # the last argument of compare's spawned worker processes
 
@@ -107,6 +122,9 @@ def choose_threads(jobs: int = 1) -> int:
     if explicit is not None:
         return explicit
     sharing = max(1, jobs, sprkd_trainers())
+    slots = slot_count()
+    if slots:  # no more than `slots` of them train at once
+        sharing = min(sharing, slots)
     return max(1, min(cores() // sharing, free_cores()))
 
 
@@ -128,3 +146,108 @@ def set_threads(jobs: int = 1) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+# -- training slots ----------------------------------------------------------------------------------
+
+def slot_count() -> int:
+    """$SPRKD_SLOTS (set by --slots too): how many sprkd processes train at once on this machine, 0 for
+    no cap; unset, the cores this process may use."""
+    raw = os.environ.get(SLOTS_ENV, "").strip()
+    if not raw:
+        return cores()
+    if not raw.isdigit():
+        raise UserError(f"{SLOTS_ENV}={raw!r}: give a whole number of training slots >= 0 (0: no cap), or unset it")
+    return int(raw)
+
+
+def slots_folder() -> Path:
+    """The folder of this user's slot files: <temp dir>/sprkd-slots-<uid>."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"sprkd-slots-{user}"
+
+
+class TrainingSlot:
+    """One of the machine's training slots, held from `take()` until `release()` (or the process's end).
+    `waited`: the seconds take() waited for it; `index`: which slot (None: no cap, or none needed)."""
+
+    _held = 0  # slots this process holds: a run inside a run takes no second one
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.index: int | None = None
+        self.waited = 0.0
+
+    def take(self, count: int | None = None, *, check: Callable[[], None] | None = None,
+             say: Callable[[str], None] | None = None, timeout: float | None = None,
+             poll: float = SLOT_POLL_SECONDS) -> "TrainingSlot":
+        """Take a free slot of `count` (default slot_count()), waiting while all are held: `say` hears one
+        line when the wait starts, `check()` is called between tries (it may raise, e.g. Interrupted, to
+        end the wait). TimeoutError after `timeout` seconds. Nothing is taken with a count of 0, where
+        there is no flock (not POSIX), or when this process holds a slot already."""
+        count = slot_count() if count is None else count
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        if count < 1 or TrainingSlot._held:
+            return self
+        folder = slots_folder()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fds = [os.open(folder / f"slot-{k}.lock", os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600) for k in range(count)]
+        started, said = time.monotonic(), False
+        try:
+            while True:
+                for k, fd in enumerate(fds):
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except OSError:  # held by another process (EWOULDBLOCK)
+                        continue
+                    self.fd, self.index = fds.pop(k), k
+                    self.waited = time.monotonic() - started
+                    os.ftruncate(self.fd, 0)
+                    os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)  # for a waiting process's message
+                    TrainingSlot._held += 1
+                    return self
+                if not said and say is not None:
+                    pids = holders(count)
+                    say(f"waiting for a free training slot ({count} of {count} held by sprkd processes on this "
+                        f"machine{': pids ' + ', '.join(pids) if pids else ''}; --slots N or {SLOTS_ENV} sets how "
+                        "many train at once, 0 for no cap)")
+                said = True
+                if check is not None:
+                    check()
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise TimeoutError(f"no free training slot of {count} in {timeout:g} s")
+                time.sleep(poll)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            finally:
+                os.close(self.fd)  # closing the file drops its flock
+                self.fd = None
+                TrainingSlot._held -= 1
+
+    def __enter__(self) -> "TrainingSlot":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.release()
+
+
+def holders(count: int) -> list[str]:
+    """The pids written in the first `count` slot files (a holder writes its own; a freed slot is emptied)."""
+    pids = []
+    for k in range(count):
+        try:
+            pid = (slots_folder() / f"slot-{k}.lock").read_text().strip()
+        except OSError:
+            continue
+        if pid.isdigit():
+            pids.append(pid)
+    return pids
