@@ -105,6 +105,7 @@ def slots_here(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.delenv("SPRKD_SLOTS", raising=False)
+    monkeypatch.setattr(threads.TrainingSlot, "_said", False)
     return tmp_path / f"sprkd-slots-{os.getuid()}"
 
 
@@ -149,7 +150,10 @@ def test_waits_while_every_slot_is_held_saying_so_once(slots_here):
     said, checks = [], []
     with pytest.raises(TimeoutError):
         threads.TrainingSlot().take(count=2, say=said.append, check=lambda: checks.append(1), timeout=0.3, poll=0.02)
-    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (2 of 2 held by sprkd processes")
+    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (2 held by sprkd processes on this machine")
+    with pytest.raises(TimeoutError):  # a second wait of the process: not said again
+        threads.TrainingSlot().take(count=2, say=said.append, timeout=0.1, poll=0.02)
+    assert len(said) == 1
     assert len(checks) >= 2
     threading.Timer(0.3, os.close, [fds[1]]).start()  # the second holder ends
     slot = threads.TrainingSlot().take(count=2, poll=0.02, timeout=5)
@@ -191,6 +195,43 @@ def test_no_cap_takes_no_slot(slots_here, monkeypatch):
             threads.TrainingSlot().take(timeout=0.1, poll=0.02)
     finally:
         os.close(fd)
+
+
+def test_by_default_a_run_trains_beside_others_only_on_an_idle_core(slots_here, monkeypatch):
+    assert threads.default_slots(held=0, total=2, idle=None) == 1  # at least one, whatever the load
+    assert threads.default_slots(held=1, total=2, idle=0.9) == 2
+    assert threads.default_slots(held=1, total=2, idle=0.3) == 1
+    assert threads.default_slots(held=2, total=2, idle=1.8) == 2
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    fd = _hold(slots_here / "slot-1.lock")  # one run trains (in the higher slot)
+    try:
+        monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 0.1)  # other work keeps the cores busy
+        said = []
+        with pytest.raises(TimeoutError):  # slot 0 is free, but no core is idle
+            threads.TrainingSlot().take(timeout=0.2, poll=0.02, say=said.append)
+        assert "no more while no core of the 2 is idle" in said[0]
+        monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 1.0)
+        with threads.TrainingSlot().take(timeout=1, poll=0.02) as slot:
+            assert slot.index == 0
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 0.0)
+    with threads.TrainingSlot().take(timeout=1, poll=0.02) as slot:  # none held: one run trains, whatever the load
+        assert slot.index == 0
+
+
+def test_idle_cores_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    clock = [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    idle = threads.IdleCores(str(stat))
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 ...\n")
+    assert idle() is None  # nothing measured yet
+    clock[0] += 0.5
+    stat.write_text("cpu  250 0 150 900 0 0 0 0 0 0\n")  # 300 ticks more: 200 busy, 100 idle
+    assert idle() == pytest.approx(100 / 300 * 4)
+    assert threads.IdleCores(str(tmp_path / "missing"))() is None
 
 
 def test_slots_option_and_its_errors(slots_here, tmp_path, monkeypatch):
@@ -242,7 +283,7 @@ def test_a_run_waits_for_a_slot_outside_its_training_seconds(no_env, slots_here,
     outcome = json.loads(result.stdout)
     assert outcome["slot_wait_seconds"] >= 0.45 and outcome["wall_seconds"] >= outcome["slot_wait_seconds"]
     assert outcome["seconds"] < outcome["slot_wait_seconds"]  # the loop's own time leaves the wait out
-    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (1 of 1 held")
+    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (1 held by sprkd processes on this machine; --slots allows 1;")
 
 
 def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, tmp_path, monkeypatch):
