@@ -15,13 +15,15 @@ The count is chosen once per process, when its work starts, and a run records it
 depend on its thread count; `--threads N` repeats a run's count.
 
 Training slots. Fewer threads per process still leave several one-thread runs sharing each core when more
-runs train than there are cores, and then every run's epochs take longer. So a run takes one of N
-training slots on the machine before its training loop starts, and waits while all N are held:
-`--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers), else $SPRKD_SLOTS, else
-the cores this process may use; 0 takes none (no cap). A slot is an exclusive flock on a file of a
+runs train than there are cores free, and then every run's epochs take longer. So a run takes a training
+slot on the machine before its training loop starts (and holds it to its last writes), waiting while
+none may be taken: with `--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers) or
+$SPRKD_SLOTS, one of N (0: no cap, nothing taken); by default one of the cores', and beside the runs
+already holding one only while a core is idle (default_slots), so that on a machine busy with other work
+one run trains at a time and on an idle one a run per core. A slot is an exclusive flock on a file of a
 per-user folder under the temp dir (`slots_folder()`), so the kernel frees it when its process ends,
-however it ends. The thread count above divides the cores between at most N processes, since no more
-train at once. Importable without torch.
+however it ends. The thread count above divides the cores between no more processes than the slots, since
+no more train at once. Importable without torch.
 """
 
 from __future__ import annotations
