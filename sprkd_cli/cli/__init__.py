@@ -53,7 +53,8 @@ def _global(
     slots: Annotated[Optional[str], typer.Option(
         "--slots", envvar="SPRKD_SLOTS", show_envvar=False, metavar="N",
         help="How many sprkd processes train at once on this machine; a run waits for a free slot before its "
-             "first epoch, 0 for no cap \\[env SPRKD_SLOTS; default: the cores this process may use].")] = None,
+             "first epoch, 0 for no cap \\[env SPRKD_SLOTS; default: one per core, a run training beside others "
+             "only while a core is idle].")] = None,
     no_caps: Annotated[bool, typer.Option(
         "--no-caps", help="Lift the sanity caps on sizes: --epochs above 100000, more than 100 --seeds, "
                           "--batch-size above 10^6.")] = False,

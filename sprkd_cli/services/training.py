@@ -310,12 +310,13 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     from ..hessian.operator import micro_batch_default
 
     # The run waits for a training slot (engine.threads) with its heartbeat beating, SIGINT/SIGTERM ending the
-    # wait, and holds it until its last writes: no more than N runs train or finish at once on the machine.
+    # wait, and holds it until its last writes: no more than N runs train or finish at once on the machine (CPU runs).
     # Every probe Hessian of the run (saddle checks, --hessian-every, sprkd's) holds cfg.probe_micro_batch examples.
     with TrainingSlot() as slot:
         with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch, \
                 micro_batch_default(cfg.probe_micro_batch):
-            slot.take(check=stop.check, say=_to_stderr)
+            if next(model.parameters()).device.type == "cpu":  # a run on a GPU trains on it, not on the cores
+                slot.take(check=stop.check, say=_to_stderr)
             result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                          resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
         metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's
