@@ -257,18 +257,29 @@ def test_threads_shared_between_no_more_processes_than_slots(no_env, monkeypatch
     assert threads.choose_threads() == 2 and threads.choose_threads(jobs=16) == 1
 
 
-def _train_teacher(tmp_path, epochs: int = 2):
-    return CliRunner().invoke(app, ["--db", str(tmp_path / "r.db"), "train-teacher", "--dataset",
-                                    "synthetic:n=120,classes=3", "--model", "mlp:width=8,depth=1",
-                                    "--epochs", str(epochs), "--json"])
+def _train_teacher(tmp_path, epochs: int = 2, db: str = "r.db"):
+    """train-teacher in this process, on one thread ($SPRKD_THREADS: set and undone by the callers'
+    monkeypatch), torch's thread count put back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    os.environ["SPRKD_THREADS"] = "1"
+    try:
+        return CliRunner().invoke(app, ["--db", str(tmp_path / db), "train-teacher", "--dataset",
+                                        "synthetic:n=120,classes=3", "--model", "mlp:width=8,depth=1",
+                                        "--epochs", str(epochs), "--json"])
+    finally:
+        torch.set_num_threads(before)
 
 
-def test_a_run_waits_for_a_slot_outside_its_training_seconds(no_env, slots_here, tmp_path, monkeypatch):
+def test_a_run_waits_for_a_slot_outside_its_training_seconds_with_the_same_numbers(no_env, slots_here, tmp_path,
+                                                                                   monkeypatch):
     import json
     import threading
 
     from sprkd_cli.services import training
 
+    monkeypatch.setenv("SPRKD_THREADS", "1")
     monkeypatch.setenv("SPRKD_SLOTS", "1")
     fd = _hold(slots_here / "slot-0.lock")
     said = []
@@ -284,6 +295,11 @@ def test_a_run_waits_for_a_slot_outside_its_training_seconds(no_env, slots_here,
     assert outcome["slot_wait_seconds"] >= 0.45 and outcome["wall_seconds"] >= outcome["slot_wait_seconds"]
     assert outcome["seconds"] < outcome["slot_wait_seconds"]  # the loop's own time leaves the wait out
     assert len(said) == 1 and said[0].startswith("waiting for a free training slot (1 held by sprkd processes on this machine; --slots allows 1;")
+    monkeypatch.setenv("SPRKD_SLOTS", "0")  # the same run without slots: the same numbers
+    alone = json.loads(_train_teacher(tmp_path, db="r2.db").stdout)
+    assert {k: alone[k] for k in ("final_train_loss", "best_val_loss", "test_acc")} == \
+        {k: outcome[k] for k in ("final_train_loss", "best_val_loss", "test_acc")}
+    assert alone["slot_wait_seconds"] == 0
 
 
 def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, tmp_path, monkeypatch):
@@ -293,6 +309,7 @@ def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, 
 
     from sprkd_cli.services import training
 
+    monkeypatch.setenv("SPRKD_THREADS", "1")
     monkeypatch.setenv("SPRKD_SLOTS", "1")
     monkeypatch.setattr(training, "_to_stderr", lambda line: os.kill(os.getpid(), signal.SIGTERM))  # once it waits
     fd = _hold(slots_here / "slot-0.lock")
