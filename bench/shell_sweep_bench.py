@@ -85,7 +85,8 @@ def main() -> None:
 
     lone = [r["seconds"] for r in passes["sequential"][1]]
     print(f"{args.runs} x `sprkd distill --method kd --student mlp-small --epochs {args.epochs}` on digits, "
-          f"{cores} cores, training slots {'default' if args.slots is None else args.slots}; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"{cores} cores, training slots {'default' if args.slots is None else args.slots}; "
+          f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     print()
     print("| pass | wall s | " + " | ".join(f"seed {s}: train s (threads, slot wait s)" for s in range(args.runs))

@@ -150,7 +150,8 @@ def test_waits_while_every_slot_is_held_saying_so_once(slots_here):
     said, checks = [], []
     with pytest.raises(TimeoutError):
         threads.TrainingSlot().take(count=2, say=said.append, check=lambda: checks.append(1), timeout=0.3, poll=0.02)
-    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (2 held by sprkd processes on this machine")
+    assert len(said) == 1
+    assert said[0].startswith("waiting for a free training slot (2 held by sprkd processes on this machine")
     with pytest.raises(TimeoutError):  # a second wait of the process: not said again
         threads.TrainingSlot().take(count=2, say=said.append, timeout=0.1, poll=0.02)
     assert len(said) == 1
@@ -294,7 +295,9 @@ def test_a_run_waits_for_a_slot_outside_its_training_seconds_with_the_same_numbe
     outcome = json.loads(result.stdout)
     assert outcome["slot_wait_seconds"] >= 0.45 and outcome["wall_seconds"] >= outcome["slot_wait_seconds"]
     assert outcome["seconds"] < outcome["slot_wait_seconds"]  # the loop's own time leaves the wait out
-    assert len(said) == 1 and said[0].startswith("waiting for a free training slot (1 held by sprkd processes on this machine; --slots allows 1;")
+    assert len(said) == 1
+    assert said[0].startswith("waiting for a free training slot (1 held by sprkd processes on this machine; "
+                              "--slots allows 1;")
     monkeypatch.setenv("SPRKD_SLOTS", "0")  # the same run without slots: the same numbers
     alone = json.loads(_train_teacher(tmp_path, db="r2.db").stdout)
     assert {k: alone[k] for k in ("final_train_loss", "best_val_loss", "test_acc")} == \
@@ -305,9 +308,9 @@ def test_a_run_waits_for_a_slot_outside_its_training_seconds_with_the_same_numbe
 def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, tmp_path, monkeypatch):
     import signal
 
-    from conftest import open_test_store
-
     from sprkd_cli.services import training
+
+    from conftest import open_test_store
 
     monkeypatch.setenv("SPRKD_THREADS", "1")
     monkeypatch.setenv("SPRKD_SLOTS", "1")

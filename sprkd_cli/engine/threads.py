@@ -230,11 +230,11 @@ class TrainingSlot:
              say: Callable[[str], None] | None = None, timeout: float | None = None,
              poll: float = SLOT_POLL_SECONDS) -> "TrainingSlot":
         """Take a free slot, waiting while none may be taken: one of `count` (default --slots or
-        $SPRKD_SLOTS), else (the default) one of the cores' slots while default_slots() allows one more. `say` hears one line
-        when the wait starts (the first wait of the process only); `check()` is called between tries (it may
-        raise, e.g. Interrupted, to end the wait). TimeoutError after `timeout` seconds. Nothing is taken
-        with a count of 0, where there is no flock (not POSIX), or when this process holds a slot already
-        (a run inside a run)."""
+        $SPRKD_SLOTS), else (the default) one of the cores' slots while default_slots() allows one more.
+        `say` hears one line when the wait starts (the first wait of the process only); `check()` is called
+        between tries (it may raise, e.g. Interrupted, to end the wait). TimeoutError after `timeout`
+        seconds. Nothing is taken with a count of 0, where there is no flock (not POSIX), or when this
+        process holds a slot already (a run inside a run)."""
         fixed = slot_setting() if count is None else count
         total = cores() if fixed is None else fixed
         try:

@@ -318,7 +318,7 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
             slot.take(check=stop.check, say=_to_stderr)
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
-    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
+    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's
     save_weights(model.state_dict(), store_artifacts.join(artifacts, FINAL_CHECKPOINT), metadata)
     save_weights(result.best_state, store_artifacts.join(artifacts, BEST_CHECKPOINT), metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
