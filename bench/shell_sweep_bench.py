@@ -5,16 +5,19 @@ Three passes, in one run of this script, on the same store and data:
 
   sequential   each run alone, one after another (the lone runs), default threads
   concurrent   all N started at once, default threads (each counts the sprkd processes training when it
-               starts and takes its share of the cores)
+               starts and takes its share of the cores) and default training slots (at most one run per
+               core trains at a time; the others wait for a slot, outside their training seconds)
   forced       (with --forced) all N started at once, each with --threads <cores> (what every command did
                before: every process takes every core)
 
 Printed: each run's training seconds (the run's summary `seconds`: its epochs, evaluation included) and
-its thread count, each pass's wall time, and the two goals: the concurrent wall time no more than the
+its thread count and the seconds it waited for a training slot (`slot_wait_seconds`; the runs' slot
+files are the bench's own, under its temporary folder, so other work's sprkd runs do not hold them),
+each pass's wall time, and the two goals: the concurrent wall time no more than the
 sequential one, and every concurrent run's training seconds within 1.5x of its lone run's. The load
 average before and after is printed too (the machine may be shared).
 
-Run: python bench/shell_sweep_bench.py [--runs 4] [--epochs 5] [--forced]
+Run: python bench/shell_sweep_bench.py [--runs 4] [--epochs 5] [--forced] [--slots N]
 """
 
 from __future__ import annotations
@@ -54,11 +57,16 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--forced", action="store_true", help="add the pass with every process on every core")
+    parser.add_argument("--slots", type=int, default=None,
+                        help="the runs' training slots, --slots N (default: sprkd's default, the cores)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    env = {k: v for k, v in os.environ.items() if k not in ("SPRKD_THREADS", "OMP_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SPRKD_THREADS", "OMP_NUM_THREADS", "SPRKD_SLOTS")}
     env["PYTHONPATH"] = str(ROOT)
+    if args.slots is not None:
+        env["SPRKD_SLOTS"] = str(args.slots)
     with tempfile.TemporaryDirectory() as tmp:
+        env["TMPDIR"] = tmp  # the slot files (engine.threads) of these runs only
         db = str(Path(tmp) / "runs.db")
         env["SPRKD_ARTIFACTS"] = str(Path(tmp) / "runs")
         load_before = os.getloadavg()
@@ -77,14 +85,16 @@ def main() -> None:
 
     lone = [r["seconds"] for r in passes["sequential"][1]]
     print(f"{args.runs} x `sprkd distill --method kd --student mlp-small --epochs {args.epochs}` on digits, "
-          f"{cores} cores; load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
+          f"{cores} cores, training slots {'default' if args.slots is None else args.slots}; "
+          f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     print()
-    print("| pass | wall s | " + " | ".join(f"seed {s}: train s (threads)" for s in range(args.runs))
+    print("| pass | wall s | " + " | ".join(f"seed {s}: train s (threads, slot wait s)" for s in range(args.runs))
           + " | worst train s / lone |")
     print("|---|---|" + "---|" * args.runs + "---|")
     for name, (wall, runs) in passes.items():
-        cells = " | ".join(f"{r['seconds']:.2f} ({r.get('threads', '?')})" for r in runs)
+        cells = " | ".join(f"{r['seconds']:.2f} ({r.get('threads', '?')}, {r.get('slot_wait_seconds', 0):.1f})"
+                           for r in runs)
         worst = max(r["seconds"] / base for r, base in zip(runs, lone))
         print(f"| {name} | {wall:.1f} | {cells} | {worst:.2f}x |")
     print()

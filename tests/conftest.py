@@ -35,6 +35,9 @@ def _isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("SPRKD_DB", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("SPRKD_NO_CAPS", "")  # `sprkd --no-caps` sets it in the process: undone after each test
+    # no training slots (engine.threads): a test never waits for runs outside it, on a machine shared with
+    # other work; tests/test_threads.py turns them on where it tests them
+    monkeypatch.setenv("SPRKD_SLOTS", "0")
     monkeypatch.chdir(tmp_path)
 
 

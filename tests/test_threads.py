@@ -4,6 +4,8 @@ training on the machine (engine.threads)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -91,3 +93,233 @@ def test_threads_flag_sets_the_run_threads(no_env, tmp_path, monkeypatch):
     finally:
         os.environ.pop("SPRKD_THREADS", None)
         torch.set_num_threads(before)
+
+
+# -- training slots ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def slots_here(tmp_path, monkeypatch):
+    """The slot files in this test's tmp dir (for this process and, through TMPDIR, its children)."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.delenv("SPRKD_SLOTS", raising=False)
+    monkeypatch.setattr(threads.TrainingSlot, "_said", False)
+    return tmp_path / f"sprkd-slots-{os.getuid()}"
+
+
+def _hold(path) -> int:
+    """An exclusive flock on `path`, as another holder would have it (flock: per open file, so this
+    process's own TrainingSlot contends with it)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def test_slot_is_taken_and_released(slots_here):
+    import fcntl
+
+    slot = threads.TrainingSlot().take(count=2)
+    try:
+        assert slot.index == 0 and slot.waited < 1
+        assert (slots_here / "slot-0.lock").read_text() == f"{os.getpid()}\n"
+        assert threads.holders(2) == [str(os.getpid())]
+        inner = threads.TrainingSlot().take(count=2)  # a run inside a run: no second slot
+        assert inner.index is None
+        fd = os.open(slots_here / "slot-0.lock", os.O_RDWR)
+        with pytest.raises(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        slot.release()
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+    os.close(fd)
+    assert (slots_here / "slot-0.lock").read_text() == ""
+    with threads.TrainingSlot().take(count=2) as again:
+        assert again.index == 0
+    assert threads.TrainingSlot._held == 0
+
+
+def test_waits_while_every_slot_is_held_saying_so_once(slots_here):
+    import threading
+
+    fds = [_hold(slots_here / f"slot-{k}.lock") for k in range(2)]
+    said, checks = [], []
+    with pytest.raises(TimeoutError):
+        threads.TrainingSlot().take(count=2, say=said.append, check=lambda: checks.append(1), timeout=0.3, poll=0.02)
+    assert len(said) == 1
+    assert said[0].startswith("waiting for a free training slot (2 held by sprkd processes on this machine")
+    with pytest.raises(TimeoutError):  # a second wait of the process: not said again
+        threads.TrainingSlot().take(count=2, say=said.append, timeout=0.1, poll=0.02)
+    assert len(said) == 1
+    assert len(checks) >= 2
+    threading.Timer(0.3, os.close, [fds[1]]).start()  # the second holder ends
+    slot = threads.TrainingSlot().take(count=2, poll=0.02, timeout=5)
+    try:
+        assert slot.index == 1 and 0.2 <= slot.waited < 5
+    finally:
+        slot.release()
+        os.close(fds[0])
+
+
+def test_a_dead_holders_slot_is_free(slots_here):
+    script = ("import fcntl, os, sys, time; os.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True); "
+              "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+              "print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(slots_here / "slot-0.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError):  # another process holds the only slot: this one waits
+            threads.TrainingSlot().take(count=1, timeout=0.3, poll=0.02)
+        holder.kill()
+        holder.wait()
+        with threads.TrainingSlot().take(count=1, timeout=5, poll=0.02) as slot:
+            assert slot.index == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_no_cap_takes_no_slot(slots_here, monkeypatch):
+    fd = _hold(slots_here / "slot-0.lock")
+    try:
+        monkeypatch.setenv("SPRKD_SLOTS", "0")
+        assert threads.slot_count() == 0
+        with threads.TrainingSlot().take(timeout=0.1) as slot:
+            assert slot.index is None and slot.waited == 0
+        monkeypatch.setenv("SPRKD_SLOTS", "1")
+        with pytest.raises(TimeoutError):
+            threads.TrainingSlot().take(timeout=0.1, poll=0.02)
+    finally:
+        os.close(fd)
+
+
+def test_by_default_a_run_trains_beside_others_only_on_an_idle_core(slots_here, monkeypatch):
+    assert threads.default_slots(held=0, total=2, idle=None) == 1  # at least one, whatever the load
+    assert threads.default_slots(held=1, total=2, idle=0.9) == 2
+    assert threads.default_slots(held=1, total=2, idle=0.3) == 1
+    assert threads.default_slots(held=2, total=2, idle=1.8) == 2
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    fd = _hold(slots_here / "slot-1.lock")  # one run trains (in the higher slot)
+    try:
+        monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 0.1)  # other work keeps the cores busy
+        said = []
+        with pytest.raises(TimeoutError):  # slot 0 is free, but no core is idle
+            threads.TrainingSlot().take(timeout=0.2, poll=0.02, say=said.append)
+        assert "no more while no core of the 2 is idle" in said[0]
+        monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 1.0)
+        with threads.TrainingSlot().take(timeout=1, poll=0.02) as slot:
+            assert slot.index == 0
+    finally:
+        os.close(fd)
+    monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 0.0)
+    with threads.TrainingSlot().take(timeout=1, poll=0.02) as slot:  # none held: one run trains, whatever the load
+        assert slot.index == 0
+
+
+def test_idle_cores_from_proc_stat(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    clock = [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    idle = threads.IdleCores(str(stat))
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 ...\n")
+    assert idle() is None  # nothing measured yet
+    clock[0] += 0.5
+    stat.write_text("cpu  250 0 150 900 0 0 0 0 0 0\n")  # 300 ticks more: 200 busy, 100 idle
+    assert idle() == pytest.approx(100 / 300 * 4)
+    assert threads.IdleCores(str(tmp_path / "missing"))() is None
+
+
+def test_slots_option_and_its_errors(slots_here, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPRKD_SLOTS", "")
+    assert threads.slot_count() == threads.cores()
+    runner = CliRunner()
+    db = ["--db", str(tmp_path / "r.db")]
+    result = runner.invoke(app, [*db, "--slots", "0", "runs", "list"])
+    assert result.exit_code == 0 and os.environ["SPRKD_SLOTS"] == "0"
+    result = runner.invoke(app, [*db, "--slots", "x", "runs", "list"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --slots (or SPRKD_SLOTS) must be a whole number >= 0, 0 for no cap (got 'x')"]
+
+
+def test_threads_shared_between_no_more_processes_than_slots(no_env, monkeypatch):
+    monkeypatch.setattr(threads, "cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.3, 0.0, 0.0))
+    monkeypatch.setattr(threads, "sprkd_trainers", lambda proc="/proc": 4)
+    monkeypatch.setenv("SPRKD_SLOTS", "1")  # one trains at a time: it may take every core
+    assert threads.choose_threads() == 8
+    monkeypatch.setenv("SPRKD_SLOTS", "")  # the default, a slot per core: as without slots
+    assert threads.choose_threads() == 2 and threads.choose_threads(jobs=16) == 1
+
+
+def _train_teacher(tmp_path, epochs: int = 2, db: str = "r.db"):
+    """train-teacher in this process, on one thread ($SPRKD_THREADS: set and undone by the callers'
+    monkeypatch), torch's thread count put back afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    os.environ["SPRKD_THREADS"] = "1"
+    try:
+        return CliRunner().invoke(app, ["--db", str(tmp_path / db), "train-teacher", "--dataset",
+                                        "synthetic:n=120,classes=3", "--model", "mlp:width=8,depth=1",
+                                        "--epochs", str(epochs), "--json"])
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_run_waits_for_a_slot_outside_its_training_seconds_with_the_same_numbers(no_env, slots_here, tmp_path,
+                                                                                   monkeypatch):
+    import json
+    import threading
+
+    from sprkd_cli.services import training
+
+    monkeypatch.setenv("SPRKD_THREADS", "1")
+    monkeypatch.setenv("SPRKD_SLOTS", "1")
+    fd = _hold(slots_here / "slot-0.lock")
+    said = []
+
+    def say(line):  # the run starts waiting: the holder ends half a second later
+        said.append(line)
+        threading.Timer(0.5, os.close, [fd]).start()
+
+    monkeypatch.setattr(training, "_to_stderr", say)
+    result = _train_teacher(tmp_path)
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    assert outcome["slot_wait_seconds"] >= 0.45 and outcome["wall_seconds"] >= outcome["slot_wait_seconds"]
+    assert outcome["seconds"] < outcome["slot_wait_seconds"]  # the loop's own time leaves the wait out
+    assert len(said) == 1
+    assert said[0].startswith("waiting for a free training slot (1 held by sprkd processes on this machine; "
+                              "--slots allows 1;")
+    monkeypatch.setenv("SPRKD_SLOTS", "0")  # the same run without slots: the same numbers
+    alone = json.loads(_train_teacher(tmp_path, db="r2.db").stdout)
+    assert {k: alone[k] for k in ("final_train_loss", "best_val_loss", "test_acc")} == \
+        {k: outcome[k] for k in ("final_train_loss", "best_val_loss", "test_acc")}
+    assert alone["slot_wait_seconds"] == 0
+
+
+def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, tmp_path, monkeypatch):
+    import signal
+
+    from sprkd_cli.services import training
+
+    from conftest import open_test_store
+
+    monkeypatch.setenv("SPRKD_THREADS", "1")
+    monkeypatch.setenv("SPRKD_SLOTS", "1")
+    monkeypatch.setattr(training, "_to_stderr", lambda line: os.kill(os.getpid(), signal.SIGTERM))  # once it waits
+    fd = _hold(slots_here / "slot-0.lock")
+    try:
+        result = _train_teacher(tmp_path, epochs=1000)
+    finally:
+        os.close(fd)
+    assert result.exit_code == 143, result.output
+    [run] = open_test_store(tmp_path / "r.db").list_runs()
+    assert run.status == "interrupted" and run.error == "interrupted by SIGTERM"

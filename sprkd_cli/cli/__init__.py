@@ -50,6 +50,11 @@ def _global(
         "--threads", envvar="SPRKD_THREADS", show_envvar=False, metavar="N",
         help="CPU threads of each process that trains or measures \\[env SPRKD_THREADS, else OMP_NUM_THREADS; "
              "default: the cores shared between the sprkd processes training on this machine when it starts].")] = None,
+    slots: Annotated[Optional[str], typer.Option(
+        "--slots", envvar="SPRKD_SLOTS", show_envvar=False, metavar="N",
+        help="How many sprkd processes train at once on this machine; a run waits for a free slot before its "
+             "first epoch, 0 for no cap \\[env SPRKD_SLOTS; default: one per core, a run training beside others "
+             "only while a core is idle].")] = None,
     no_caps: Annotated[bool, typer.Option(
         "--no-caps", help="Lift the sanity caps on sizes: --epochs above 100000, more than 100 --seeds, "
                           "--batch-size above 10^6.")] = False,
@@ -66,6 +71,10 @@ def _global(
         if not threads.strip().isdigit() or int(threads) < 1:
             raise UserError(f"--threads (or SPRKD_THREADS) must be a whole number >= 1 (got {threads!r})")
         os.environ["SPRKD_THREADS"] = threads.strip()  # read by engine.threads, here and in compare's workers
+    if slots is not None:
+        if not slots.strip().isdigit():
+            raise UserError(f"--slots (or SPRKD_SLOTS) must be a whole number >= 0, 0 for no cap (got {slots!r})")
+        os.environ["SPRKD_SLOTS"] = slots.strip()  # read by engine.threads, here and in compare's workers
     if no_caps:
         os.environ[NO_CAPS_ENV] = "1"  # read by the options' checks, here and in compare's workers
     _warnings_as_one_line()

@@ -12,16 +12,35 @@ order of magnitude.
 
 The count is chosen once per process, when its work starts, and a run records it (its summary's
 `threads`): torch's CPU reductions may split their sums by thread, so the last digits of a run can
-depend on its thread count; `--threads N` repeats a run's count. Importable without torch.
+depend on its thread count; `--threads N` repeats a run's count.
+
+Training slots. Fewer threads per process still leave several one-thread runs sharing each core when more
+runs train than there are cores free, and then every run's epochs take longer. So a run takes a training
+slot on the machine before its training loop starts (and holds it to its last writes), waiting while
+none may be taken: with `--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers) or
+$SPRKD_SLOTS, one of N (0: no cap, nothing taken); by default one of the cores', and beside the runs
+already holding one only while a core is idle (default_slots), so that on a machine busy with other work
+one run trains at a time and on an idle one a run per core. A slot is an exclusive flock on a file of a
+per-user folder under the temp dir (`slots_folder()`), so the kernel frees it when its process ends,
+however it ends. The thread count above divides the cores between no more processes than the slots, since
+no more train at once. Importable without torch.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 from ..errors import UserError
 
 ENV = "SPRKD_THREADS"
+SLOTS_ENV = "SPRKD_SLOTS"
+SLOT_POLL_SECONDS = 0.1  # how often a waiting process tries the slots again
+IDLE_WINDOW = 1.0  # seconds of CPU time over which a waiting process measures the idle cores
+IDLE_MIN_WINDOW = 0.3  # and the least it measures before it takes a slot beside another run
 TRAINING_COMMANDS = ("train-teacher", "distill", "compare", "hessian-report")
 WORKER_FLAG = "--multiprocessing-fork"  # the last argument of compare's spawned worker processes
 
@@ -107,6 +126,9 @@ def choose_threads(jobs: int = 1) -> int:
     if explicit is not None:
         return explicit
     sharing = max(1, jobs, sprkd_trainers())
+    slots = slot_count()
+    if slots:  # no more than `slots` of them train at once
+        sharing = min(sharing, slots)
     return max(1, min(cores() // sharing, free_cores()))
 
 
@@ -128,3 +150,177 @@ def set_threads(jobs: int = 1) -> int:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+# -- training slots ----------------------------------------------------------------------------------
+
+def slot_setting() -> int | None:
+    """$SPRKD_SLOTS (set by --slots too): how many sprkd processes train at once on this machine, 0 for
+    no cap; None when unset (the default: see load_slots)."""
+    raw = os.environ.get(SLOTS_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        raise UserError(f"{SLOTS_ENV}={raw!r}: give a whole number of training slots >= 0 (0: no cap), or unset it")
+    return int(raw)
+
+
+def slot_count() -> int:
+    """The most sprkd processes that train at once on this machine: --slots, $SPRKD_SLOTS, else the cores
+    this process may use (0: no cap)."""
+    setting = slot_setting()
+    return cores() if setting is None else setting
+
+
+class IdleCores:
+    """The machine's idle cores, measured over the last IDLE_WINDOW seconds of calls (Linux's /proc/stat);
+    None until IDLE_MIN_WINDOW seconds have been measured, or where there is no /proc/stat."""
+
+    def __init__(self, stat: str = "/proc/stat"):
+        self.stat = stat
+        self.samples: list[tuple[float, list[int]]] = []
+
+    def __call__(self) -> float | None:
+        try:
+            with open(self.stat) as f:
+                fields = [int(v) for v in f.readline().split()[1:]]  # "cpu  user nice system idle iowait ..."
+        except (OSError, ValueError):
+            return None
+        now = time.monotonic()
+        self.samples.append((now, fields))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= IDLE_WINDOW:
+            self.samples.pop(0)
+        since, first = self.samples[0]
+        total = sum(fields) - sum(first)
+        if now - since < IDLE_MIN_WINDOW or total <= 0:
+            return None
+        idle = sum(fields[3:5]) - sum(first[3:5])  # idle and iowait
+        return idle / total * (os.cpu_count() or 1)
+
+
+def default_slots(held: int, total: int, idle: float | None) -> int:
+    """The default's slots at this moment: the `held` ones, and one more for each core left idle (`idle`,
+    IdleCores: the waiting processes sleep, so what keeps the cores busy is the runs holding slots and
+    any other work); at least one, at most `total` (the cores this process may use). On an idle machine
+    every core trains, and `compare --jobs J` with J up to the cores is never held back; where other work
+    keeps the cores busy, fewer runs train at once, so that each keeps a core to itself."""
+    extra = int(idle + 0.25) if idle is not None else 0
+    return max(1, min(total, held + extra))
+
+
+def slots_folder() -> Path:
+    """The folder of this user's slot files: <temp dir>/sprkd-slots-<uid>."""
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return Path(tempfile.gettempdir()) / f"sprkd-slots-{user}"
+
+
+class TrainingSlot:
+    """One of the machine's training slots, held from `take()` until `release()` (or the process's end).
+    `waited`: the seconds take() waited for it; `index`: which slot (None: no cap, or none needed)."""
+
+    _held = 0  # slots this process holds: a run inside a run takes no second one
+    _said = False  # whether this process has said it waits
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+        self.index: int | None = None
+        self.waited = 0.0
+
+    def take(self, count: int | None = None, *, check: Callable[[], None] | None = None,
+             say: Callable[[str], None] | None = None, timeout: float | None = None,
+             poll: float = SLOT_POLL_SECONDS) -> "TrainingSlot":
+        """Take a free slot, waiting while none may be taken: one of `count` (default --slots or
+        $SPRKD_SLOTS), else (the default) one of the cores' slots while default_slots() allows one more.
+        `say` hears one line when the wait starts (the first wait of the process only); `check()` is called
+        between tries (it may raise, e.g. Interrupted, to end the wait). TimeoutError after `timeout`
+        seconds. Nothing is taken with a count of 0, where there is no flock (not POSIX), or when this
+        process holds a slot already (a run inside a run)."""
+        fixed = slot_setting() if count is None else count
+        total = cores() if fixed is None else fixed
+        try:
+            import fcntl
+        except ImportError:
+            return self
+        if total < 1 or TrainingSlot._held:
+            return self
+        folder = slots_folder()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fds = {k: os.open(folder / f"slot-{k}.lock", flags, 0o600) for k in range(total)}
+        started, said, idle = time.monotonic(), False, IdleCores()
+        try:
+            while True:
+                free, held = [], 0
+                for k, fd in fds.items():
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        free.append(k)
+                    except OSError:  # held by another process (EWOULDBLOCK)
+                        held += 1
+                allowed = total if fixed is not None else default_slots(held, total, idle() if held else None)
+                keep = free[0] if free and held < allowed else None
+                for k in free:
+                    if k != keep:
+                        fcntl.flock(fds[k], fcntl.LOCK_UN)
+                if keep is not None:
+                    self.fd, self.index = fds.pop(keep), keep
+                    self.waited = time.monotonic() - started
+                    os.ftruncate(self.fd, 0)
+                    os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)  # for a waiting process's message
+                    TrainingSlot._held += 1
+                    return self
+                if not said and say is not None and not TrainingSlot._said:
+                    pids = holders(total)
+                    room = (f"--slots allows {total}" if fixed is not None else
+                            f"no more while no core of the {total} is idle")
+                    say(f"waiting for a free training slot ({held} held by sprkd processes on this machine"
+                        f"{': pids ' + ', '.join(pids) if pids else ''}; {room}; --slots N or {SLOTS_ENV} sets how "
+                        "many train at once, 0 for no cap)")
+                    TrainingSlot._said = True  # once per process (a compare worker waits before many runs)
+                said = True
+                if check is not None:
+                    check()
+                if timeout is not None and time.monotonic() - started >= timeout:
+                    raise TimeoutError(f"no free training slot in {timeout:g} s")
+                time.sleep(poll)
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.ftruncate(self.fd, 0)
+            finally:
+                os.close(self.fd)  # closing the file drops its flock
+                self.fd = None
+                TrainingSlot._held -= 1
+
+    def __enter__(self) -> "TrainingSlot":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.release()
+
+
+def holders(count: int) -> list[str]:
+    """The pids written in the first `count` slot files (a holder writes its own; a freed slot is emptied)."""
+    pids = []
+    for k in range(count):
+        try:
+            pid = (slots_folder() / f"slot-{k}.lock").read_text().strip()
+        except OSError:
+            continue
+        if pid.isdigit() and _alive(int(pid)):
+            pids.append(pid)
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's
+        pass
+    return True

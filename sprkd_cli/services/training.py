@@ -305,19 +305,25 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
     hooks = [lambda step, epoch: stop.check()] + \
             ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
             ([_saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
+    from ..engine.threads import TrainingSlot
     from ..hessian.operator import micro_batch_default
 
-    # every probe Hessian of the run (saddle checks, --hessian-every, sprkd's) holds cfg.probe_micro_batch examples
+    # The run waits for a training slot (engine.threads; CPU runs) with its heartbeat beating, SIGINT/SIGTERM
+    # ending the wait, and holds it while it trains (its next waiter's start-up covers its last writes).
+    # Every probe Hessian of the run (saddle checks, --hessian-every, sprkd's) holds cfg.probe_micro_batch examples.
     with Heartbeat(store, run.id), store.epoch_writer(run.id) as write_epoch, \
-            micro_batch_default(cfg.probe_micro_batch):
+            micro_batch_default(cfg.probe_micro_batch), TrainingSlot() as slot:
+        if next(model.parameters()).device.type == "cpu":  # a run on a GPU trains on it, not on the cores
+            slot.take(check=stop.check, say=_to_stderr)
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
-    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's (runs.load_run_model)
+    metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's
     save_weights(model.state_dict(), store_artifacts.join(artifacts, FINAL_CHECKPOINT), metadata)
     save_weights(result.best_state, store_artifacts.join(artifacts, BEST_CHECKPOINT), metadata)
     store.set_predictions(run.id, "test", result.best_test_predictions.tolist(), data.y_test.tolist())
     summary = result.summary() | method.summary() | end_of_run_claims(cfg, result, model, data) | \
-        {"wall_seconds": time.perf_counter() - started, "threads": threads}
+        {"wall_seconds": time.perf_counter() - started, "threads": threads,
+         "slot_wait_seconds": round(slot.waited, 3)}
     store.finish_run(run.id, summary, n_params)
     store_artifacts.remove(state_path)  # a finished run is not resumed
     outcome = finished_outcome(read_run(store, run.id))
