@@ -22,10 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from conftest import STUDENT_ARGS, TEACHER_ARGS  # noqa: E402
 from test_ray_address import start_head  # noqa: E402  the tests' head
 
 from sprkd_cli.store import open_store  # noqa: E402
+
+from conftest import STUDENT_ARGS, TEACHER_ARGS  # noqa: E402
 
 
 def new_database(server: str) -> str:

@@ -7,9 +7,10 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import STUDY_ARMS, open_test_store, sprkd, sprkd_json
 
 from sprkd_cli.api import load_hessian, load_metrics, load_runs, parquet_ready, write_frame
+
+from conftest import STUDY_ARMS, open_test_store, sprkd, sprkd_json
 
 pytestmark = pytest.mark.slow  # the study fixture trains 15 small runs once per session
 

@@ -9,11 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DATA, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json
 from scipy import stats as scipy_stats
 
 from sprkd_cli.services.analysis import method_values, parse_metric
 from sprkd_cli.stats import auc_val_acc, brown_forsythe, epochs_to, sd_last
+
+from conftest import DATA, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json
 
 PROCESS = {"host": "test", "pid": 1, "pid_started": 1}
 

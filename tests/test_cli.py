@@ -9,6 +9,7 @@ import json
 import re
 
 import pytest
+
 from conftest import (
     DATA,
     DATA_4,

@@ -9,6 +9,8 @@ import sys
 import time
 
 import pytest
+from scipy import stats as scipy_stats
+
 from conftest import (
     DATA,
     METRIC_NAMES,
@@ -20,7 +22,6 @@ from conftest import (
     sprkd_json,
     train_teacher,
 )
-from scipy import stats as scipy_stats
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

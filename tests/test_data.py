@@ -11,7 +11,6 @@ from sprkd_cli.data.splits import stratified_split
 from sprkd_cli.errors import UserError
 from sprkd_cli.models import build_model, count_parameters, model_names
 
-
 # --- splits -------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from conftest import DATA, TEACHER_MODEL, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json
 
 NO_CUDA = "no CUDA GPU is visible"

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_json, train_teacher
 
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.data import load_dataset
 from sprkd_cli.engine import evaluate, fit, load_weights, save_weights
 from sprkd_cli.methods import method_class, typed_options
 from sprkd_cli.models import build_model
+
+from conftest import DATA, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_json, train_teacher
 
 
 class CountingTeacher(torch.nn.Module):

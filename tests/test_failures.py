@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     DATA,
     REPO,
@@ -77,9 +78,9 @@ def test_os_read_only_artifact_root_is_refused_before_training(db, tmp_path, mon
 def test_os_disk_full_while_saving_weights_fails_the_run(db, monkeypatch, raised):
     """The disk fills while the weights are written (safetensors reports it as its own error, wrapping the
     system's): the run fails with one line naming the file and the reason, and no partial file is left."""
-    import sprkd_cli.engine.safetensors_io as safetensors_io
     from safetensors import SafetensorError
 
+    import sprkd_cli.engine.safetensors_io as safetensors_io
     from sprkd_cli.services.loading import FINAL_CHECKPOINT
 
     real = safetensors_io.save_file

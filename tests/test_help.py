@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import assert_user_error, sprkd
 from rich.text import Text
 
 from sprkd_cli.cli import app
+
+from conftest import assert_user_error, sprkd
 
 
 def _commands(command, path=()):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from conftest import TEACHER_ARGS, assert_user_error, metric_rows, open_test_store, sprkd, sprkd_json, train_teacher
 
 SMALL = ["--probe-batches", "1", "--probe-size", "64"]

@@ -16,7 +16,6 @@ from sprkd_cli.hessian import HessianOperator, ProbeSet, hutchpp_trace, lanczos,
 from sprkd_cli.hessian.hvp import micro_batches
 from sprkd_cli.hessian.operator import default_micro_batch, micro_batch_default
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny models on one thread
 
 
@@ -190,9 +189,9 @@ def test_basis_grows_as_needed(setup):
 def test_saddle_checks_and_hessian_every_follow_the_runs_micro_batch(db, monkeypatch):
     """--probe-micro-batch reaches the probes during training (saddle checks, --hessian-every): the same
     eigenvalues up to rounding, measured in micro-batches of the given size."""
-    from conftest import open_test_store, train_teacher
-
     import sprkd_cli.hessian.operator as operator
+
+    from conftest import open_test_store, train_teacher
 
     sizes = []
     build = operator.HessianOperator._build

@@ -5,6 +5,7 @@ no known value, and $COLUMNS that is not a width."""
 from __future__ import annotations
 
 import pytest
+
 from conftest import STUDENT_ARGS, assert_user_error, open_test_store, sprkd, train_teacher
 
 BAD = [

@@ -16,6 +16,18 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
+from sprkd_cli.services.lifecycle import (
+    CRASH_AFTER,
+    find_unfinished,
+    is_crashed,
+    process_started,
+    read_run,
+    read_runs,
+    this_process,
+)
+from sprkd_cli.store import RUN_STATUSES, safe_name, utcnow
+
 from conftest import (
     DATA,
     STUDENT_ARGS,
@@ -28,17 +40,6 @@ from conftest import (
     train_teacher,
     without_progress,
 )
-
-from sprkd_cli.services.lifecycle import (
-    CRASH_AFTER,
-    find_unfinished,
-    is_crashed,
-    process_started,
-    read_run,
-    read_runs,
-    this_process,
-)
-from sprkd_cli.store import RUN_STATUSES, safe_name, utcnow
 
 
 def add_run(store, method="kd", seed=0, **fields):

@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import pytest
+
 from conftest import DATA, STUDENT_MODEL, TRAIN
 
 # Label smoothing: cross-entropy against (1 - eps)·onehot(y) + eps/K. No teacher.

@@ -10,9 +10,10 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import DATA, TEACHER_ARGS, open_test_store, sprkd, sprkd_json
 
 from sprkd_cli.services.lifecycle import this_process
+
+from conftest import DATA, TEACHER_ARGS, open_test_store, sprkd, sprkd_json
 
 # One `sprkd compare --json` started at a given moment (time.time()), through the real CLI.
 COMPARE_AT = """

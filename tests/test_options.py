@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import typer
-from conftest import DATA, STUDENT_MODEL, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 from sprkd_cli.arms import parse_arm, parse_arms
 from sprkd_cli.cli import app
@@ -13,6 +12,8 @@ from sprkd_cli.config import TrainConfig
 from sprkd_cli.errors import UserError
 from sprkd_cli.methods import method_options, typed_options
 from sprkd_cli.options import declared_fields
+
+from conftest import DATA, STUDENT_MODEL, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
 DISTILL_ONLY = {"method", "seed", "resume", "reuse"}  # compare has --methods/--arm and --seeds instead
@@ -175,10 +176,10 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     """--teacher A,B for kd: the KD term's target is the mean of the teachers' softened outputs."""
     import torch
 
+    from sprkd_cli.data import load_dataset
     from sprkd_cli.methods.kd.method import KD
     from sprkd_cli.methods.targets import teacher_targets
     from sprkd_cli.services.loading import load_run_model
-    from sprkd_cli.data import load_dataset
 
     a, b = (train_teacher(db, "--seed", str(s))["run_id"] for s in (0, 1))
     outcome = sprkd_json(db, "distill", "--method", "kd", "--teacher", f"{a},{b}", "--dataset", DATA, "--student",

@@ -6,6 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
+
+from sprkd_cli.activity import listening
+from sprkd_cli.cli.app import PlainProgress
+
 from conftest import (
     DATA,
     PROGRESS_LINE,
@@ -16,9 +20,6 @@ from conftest import (
     sprkd,
     train_teacher,
 )
-
-from sprkd_cli.activity import listening
-from sprkd_cli.cli.app import PlainProgress
 
 CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")  # anything but a newline: no ANSI escapes, no \r
 

@@ -9,10 +9,11 @@ import sys
 import time
 
 import pytest
-from conftest import METRIC_NAMES, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 from sprkd_cli.services.lifecycle import CRASH_AFTER
 from sprkd_cli.store import utcnow
+
+from conftest import METRIC_NAMES, STUDENT_ARGS, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 
 def test_without_ray_installed_says_how_to_install_it(db, monkeypatch):

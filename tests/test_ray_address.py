@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from conftest import STUDENT_ARGS, open_test_store, run_subprocess, train_teacher, without_progress
 
 ray = pytest.importorskip("ray")

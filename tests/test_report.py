@@ -11,9 +11,10 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import DATA, STUDENT_MODEL, STUDY_ARMS, assert_user_error, sprkd, sprkd_json
 
 from sprkd_cli.services.report import SECTIONS
+
+from conftest import DATA, STUDENT_MODEL, STUDY_ARMS, assert_user_error, sprkd, sprkd_json
 
 pytestmark = pytest.mark.slow  # the study fixture trains 15 small runs once per session
 

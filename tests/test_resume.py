@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA, STUDENT_MODEL, TEACHER_MODEL, assert_user_error, open_test_store, sprkd, sprkd_json
 from safetensors.torch import load_file
 
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.errors import Interrupted, UserError
-from sprkd_cli.services.training import STATE_FILE, resume_run, train_run
 from sprkd_cli.services.lifecycle import CRASH_AFTER, read_run, read_runs, this_process
+from sprkd_cli.services.training import STATE_FILE, resume_run, train_run
 from sprkd_cli.store import utcnow
+
+from conftest import DATA, STUDENT_MODEL, TEACHER_MODEL, assert_user_error, open_test_store, sprkd, sprkd_json
 
 TRACK = ["--track-saddles", "--saddle-every", "1", "--saddle-top-n", "8"]
 FIVE = ["--epochs", "5", "--lr", "1e-2"]

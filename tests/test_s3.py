@@ -10,7 +10,9 @@ import uuid
 
 import pytest
 import torch
-from conftest import STUDENT_ARGS, TEACHER_ARGS, bucket_keys as keys, open_test_store, sprkd_json
+
+from conftest import STUDENT_ARGS, TEACHER_ARGS, open_test_store, sprkd_json
+from conftest import bucket_keys as keys
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DATA, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json
 
 from sprkd_cli.data import load_dataset
 from sprkd_cli.methods import typed_options
 from sprkd_cli.methods.sage.method import SAGE
 from sprkd_cli.models import build_model
+
+from conftest import DATA, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json
 
 
 def _sage(model_spec: str, dataset: str = DATA, **options):

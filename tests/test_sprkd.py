@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from conftest import (
     DATA,
     STUDENT_ARGS,
@@ -177,11 +178,11 @@ def test_inject_refuses_what_the_student_cannot_take():
 
 def test_asr_is_the_mean_of_each_teachers_chosen_snapshot_and_the_approach_reaches_it(db):
     from sprkd_cli.config import TrainConfig
+    from sprkd_cli.engine import seed_everything
     from sprkd_cli.methods import method_options
     from sprkd_cli.methods.sprkd.approach import distance
     from sprkd_cli.methods.sprkd.inject import fit_tensor
     from sprkd_cli.methods.sprkd.tracking import load_snapshot
-    from sprkd_cli.engine import seed_everything
     from sprkd_cli.models import build_model
     from sprkd_cli.services.training import prepare
 

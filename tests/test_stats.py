@@ -395,7 +395,13 @@ def test_module_imports_only_numpy_scipy_stdlib() -> None:
 # --- epochs to a threshold as censored time-to-event data ------------------------------------
 
 from sprkd_cli.stats.survival import (  # noqa: E402
-    Censored, _logrank_chi2, kaplan_meier, logrank, logrank_asymptotic, paired_rank_test)
+    Censored,
+    _logrank_chi2,
+    kaplan_meier,
+    logrank,
+    logrank_asymptotic,
+    paired_rank_test,
+)
 
 # Freireich et al. (1963) remission times in weeks, the textbook example of Kleinbaum & Klein, Survival
 # Analysis: A Self-Learning Text (3rd ed., 2012), chapter 2: 6-MP (9 relapses, 12 censored) and placebo (21

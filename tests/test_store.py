@@ -9,6 +9,9 @@ import subprocess
 import sys
 
 import pytest
+
+from sprkd_cli.services.lifecycle import this_process
+
 from conftest import (
     DATA,
     METRIC_NAMES,
@@ -21,8 +24,6 @@ from conftest import (
     sql,
     train_teacher,
 )
-
-from sprkd_cli.services.lifecycle import this_process
 
 
 def alembic_head() -> str:

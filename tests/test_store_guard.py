@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+
 from conftest import assert_user_error, sprkd, train_teacher
 
 

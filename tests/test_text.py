@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
 
 from sprkd_cli.data import load_dataset
 from sprkd_cli.data.source import cache_root
+
+from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
 from textdata import VOCAB, qnli_rows, sst2_dir, tiny_model, write_csv
 
 TRAIN = ["--epochs", "2", "--lr", "5e-3", "--batch-size", "32"]

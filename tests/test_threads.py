@@ -76,7 +76,8 @@ def test_default_shares_the_cores(no_env, monkeypatch):
 def test_bad_threads_flag_is_one_line(value, no_env, tmp_path):
     result = CliRunner().invoke(app, ["--db", str(tmp_path / "r.db"), "--threads", value, "runs", "list"])
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == [f"error: --threads (or SPRKD_THREADS) must be a whole number >= 1 (got '{value}')"]
+    expected = f"error: --threads (or SPRKD_THREADS) must be a whole number >= 1 (got '{value}')"
+    assert result.output.strip().splitlines() == [expected]
 
 
 def test_threads_flag_sets_the_run_threads(no_env, tmp_path, monkeypatch):

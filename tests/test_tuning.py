@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import DATA, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 from sprkd_cli import selection
+
+from conftest import DATA, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
 
 # Plain SGD (no momentum, no Adam normalisation): the "big" arm's KD term is weighted 30x, so its
 # gradient is ~30x larger and its best learning rate is far lower than the control's.

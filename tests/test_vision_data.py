@@ -12,7 +12,6 @@ import struct
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
 from PIL import Image
 from scipy.stats import binomtest
 
@@ -24,6 +23,8 @@ from sprkd_cli.data.source import DataSource, cache_root
 from sprkd_cli.data.vision import STATS
 from sprkd_cli.errors import UserError
 from sprkd_cli.stats import mcnemar_exact
+
+from conftest import assert_user_error, open_test_store, sprkd, sprkd_json
 
 N_PARASITIZED, N_UNINFECTED = 25, 15
 

@@ -14,9 +14,8 @@ Create Date: 2026-12-04 19:30:00
 import hashlib
 import json
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0004'
 down_revision = '0003'

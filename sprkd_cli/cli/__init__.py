@@ -40,7 +40,8 @@ app = typer.Typer(
 def _global(
     ctx: typer.Context,
     db: Annotated[Optional[str], typer.Option(
-        "--db", envvar="SPRKD_DB", help="Result store: a SQLAlchemy URL or a SQLite file path \\[default: ./runs.db].")] = None,
+        "--db", envvar="SPRKD_DB",
+        help="Result store: a SQLAlchemy URL or a SQLite file path \\[default: ./runs.db].")] = None,
     artifacts: Annotated[Optional[str], typer.Option(
         "--artifacts", envvar="SPRKD_ARTIFACTS", show_envvar=False,
         help="Artifact root (checkpoints, training states, saddle snapshots, plots): a folder or an fsspec URL "

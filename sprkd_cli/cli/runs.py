@@ -9,8 +9,8 @@ import typer
 
 from ..choices import EXPORT_FORMATS, RUN_KINDS, RUN_STATUSES
 from . import arguments as arg
-from .derive import choice
 from .app import SprkdCommand, SprkdGroup, console, fmt, open_store_from, print_json
+from .derive import choice
 
 app = typer.Typer(cls=SprkdGroup, no_args_is_help=True, help="Browse and export the runs in the store.")
 

@@ -210,12 +210,11 @@ def compare(ctx: typer.Context, *, methods: str | None, arm: list[str] | None, d
             tune: list[str] | None, tune_seeds: str | None, as_json: bool, **values) -> None:
     from ..arms import parse_arms, teacher_refs
     from ..errors import UserError
+    from ..methods import check_used
     from ..services.compare import compare as run_compare
     from ..services.compare.executors import check_executor, check_jobs
     from ..specs import parse_seeds
     from ..tuning import check_training_grid, parse_tune
-
-    from ..methods import check_used
 
     arms = parse_arms(methods, arm or [])
     check_used(sorted({a.method for a in arms}), method_values(values))

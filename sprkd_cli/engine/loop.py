@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .. import selection
 from ..config import TrainConfig
 from ..data import Splits
 from ..errors import Diverged
 from ..methods.contract import Method
 from ..models.modes import train_mode
-from .. import selection
 from .augment import CropFlip
 from .optim import make_optimizer, make_schedule
 from .precision import autocast, grad_scaler

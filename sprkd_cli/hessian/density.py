@@ -22,7 +22,6 @@ from .lanczos import basis_buffers, lanczos_tridiagonal
 from .operator import HessianOperator
 from .sampling import rademacher
 
-
 _NO_REORTH_FACTOR = 50  # slq_density(reorth='auto'): no re-orthogonalisation when dim > this * steps
 
 @dataclass

@@ -6,8 +6,16 @@ use (`method_class`)."""
 from __future__ import annotations
 
 from .registry import (
-    check_used, method_class, method_names, method_options, options_class, parse_methods, plain_methods, registry,
-    training_fields, typed_options,
+    check_used,
+    method_class,
+    method_names,
+    method_options,
+    options_class,
+    parse_methods,
+    plain_methods,
+    registry,
+    training_fields,
+    typed_options,
 )
 
 __all__ = ["check_used", "method_class", "method_names", "method_options", "options_class", "parse_methods",

@@ -13,7 +13,6 @@ def arm_list(store: Store, text: str | None) -> list[str]:
     each must be a method or an arm some run belongs to. Not given: every method and stored arm."""
     from ..methods import method_names
     from ..specs import parse_list
-
     from ..tuning import is_tuning_arm
 
     # grid runs of compare --tune belong to "NAME:tune" arms: never compared

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from ..config import TrainConfig
 from ..errors import UserError
-from ..store import Run, Store, artifacts as store_artifacts
+from ..store import Run, Store
+from ..store import artifacts as store_artifacts
 from .lifecycle import read_run
 
 if TYPE_CHECKING:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from collections.abc import Callable
+from dataclasses import asdict
 
 import torch
 
 from ..config import TrainConfig
 from ..errors import Diverged, Interrupted, UserError, one_line
-from ..store import RunTaken, Store, artifacts as store_artifacts, utcnow
+from ..store import RunTaken, Store, utcnow
+from ..store import artifacts as store_artifacts
 from .events import RunEvents, event_counts, injection_mapping
 from .lifecycle import Heartbeat, Interruptible, died_here, read_run, this_process
 from .loading import BEST_CHECKPOINT, FINAL_CHECKPOINT, load_config_data, load_run_model, resolve_teacher
@@ -204,7 +205,8 @@ def train_once(cfg: TrainConfig, store: Store, on_epoch: Callable | None = None,
             if resume_id is None:
                 return train_run(cfg, store, on_epoch, progress=progress, exclusive=True)
             try:
-                return dict(resume_run(resume_id, store, on_epoch, progress=progress, exclusive=True), resumed=resume_id)
+                resumed = resume_run(resume_id, store, on_epoch, progress=progress, exclusive=True)
+                return dict(resumed, resumed=resume_id)
             except UserError as exc:
                 return dict(train_run(cfg, store, on_epoch, progress=progress, exclusive=True),
                             resume_refused=f"run {resume_id} not resumed: {exc}")

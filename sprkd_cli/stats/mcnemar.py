@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 # scipy.special, not scipy.stats: the same functions (scipy.stats.t.sf is special.stdtr, ...),
 # without scipy.stats' half-second import
 from scipy import special

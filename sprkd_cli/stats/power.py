@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 # scipy.special, not scipy.stats: the same functions (scipy.stats.t.sf is special.stdtr, ...),
 # without scipy.stats' half-second import
 from scipy import special

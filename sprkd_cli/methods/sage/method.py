@@ -28,9 +28,19 @@ from ..kd.loss import kd_loss
 from ..targets import soft_targets
 from .pool import RealVectors, SyntheticPool
 from .rounds import (
-    BUDGET_FRACTION, UMAP_PARAMS, body_logits, fit_umap, per_example_loss, pooled_rows, select_anchors,
-    synthesis_chunks, synthesise, timed, umap_rows,
+    BUDGET_FRACTION,
+    UMAP_PARAMS,
+    body_logits,
+    fit_umap,
+    per_example_loss,
+    pooled_rows,
+    select_anchors,
+    synthesis_chunks,
+    synthesise,
+    timed,
+    umap_rows,
 )
+
 
 def width(shape: tuple[int, ...], tokens: bool) -> int:
     """Feature width of one example's vector: hidden size of token vectors, else the first axis

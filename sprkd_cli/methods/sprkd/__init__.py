@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...options import above, at_least, option
 from ...errors import UserError
+from ...options import above, at_least, option
 from ..contract import MethodOptions
 from .saddles import RULES as SADDLE_RULES
 

@@ -16,8 +16,8 @@ from ..kd.loss import kd_loss
 from ..targets import ensemble_targets
 from .approach import Approach
 from .asr import TeacherSaddle, build_asr
-from .inject import inject
 from .gate import Gate
+from .inject import inject
 from .nhe import eigenstep, elementwise_step, leading_pair, most_negative
 from .pgd import perturb, perturbation_step
 from .probe import probe_loss, restore, save

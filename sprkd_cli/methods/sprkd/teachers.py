@@ -4,7 +4,8 @@ default teacher when none is named."""
 from __future__ import annotations
 
 from ...errors import UserError
-from ...store import Run, Store, artifacts as store_artifacts
+from ...store import Run, Store
+from ...store import artifacts as store_artifacts
 from .saddles import saddle_ratio
 from .tracking import load_snapshot
 

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from ...store import Store, artifacts as store_artifacts
+from ...store import Store
+from ...store import artifacts as store_artifacts
 from .saddles import saddle_ratio
 
 SADDLE_DIR = "saddles"

@@ -89,7 +89,6 @@ def choose_points(store: Store, arms: list[Arm], grid: Grid, tune_seeds: list[in
     validation numbers at their selected epochs. A grid point with a run that did not finish (diverged) is
     not chosen; an arm whose every point failed is a UserError."""
     from ...tuning import Score, choose
-
     from ..analysis import selected_epochs
 
     out = {}
