@@ -637,3 +637,27 @@ def test_full_report_is_complete_and_json_serialisable(setup):
     provenance = (report["hvp_kind"], report["dtype"], report["mode"], report["seed"])
     assert provenance == ("double", "float64", "eval", 4)
     assert report["dim"] == op.dim and report["probe"] == probe.describe()
+
+
+def test_auto_reuses_its_choice_for_the_same_problem_in_a_process(monkeypatch):
+    """hvp="auto" times the two kinds once per kind of problem: a second operator on the same model shape,
+    probe sizes, device, dtype and mode takes the same kind without timing again, and measures the same."""
+    from sprkd_cli.hessian import operator as op_module
+    from sprkd_cli.hessian.probe import ProbeSet
+
+    monkeypatch.setattr(op_module, "_auto_choices", {})
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)).double()
+    x, y = torch.randn(20, 4, dtype=torch.float64), torch.randint(0, 3, (20,))
+    probe = ProbeSet.draw(x, y, n_batches=2, size=8, seed=0)
+    with HessianOperator(model, F.cross_entropy, probe, hvp="auto", dtype=torch.float64) as first:
+        kind = first.kind
+        v = torch.randn(first.dim, dtype=torch.float64)
+        hv = first.matvec(v)
+    assert len(op_module._auto_choices) == 1
+    products = []
+    original = op_module.DoubleBackwardHVP.matvec
+    monkeypatch.setattr(op_module.DoubleBackwardHVP, "matvec", lambda self, v: products.append(1) or original(self, v))
+    with HessianOperator(model, F.cross_entropy, probe, hvp="auto", dtype=torch.float64) as second:
+        assert second.kind == kind and products == []  # no timing products the second time
+        assert torch.allclose(second.matvec(v), hv, atol=1e-12)

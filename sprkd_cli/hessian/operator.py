@@ -24,7 +24,15 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..models.modes import train_mode
-from .hvp import DoubleBackwardHVP, ForwardOverReverseHVP, LossFn, RecomputedHVP, full_precision, micro_batches
+from .hvp import (
+    DoubleBackwardHVP,
+    ForwardOverReverseHVP,
+    HVPUnavailableError,
+    LossFn,
+    RecomputedHVP,
+    full_precision,
+    micro_batches,
+)
 from .layout import FlatLayout
 from .probe import ProbeSet
 
@@ -32,6 +40,10 @@ MODES = ("eval", "train")
 HVP_KINDS = ("auto", "func", "double")
 DTYPES = (torch.float32, torch.float64)
 AUTO_TIMING_ROUNDS = 4  # hvp="auto" times each kind on 2 vectors this many times
+# hvp="auto"'s choice per kind of problem in this process (the model's module classes, parameter shapes, probe
+# sizes, device, dtype, mode): func's setup traces the model once per probe batch, seconds of work that a process
+# measuring many runs of one model (compare --hessian) would otherwise repeat for every report.
+_auto_choices: dict[tuple, tuple[str, str | None]] = {}
 # The default micro-batch: the largest power of two of examples with examples x model parameters at most
 # this (a bert-base of 110M parameters: 16 examples; a model under 4M parameters: the whole default probe set).
 MICRO_BATCH_BUDGET = 2**31
@@ -225,6 +237,18 @@ class HessianOperator:
         Both kinds are timed alternately on the same vectors (after a warm-up product)
         and compared by their median product time.
         """
+        key = self._problem_key(common)
+        if key in _auto_choices:  # this process chose for the same problem already
+            kind, self.func_error = _auto_choices[key]
+            if kind == "double":
+                return double
+            try:
+                func = ForwardOverReverseHVP(*common, constants)
+            except HVPUnavailableError as error:
+                self.func_error = str(error)
+                return double
+            double.release()
+            return func
         generator = torch.Generator().manual_seed(0)
         vectors = torch.randn(2, self.dim, generator=generator, dtype=self.dtype).to(self.device)
         try:
@@ -232,6 +256,7 @@ class HessianOperator:
             func.matmat(vectors.T)
         except Exception as error:  # no forward-mode rule, or an op vmap cannot batch
             self.func_error = f"{type(error).__name__}: {error}"
+            _auto_choices[key] = ("double", self.func_error)
             return double
         backends = (double, func)
         seconds: tuple[list[float], list[float]] = ([], [])
@@ -249,7 +274,16 @@ class HessianOperator:
         for backend in backends:
             if backend is not chosen:
                 backend.release()
+        _auto_choices[key] = (chosen.kind, None)
         return chosen
+
+    def _problem_key(self, common: tuple) -> tuple:
+        """What hvp="auto"'s choice depends on: the model's modules (their classes) and parameter shapes, the
+        probe batches' sizes, the device, the dtype and the mode."""
+        model, _, batches, _, _, params = common[:6]
+        modules = tuple(f"{type(m).__module__}.{type(m).__qualname__}" for m in model.modules())
+        return (modules, tuple(tuple(p.shape) for p in params),
+                tuple(len(y) for _, y in batches), str(self.device), str(self.dtype), self.mode)
 
     def _cast(self, t: torch.Tensor) -> torch.Tensor:
         """Move probe data to the model's device; floating data to the probe dtype."""
