@@ -13,7 +13,7 @@ import torch
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.data import load_dataset
 from sprkd_cli.engine import evaluate, fit, load_weights, save_weights
-from sprkd_cli.methods import method_class, typed_options
+from sprkd_cli.methods import declared_options, method_class
 from sprkd_cli.models import build_model
 
 from conftest import DATA, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_json, train_teacher
@@ -35,7 +35,7 @@ class CountingTeacher(torch.nn.Module):
 
 
 def _kd(options: dict, teacher, data):
-    return method_class("kd")(typed_options("kd", options), [teacher], data)
+    return method_class("kd")(declared_options("kd", options), [teacher], data)
 
 
 def _hand_kd_loss(student_logits, teacher_logits, labels, T, a, b):

@@ -10,7 +10,7 @@ from sprkd_cli.arms import parse_arm, parse_arms
 from sprkd_cli.cli import app
 from sprkd_cli.config import TrainConfig
 from sprkd_cli.errors import UserError
-from sprkd_cli.methods import method_options, typed_options
+from sprkd_cli.methods import declared_options, method_options
 from sprkd_cli.options import declared_fields
 
 from conftest import DATA, STUDENT_MODEL, TRAIN, assert_user_error, open_test_store, sprkd, sprkd_json, train_teacher
@@ -188,7 +188,7 @@ def test_kd_with_two_teachers_is_ensemble_kd(db):
     store = open_test_store(db)
     teachers = [load_run_model(store.get_run(r)) for r in (a, b)]
     data = load_dataset(DATA)
-    kd = KD(typed_options("kd", {}), teachers, data)
+    kd = KD(declared_options("kd", {}), teachers, data)
     expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0]
                 + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
     assert torch.allclose(kd.p_teacher, expected, atol=1e-7)

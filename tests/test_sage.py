@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sprkd_cli.data import load_dataset
-from sprkd_cli.methods import typed_options
+from sprkd_cli.methods import declared_options
 from sprkd_cli.methods.sage.method import SAGE
 from sprkd_cli.models import build_model
 
@@ -22,7 +22,7 @@ def _sage(model_spec: str, dataset: str = DATA, **options):
     teacher = build_model(model_spec, data.input_shape, data.n_classes).eval()
     torch.manual_seed(1)
     student = build_model(model_spec, data.input_shape, data.n_classes)
-    method = SAGE(typed_options("sage", options), teacher, data)
+    method = SAGE(declared_options("sage", options), teacher, data)
     events = []
     method.setup(student, seed=0, emit=lambda kind, payload, **where: events.append((kind, payload, where)))
     return data, teacher, student, method, events

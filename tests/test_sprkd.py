@@ -374,10 +374,10 @@ def test_elementwise_eigenstep_moves_each_coordinate_by_its_gradient_times_v_squ
 
 
 def test_the_gate_needs_a_small_gradient_distance_from_the_start_a_loss_drop_cooldown_and_epochs():
-    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods import declared_options
     from sprkd_cli.methods.sprkd.gate import Gate
 
-    options = typed_options("sprkd", {"nhe_gate": "tensor", "nhe_grad_threshold": 0.01, "gate_distance": 1.0,
+    options = declared_options("sprkd", {"nhe_gate": "tensor", "nhe_grad_threshold": 0.01, "gate_distance": 1.0,
                                       "gate_loss_drop": 0.1, "cooldown": 2, "gate_epochs": 3})
     params = [torch.full((4,), 1.0), torch.full((4,), 1.0)]
     gate = Gate(options, ["a", "b"], params, [torch.zeros(4), torch.zeros(4)])  # start norms 0, now 2 and 2
@@ -468,7 +468,7 @@ def test_the_paper_prose_variants_revert_what_raises_the_probe_loss(db):
 
 def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods import declared_options
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
@@ -476,7 +476,7 @@ def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
 
     steps_per_epoch = math.ceil(len(data.y_train) / TrainConfig("student", "sprkd", DATA, "mlp").batch_size)
     budget = 10.5 / steps_per_epoch  # ten products an epoch
-    options = typed_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+    options = declared_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_budget": budget})
     allowed = int(budget * steps_per_epoch)
     assert allowed == 10
@@ -499,11 +499,11 @@ def test_nhe_lanczos_work_per_epoch_stays_within_its_budget():
 def test_an_attempt_without_negative_curvature_backs_off():
     """A miss doubles the wait before the next NHE attempt; PGD does not wait."""
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods import declared_options
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
-    options = typed_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
+    options = declared_options("sprkd", {"asr": False, "nhe_grad_threshold": 1e9, "gate_distance": 0.0,
                                       "gate_loss_drop": 0.0, "cooldown": 0, "nhe_tol": 1e9,  # every λ is a miss
                                       "nhe_budget": 1e3})
     method = _sprkd(options, data)
@@ -647,14 +647,14 @@ def test_compare_and_stats_take_sprkd_like_any_method(db):
 
 def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
     from sprkd_cli.data import load_dataset
-    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods import declared_options
     from sprkd_cli.methods.targets import teacher_targets
     from sprkd_cli.models import build_model
 
     data = load_dataset(DATA)
     torch.manual_seed(0)
     teachers = [build_model(TEACHER_MODEL, data.input_shape, data.n_classes) for _ in range(2)]
-    options = typed_options("sprkd", {"kd_weight": 0.5, "asr": False})
+    options = declared_options("sprkd", {"kd_weight": 0.5, "asr": False})
     method = _sprkd(options, data, teachers=teachers)
     expected = (teacher_targets(teachers[0], data.x_train, 4.0)[0]
                 + teacher_targets(teachers[1], data.x_train, 4.0)[0]) / 2
@@ -663,7 +663,7 @@ def test_optional_kd_term_uses_the_teachers_mean_softened_outputs():
     method.setup(student, seed=0, emit=lambda *a, **k: None)
     index = torch.arange(16)
     x, y = data.x_train[index], data.y_train[index]
-    plain = _sprkd(typed_options("sprkd", {"asr": False}), data)
+    plain = _sprkd(declared_options("sprkd", {"asr": False}), data)
     assert method.loss(student, x, y, index).item() > plain.loss(student, x, y, index).item()  # CE + 0.5·T²·KL
 
 

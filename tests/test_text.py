@@ -231,14 +231,14 @@ def test_a_text_sage_state_of_the_older_form_is_refused_before_anything_is_touch
 def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models):
     """Memory: the real vectors are recomputed per batch and synthetic ones kept as recipes, so nothing
     of size n·L·H is held; what a batch gets equals the teacher embed's output."""
-    from sprkd_cli.methods import typed_options
+    from sprkd_cli.methods import declared_options
     from sprkd_cli.methods.sage.method import SAGE
     from sprkd_cli.models import build_model
 
     data = load_dataset("sst2", 0, data_dir=str(sst2_dir(tmp_path / "glue")), model=f"hf:{models['teacher']}")
     teacher = build_model(f"hf:{models['teacher']}", data.input_shape, data.n_classes).eval()
     student = build_model(f"hf:{models['student']}", data.input_shape, data.n_classes)
-    sage = SAGE(typed_options("sage", {}), teacher, data)
+    sage = SAGE(declared_options("sage", {}), teacher, data)
     sage.setup(student, seed=0, emit=lambda *a, **k: None)
     sage.run_round(student, 2, 0)
     n, length = data.x_train.shape[0], data.x_train.shape[2]

@@ -13,7 +13,7 @@ from sprkd_cli.config import TrainConfig
 from sprkd_cli.engine.augment import CropFlip
 from sprkd_cli.engine.device import resolve_device
 from sprkd_cli.errors import UserError
-from sprkd_cli.methods import typed_options
+from sprkd_cli.methods import declared_options
 from sprkd_cli.methods.kd.method import KD
 from sprkd_cli.models import build_model, count_parameters
 
@@ -115,7 +115,7 @@ def test_kd_per_batch_targets_equal_the_cached_ones_on_the_same_inputs():
     class Data:
         x_train = torch.randn(20, 3, 12, 12)
 
-    options = typed_options("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9})
+    options = declared_options("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9})
     cached, per_batch = KD(options, [teacher], Data), KD(options, [teacher], Data, augmented=True)
     assert not hasattr(per_batch, "p_teacher")  # nothing computed from the (changing) inputs up front
     index = torch.tensor([3, 7, 11, 2])

@@ -182,15 +182,14 @@ def distill(ctx: typer.Context, *, method: str, teacher: str | None, student: st
     if resume is not None:
         return _resume_and_report(ctx, "student", resume, as_json)
     from ..arms import teacher_refs
-    from ..methods import check_used, training_fields, typed_options
+    from ..methods import check_used, declared_options
 
     check_used([method], method_values(values))
     _check_teacher_used([method], teacher)
     cfg = _config("student", method, dataset, student, seed, values)
-    options = typed_options(method, method_values(values))
+    options = declared_options(method, method_values(values))
     teachers = options.choose_teachers(open_store_from(ctx), teacher_refs(teacher), dataset, cfg.split_seed, student)
-    stored = options.to_dict() | training_fields(method, cfg)
-    _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=stored), as_json, reuse)
+    _train_and_report(ctx, replace(cfg, teacher_ids=teachers, method_options=options.stored(cfg)), as_json, reuse)
 
 
 def _check_teacher_used(methods: list[str], teacher: str | None) -> None:

@@ -16,7 +16,7 @@ depend on its thread count; `--threads N` repeats a run's count.
 
 Training slots. Fewer threads per process still leave several one-thread runs sharing each core when more
 runs train than there are cores free, and then every run's epochs take longer. So a run takes a training
-slot on the machine before its training loop starts (and holds it to its last writes), waiting while
+slot on the machine before its training loop starts (and holds it until the loop ends), waiting while
 none may be taken: with `--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers) or
 $SPRKD_SLOTS, one of N (0: no cap, nothing taken); by default one of the cores', and beside the runs
 already holding one only while a core is idle (default_slots), so that on a machine busy with other work
@@ -156,7 +156,7 @@ def set_threads(jobs: int = 1) -> int:
 
 def slot_setting() -> int | None:
     """$SPRKD_SLOTS (set by --slots too): how many sprkd processes train at once on this machine, 0 for
-    no cap; None when unset (the default: see load_slots)."""
+    no cap; None when unset (the default: see default_slots)."""
     raw = os.environ.get(SLOTS_ENV, "").strip()
     if not raw:
         return None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from .registry import (
     check_used,
+    declared_options,
     method_class,
     method_names,
     method_options,
@@ -14,9 +15,7 @@ from .registry import (
     parse_methods,
     plain_methods,
     registry,
-    training_fields,
-    typed_options,
 )
 
 __all__ = ["check_used", "method_class", "method_names", "method_options", "options_class", "parse_methods",
-           "plain_methods", "registry", "training_fields", "typed_options"]
+           "plain_methods", "registry", "declared_options"]

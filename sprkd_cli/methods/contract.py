@@ -47,6 +47,14 @@ class MethodOptions:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def stored(self, training: TrainConfig | None = None) -> dict:
+        """The options as a run stores them (its config's method_options): these fields, and the training
+        fields of `from_training` from `training` (a TrainConfig; its defaults when None)."""
+        from ..config import TrainConfig
+
+        training = training or TrainConfig(kind="student", method=self.name, dataset="", model="")
+        return self.to_dict() | {key: getattr(training, key) for key in self.from_training}
+
     @classmethod
     def from_stored(cls, stored: dict) -> MethodOptions:
         """The options as a run stores them (its config's method_options: these fields, plus the training

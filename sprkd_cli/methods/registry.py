@@ -77,10 +77,10 @@ def method_options(name: str, given: dict, training=None, *, where=None) -> dict
     (None = not given; keys the method does not declare are ignored), checked, plus the training fields it
     reads from `training` (a TrainConfig; defaults when None). `where(name, declared)` names an option in
     error messages (default: its flag)."""
-    return typed_options(name, given, where=where).to_dict() | training_fields(name, training)
+    return declared_options(name, given, where=where).stored(training)
 
 
-def typed_options(name: str, given: dict, *, where=None) -> MethodOptions:
+def declared_options(name: str, given: dict, *, where=None) -> MethodOptions:
     """The method's options object: declared defaults overridden by `given` (None = not given), checked."""
     cls = options_class(name)
     own = {f.name for f, _ in declared_fields(cls)}
@@ -90,14 +90,6 @@ def typed_options(name: str, given: dict, *, where=None) -> MethodOptions:
     if wrong:
         raise UserError(wrong if where is None else f"{where('', None).rstrip(': ')}: {wrong}")
     return options
-
-
-def training_fields(name: str, training=None) -> dict:
-    """The TrainConfig fields the method records with its options (`from_training`)."""
-    from ..config import TrainConfig
-
-    training = training or TrainConfig(kind="student", method=name, dataset="", model="")
-    return {key: getattr(training, key) for key in options_class(name).from_training}
 
 
 def check_used(methods: list[str], given: dict, label: str | None = None) -> None:
@@ -139,7 +131,7 @@ def prepare_detached(name: str, data, options: dict | None = None, *, teachers: 
     from ..config import TrainConfig
     from .contract import MethodContext
 
-    typed = typed_options(name, options or {})
+    typed = declared_options(name, options or {})
     config = config or TrainConfig(kind="student", method=name, dataset="", model="")
     stand_ins = [_DetachedTeacher(i) for i in range(len(teachers))]
     context = MethodContext(config=config, options=typed, data=data, device=torch.device(device), store=None,

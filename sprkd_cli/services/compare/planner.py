@@ -54,16 +54,16 @@ def arm_runs(store: Store, template: TrainConfig, arm: Arm, seeds: list[int], te
     edge: tuning.check_training_grid). Its teachers are the arm's `teacher=`, else `teachers`, else the
     dataset's latest (for sprkd: the latest with tracked saddles that fits the student). The runs are
     recorded for the arm `recorded_as` (default: the arm's name)."""
-    from ...methods import training_fields, typed_options
+    from ...methods import declared_options
     from ...tuning import split_point
 
     training, method = split_point(point)
     base = dataclasses.replace(template, **training) if training else template
     where = lambda name, declared: f"arm {arm.name}: {name}"  # noqa: E731
-    typed = typed_options(arm.method, option_flags | method | arm.options, where=where)
+    typed = declared_options(arm.method, option_flags | method | arm.options, where=where)
     teacher_ids = typed.choose_teachers(store, list(arm.teachers or teachers or ()), base.dataset, base.split_seed,
                                         base.model)
-    options = typed.to_dict() | training_fields(arm.method, base)
+    options = typed.stored(base)
     name = recorded_as or arm.name
     return [PlannedRun(name, seed, dataclasses.replace(base, method=arm.method, seed=seed, teacher_ids=teacher_ids,
                                                        method_options=options, arm=name)) for seed in seeds]
