@@ -224,31 +224,29 @@ class HessianOperator:
             return DoubleBackwardHVP(*common)
         if self.requested_hvp == "func":
             return ForwardOverReverseHVP(*common, constants)
-        return self._choose(DoubleBackwardHVP(*common), common, constants)
+        return self._choose(common, constants)
 
     def _choose(
         self,
-        double: DoubleBackwardHVP,
         common: tuple,
         constants: dict[str, torch.Tensor],
     ) -> DoubleBackwardHVP | ForwardOverReverseHVP:
         """`auto`: keep func only if it works (matvec and vmapped matmat) and is faster.
 
         Both kinds are timed alternately on the same vectors (after a warm-up product)
-        and compared by their median product time.
+        and compared by their median product time; a problem this process chose for
+        already (`_auto_choices`) takes that kind without timing.
         """
         key = self._problem_key(common)
-        if key in _auto_choices:  # this process chose for the same problem already
+        if key in _auto_choices:
             kind, self.func_error = _auto_choices[key]
-            if kind == "double":
-                return double
-            try:
-                func = ForwardOverReverseHVP(*common, constants)
-            except HVPUnavailableError as error:
-                self.func_error = str(error)
-                return double
-            double.release()
-            return func
+            if kind == "func":
+                try:
+                    return ForwardOverReverseHVP(*common, constants)
+                except HVPUnavailableError as error:
+                    self.func_error = str(error)
+            return DoubleBackwardHVP(*common)
+        double = DoubleBackwardHVP(*common)
         generator = torch.Generator().manual_seed(0)
         vectors = torch.randn(2, self.dim, generator=generator, dtype=self.dtype).to(self.device)
         try:
