@@ -17,7 +17,12 @@ each pass's wall time, and the two goals: the concurrent wall time no more than 
 sequential one, and every concurrent run's training seconds within 1.5x of its lone run's. The load
 average before and after is printed too (the machine may be shared).
 
-Run: python bench/shell_sweep_bench.py [--runs 4] [--epochs 5] [--forced] [--slots N]
+`--load K` keeps K other processes busy (a pure-Python loop each, started before the teacher and stopped
+after the last pass), so that every pass, the lone runs included, shares the machine with other work, as
+a sweep on a shared machine does. The default `--epochs 20` gives runs of about a quarter of a second of
+training on digits; at 5 epochs (about 70 ms) one scheduler time slice is a large part of a run.
+
+Run: python bench/shell_sweep_bench.py [--runs 4] [--epochs 20] [--load K] [--forced] [--slots N]
 """
 
 from __future__ import annotations
@@ -55,7 +60,8 @@ def distill_args(seed: int, epochs: int, extra: list[str]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--load", type=int, default=0, help="other busy processes during every pass")
     parser.add_argument("--forced", action="store_true", help="add the pass with every process on every core")
     parser.add_argument("--slots", type=int, default=None,
                         help="the runs' training slots, --slots N (default: sprkd's default, the cores)")
@@ -65,6 +71,17 @@ def main() -> None:
     env["PYTHONPATH"] = str(ROOT)
     if args.slots is not None:
         env["SPRKD_SLOTS"] = str(args.slots)
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
+    try:
+        passes, load_before, load_after = sweep(args, cores, env)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    report(args, cores, passes, load_before, load_after)
+
+
+def sweep(args: argparse.Namespace, cores: int, env: dict) -> tuple[dict, tuple, tuple]:
     with tempfile.TemporaryDirectory() as tmp:
         env["TMPDIR"] = tmp  # the slot files (engine.threads) of these runs only
         db = str(Path(tmp) / "runs.db")
@@ -82,10 +99,14 @@ def main() -> None:
             runs = [outcome(p) for p in procs]
             passes[name] = (time.perf_counter() - start, runs)
         load_after = os.getloadavg()
+    return passes, load_before, load_after
 
+
+def report(args: argparse.Namespace, cores: int, passes: dict, load_before: tuple, load_after: tuple) -> None:
     lone = [r["seconds"] for r in passes["sequential"][1]]
     print(f"{args.runs} x `sprkd distill --method kd --student mlp-small --epochs {args.epochs}` on digits, "
-          f"{cores} cores, training slots {'default' if args.slots is None else args.slots}; "
+          f"{cores} cores, training slots {'default' if args.slots is None else args.slots}, "
+          f"{args.load} other busy processes; "
           f"load average before {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}, "
           f"after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
     print()

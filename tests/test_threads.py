@@ -324,3 +324,44 @@ def test_a_signal_while_waiting_ends_the_run_as_interrupted(no_env, slots_here, 
     assert result.exit_code == 143, result.output
     [run] = open_test_store(tmp_path / "r.db").list_runs()
     assert run.status == "interrupted" and run.error == "interrupted by SIGTERM"
+
+
+def _stat(path, user: int, idle: int) -> str:
+    path.write_text(f"cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 0 0 0 0 0 0 0 0 0 0\n")
+    return str(path)
+
+
+def test_free_cores_measured_since_the_command_started(no_env, tmp_path, monkeypatch):
+    """Busy cores seen since mark_start count against the thread count at once (the load average trails
+    by a minute); the command's own CPU time does not."""
+    clock, own = [100.0], [5.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads, "_own_cpu_seconds", lambda: own[0])
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(threads, "cores", lambda: 4)
+    monkeypatch.setattr(threads, "sprkd_trainers", lambda proc="/proc": 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))  # the trailing average still says idle
+    monkeypatch.setattr(threads, "_started", None)
+    stat = tmp_path / "stat"
+    threads.mark_start(_stat(stat, user=0, idle=0))
+    # 2 s later: of 4 cores x 2 s (800 jiffies), this process kept one busy and other work two
+    clock[0], own[0] = 102.0, 7.0
+    _stat(stat, user=600, idle=200)
+    assert threads.measured_free_cores(str(stat)) == pytest.approx(2.0)
+    monkeypatch.setattr(threads, "measured_free_cores", lambda stat="/proc/stat": 2.0)
+    assert threads.free_cores() == 2 and threads.choose_threads() == 2
+
+
+def test_free_cores_falls_back_to_the_load_average(no_env, tmp_path, monkeypatch):
+    monkeypatch.setattr(threads, "cores", lambda: 8)
+    monkeypatch.setattr(os, "getloadavg", lambda: (6.0, 0.0, 0.0))
+    monkeypatch.setattr(threads, "_started", None)  # no mark_start: not started through sprkd's main
+    assert threads.measured_free_cores() is None and threads.free_cores() == 3
+    clock = [50.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    threads.mark_start(_stat(tmp_path / "stat", user=0, idle=0))
+    clock[0] = 50.1  # too short a window to measure
+    assert threads.measured_free_cores(str(tmp_path / "stat")) is None and threads.free_cores() == 3
+    threads.mark_start(str(tmp_path / "missing"))  # no /proc/stat (not Linux)
+    clock[0] = 60.0
+    assert threads.measured_free_cores() is None and threads.free_cores() == 3

@@ -109,4 +109,7 @@ _register()
 
 
 def main() -> None:
+    from ..engine.threads import mark_start
+
+    mark_start()  # the thread count is chosen from what the machine does while the command starts
     app()

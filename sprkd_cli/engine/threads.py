@@ -4,14 +4,15 @@ In order: `--threads N` (a global option, passed on as $SPRKD_THREADS to compare
 $SPRKD_THREADS, $OMP_NUM_THREADS; otherwise the cores this process may use, shared between the sprkd
 processes training on the machine when it starts (this one included, a `compare --jobs J` counting as
 its J workers) and between `jobs` worker processes of one compare, and no more than the cores the
-machine's load leaves free (the 1-minute load average less one, for the process that ran just before
-this one in a sequential loop). On a machine where several
+machine's other work leaves free (free_cores: measured over the seconds since the command started, when it
+imported and loaded its data, else from the 1-minute load average). On a machine where several
 `sprkd distill ... &` run at once, each then takes its share instead of every one taking every core:
 torch's threads spin-wait for each other, and oversubscribed they slow a small model's step by an
 order of magnitude.
 
-The count is chosen once per process, when its work starts, and a run records it (its summary's
-`threads`): torch's CPU reductions may split their sums by thread, so the last digits of a run can
+The count is chosen when a command's work starts (for its loading and a teacher's pass) and again when
+a CPU run starts training, after it has taken its training slot (reset_threads), and the run records the
+latter (its summary's `threads`): torch's CPU reductions may split their sums by thread, so the last digits of a run can
 depend on its thread count; `--threads N` repeats a run's count.
 
 Training slots. Fewer threads per process still leave several one-thread runs sharing each core when more
@@ -133,8 +134,13 @@ def choose_threads(jobs: int = 1) -> int:
 
 
 def free_cores() -> int:
-    """The cores the machine's load leaves free: cores less the 1-minute load average beyond one (rounded),
-    at least 1; all of them where the system reports no load average."""
+    """The cores the machine's other work leaves free, at least 1: measured since the command started
+    (measured_free_cores) where it can be, else the cores less the 1-minute load average beyond one (one for
+    the process that ran just before this one in a sequential loop), rounded; all of them where the system
+    reports neither."""
+    measured = measured_free_cores()
+    if measured is not None:
+        return max(1, min(cores(), int(measured + 0.5)))
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):
@@ -142,14 +148,69 @@ def free_cores() -> int:
     return max(1, int(cores() - max(0.0, load - 1.0) + 0.5))
 
 
+_started: tuple[float, list[int], float] | None = None  # mark_start(): (monotonic, /proc/stat's cpu line, own CPU s)
+
+
+def _cpu_line(stat: str) -> list[int] | None:
+    try:
+        with open(stat) as f:
+            return [int(v) for v in f.readline().split()[1:]]  # "cpu  user nice system idle iowait ..."
+    except (OSError, ValueError):
+        return None
+
+
+def _own_cpu_seconds() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def mark_start(stat: str = "/proc/stat") -> None:
+    """Note the machine's CPU counters and this process's CPU time as a command starts (cli.main), so that
+    its thread count can be chosen from what the machine did while the command imported and loaded, not
+    from the load average, which trails other work by a minute."""
+    global _started
+    line = _cpu_line(stat)
+    _started = None if line is None else (time.monotonic(), line, _own_cpu_seconds())
+
+
+def measured_free_cores(stat: str = "/proc/stat") -> float | None:
+    """The cores left to this process since mark_start(): the machine's idle cores over that time plus the
+    cores this process kept busy itself (its imports and loading), so other work that keeps cores busy,
+    another sprkd command's included, counts against them. None without mark_start(), without /proc/stat
+    (not Linux), or before IDLE_MIN_WINDOW seconds have passed."""
+    if _started is None:
+        return None
+    since, first, own = _started
+    line = _cpu_line(stat)
+    elapsed = time.monotonic() - since
+    if line is None or elapsed < IDLE_MIN_WINDOW:
+        return None
+    total = sum(line) - sum(first)
+    if total <= 0:
+        return None
+    idle = (sum(line[3:5]) - sum(first[3:5])) / total * (os.cpu_count() or 1)  # idle and iowait
+    return idle + (_own_cpu_seconds() - own) / elapsed
+
+
+_jobs = 1  # the last set_threads call's jobs, which reset_threads keeps
+
+
 def set_threads(jobs: int = 1) -> int:
     """torch.set_num_threads(choose_threads(jobs)); returns the count."""
     import torch
 
+    global _jobs
+    _jobs = jobs
     threads = choose_threads(jobs)
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return threads
+
+
+def reset_threads() -> int:
+    """set_threads again, for the jobs of the last call: when a run starts training, after it has loaded and
+    waited for its slot, what the machine does may have changed since the command chose its count."""
+    return set_threads(_jobs)
 
 
 # -- training slots ----------------------------------------------------------------------------------
@@ -181,10 +242,8 @@ class IdleCores:
         self.samples: list[tuple[float, list[int]]] = []
 
     def __call__(self) -> float | None:
-        try:
-            with open(self.stat) as f:
-                fields = [int(v) for v in f.readline().split()[1:]]  # "cpu  user nice system idle iowait ..."
-        except (OSError, ValueError):
+        fields = _cpu_line(self.stat)
+        if fields is None:
             return None
         now = time.monotonic()
         self.samples.append((now, fields))

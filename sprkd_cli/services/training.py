@@ -303,11 +303,10 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
         stop.check()
 
     started = time.perf_counter()
-    threads = torch.get_num_threads()  # as set_threads chose (a library may change it during the run)
     hooks = [lambda step, epoch: stop.check()] + \
             ([_hessian_probe(cfg, store, run.id, model, data)] if cfg.hessian_every else []) + \
             ([_saddle_tracker(cfg, store, run.id, model, data, artifacts)] if cfg.track_saddles else [])
-    from ..engine.threads import TrainingSlot
+    from ..engine.threads import TrainingSlot, reset_threads
     from ..hessian.operator import micro_batch_default
 
     # The run waits for a training slot (engine.threads; CPU runs) with its heartbeat beating, SIGINT/SIGTERM
@@ -317,6 +316,8 @@ def _fit_and_finish(cfg: TrainConfig, store: Store, run, on_epoch: Callable | No
             micro_batch_default(cfg.probe_micro_batch), TrainingSlot() as slot:
         if next(model.parameters()).device.type == "cpu":  # a run on a GPU trains on it, not on the cores
             slot.take(check=stop.check, say=_to_stderr)
+            reset_threads()  # chosen again now that it trains: what the machine did while it loaded and waited
+        threads = torch.get_num_threads()  # the run's count (a library may change it during the run: fit restores it)
         result = fit(model, method, data, cfg, on_epoch=record, on_step=_each(hooks), checkpoint=checkpoint,
                      resume=resume, hooks_read_model=bool(cfg.hessian_every or cfg.track_saddles))
     metadata = getattr(model, "checkpoint_metadata", None)  # e.g. sage: the embed is the teacher's

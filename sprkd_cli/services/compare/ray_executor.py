@@ -47,7 +47,8 @@ def train_task(url: str, config: dict, artifact_root: str, resume_id: str | None
 
     from ..training import train_or_resume
 
-    torch.set_num_threads(1)  # the task holds one CPU; the others are other tasks'
+    os.environ["SPRKD_THREADS"] = "1"  # the task holds one CPU; the others are other tasks' (engine.threads)
+    torch.set_num_threads(1)
     store = Store(url, artifact_root)
     try:
         outcome = train_or_resume(TrainConfig.from_dict(config), store, resume_id)
