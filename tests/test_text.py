@@ -255,3 +255,29 @@ def test_sage_keeps_no_token_vectors_of_the_whole_training_set(tmp_path, models)
     (va, _), (vj, _) = sage.real.get(sage.pool.anchors[:1]), sage.real.get(sage.pool.neighbours[:1])
     made, _ = sage.pool.get(torch.tensor([0]))
     assert torch.allclose(made, va + float(sage.pool.u[0]) * (vj - va), atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("which", ["teacher", "distil"])
+def test_padding_mask_goes_in_as_the_attention_kind_takes_it_without_a_read_back(models, which, attention):
+    """The body hands the model a [n, 1, 1, L] mask it passes through: logits identical to transformers'
+    own mask (padded or not, under bf16 autocast too), and no tensor read back to the host in the forward
+    (transformers' `mask.all()`: a GPU sync per step)."""
+    from sprkd_cli.models.hf import HFClassifier
+
+    model = HFClassifier(str(models[which]), 2, (3, 12)).eval()
+    model.body.model.config._attn_implementation = attention
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, len(VOCAB), (6, 12), generator=generator)
+    padded = torch.ones(6, 12, dtype=torch.long)
+    padded[:3, 8:] = 0
+    vectors = model.embed(torch.stack([ids, padded, torch.zeros_like(ids)], 1))
+    for mask in (padded, torch.ones_like(padded)):
+        own = model.body.model(inputs_embeds=vectors, attention_mask=mask).logits
+        assert torch.equal(model.body(vectors, mask), own)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model.body(vectors, padded), model.body.model(inputs_embeds=vectors,
+                                                                          attention_mask=padded).logits)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        model.body(vectors, padded)
+    assert not [e.name for e in prof.events() if e.name in ("aten::_local_scalar_dense", "aten::is_nonzero")]

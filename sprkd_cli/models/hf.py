@@ -13,6 +13,7 @@ import inspect
 import os
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
@@ -120,7 +121,22 @@ class SequenceBody(nn.Module):
         self.model = model
 
     def forward(self, vectors: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        return self.model(inputs_embeds=vectors, attention_mask=attention_mask).logits
+        return self.model(inputs_embeds=vectors, attention_mask=self.attention_bias(attention_mask, vectors)).logits
+
+    def attention_bias(self, mask: Tensor | None, vectors: Tensor) -> Tensor | None:
+        """The [n, L] padding mask (1: a token, 0: padding) as the [n, 1, 1, L] mask the model's attention
+        takes, which transformers passes through as it is: booleans for torch's scaled_dot_product_attention
+        ("sdpa"), 0 or the dtype's lowest value to add to the scores for "eager". transformers would build the
+        same from the [n, L] mask, but first asks whether any token is padding (`mask.all()`), a read back to
+        the host that waits for the GPU's queue at every step. Other attention kinds get the [n, L] mask."""
+        kind = getattr(self.model.config, "_attn_implementation", None)
+        if mask is None or mask.dim() != 2 or kind not in ("sdpa", "eager"):
+            return mask
+        keep = mask[:, None, None, :].bool()
+        if kind == "sdpa":
+            return keep
+        low = torch.finfo(vectors.dtype).min
+        return torch.zeros(keep.shape, dtype=vectors.dtype, device=keep.device).masked_fill_(~keep, low)
 
 
 def embed_config(model: HFClassifier) -> str:
