@@ -1,8 +1,9 @@
 """What one training step asks of the device, counted in a torch.profiler CPU profile of sprkd's loop.
 
 For sgd and kd on digits (mlp-small student, mlp:width=128,depth=1 teacher) and on a tiny BERT
-(2 layers, hidden 32, generated SST-2-shaped sentences), fit() trains 2 epochs under the profiler (the
-first epoch's steps are excluded: warm-up), and the operator events of the second epoch's steps are
+(2 layers, hidden 32, generated SST-2-shaped sentences; in fp32 and under --precision bf16, whose autocast
+adds a cast of each weight and activation it meets, on a GPU a kernel each), fit() trains 2 epochs under
+the profiler (the first epoch's steps are excluded: warm-up), and the operator events of the second epoch's steps are
 counted per step:
 
   syncs    aten::_local_scalar_dense outside the optimiser: a tensor read back into Python (.item(),
@@ -23,6 +24,7 @@ Run: python bench/step_profile_bench.py
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import sys
 import tempfile
@@ -116,9 +118,12 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, case in (("digits mlp-small", digits_case), ("tiny BERT (2 x 32)", text_case)):
+        for label, case, precision in (("digits mlp-small", digits_case, "fp32"),
+                                       ("tiny BERT (2 x 32)", text_case, "fp32"),
+                                       ("tiny BERT (2 x 32), bf16", text_case, "bf16")):
             for method_name in ("sgd", "kd"):
-                data, cfg, spec, teacher = case(method_name, Path(tmp))
+                data, cfg, spec, teacher = case(method_name, Path(tmp) / precision)
+                cfg = dataclasses.replace(cfg, precision=precision)
                 seed_everything(0)
                 model = build_model(spec, data.input_shape, data.n_classes)
                 method = prepare_detached(method_name, data, teachers=[teacher] if method_name == "kd" else [],
