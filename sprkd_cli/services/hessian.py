@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..hessian_request import HessianRequest
 from ..store import Store
-from ..store.artifacts import join, local_file_for, location
+from ..store.artifacts import join, location
 
 
 def measure(model, data, request: HessianRequest, run_seed: int) -> dict:
@@ -123,15 +123,12 @@ def density_label(run, request: dict) -> str:
 
 def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Path | str":
     """The Gaussian-smoothed SLQ density of each result, log-scale y, on one axis."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from ..hessian import DensityEstimate, smooth_density
+    from .figures import save_png, subplots
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     for label, result in results.items():
         estimate = DensityEstimate(nodes=np.asarray(result["density_nodes"]),
                                    weights=np.asarray(result["density_weights"]),
@@ -146,7 +143,4 @@ def density_plot(results: dict[str, dict], out: "Path | str", title: str) -> "Pa
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with local_file_for(out, ".png") as local:  # a remote `out` (store.artifacts): saved, then uploaded
-        fig.savefig(local, dpi=120, format="png")
-    plt.close(fig)
-    return out
+    return save_png(fig, out)
