@@ -50,7 +50,8 @@ def _global(
     threads: Annotated[Optional[str], typer.Option(
         "--threads", envvar="SPRKD_THREADS", show_envvar=False, metavar="N",
         help="CPU threads of each process that trains or measures \\[env SPRKD_THREADS, else OMP_NUM_THREADS; "
-             "default: the cores shared between the sprkd processes training on this machine when it starts].")] = None,
+             "default: the cores other work leaves free, shared between the sprkd processes training on this "
+             "machine].")] = None,
     slots: Annotated[Optional[str], typer.Option(
         "--slots", envvar="SPRKD_SLOTS", show_envvar=False, metavar="N",
         help="How many sprkd processes train at once on this machine; a run waits for a free slot before its "
