@@ -4,7 +4,10 @@ checkpoints, and seeded training."""
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from sprkd_cli.engine import evaluate, fit, load_weights, save_weights
 from sprkd_cli.methods import declared_options, method_class
 from sprkd_cli.models import build_model
 
-from conftest import DATA, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_json, train_teacher
+from conftest import DATA, REPO, STUDENT_ARGS, TEACHER_MODEL, open_test_store, sprkd_json, train_teacher
 
 
 class CountingTeacher(torch.nn.Module):
@@ -268,3 +271,48 @@ def test_divergence_names_the_first_non_finite_step_either_way(hooks_read_model,
     assert steps_per_epoch > 7
     # read every step: no hook sees the model of step 7; read at the epoch's end: the epoch's steps ran
     assert max(seen) == (7 - 1 if hooks_read_model else steps_per_epoch)
+
+
+def test_optimisers_step_as_torchs_own_without_importing_the_compiler(tmp_path):
+    """engine.optim.eager: the same parameters as torch's AdamW, Adam and SGD after 20 scheduled steps and
+    a state_dict round trip, bit for bit, and no torch._dynamo imported (a fresh process)."""
+    script = tmp_path / "optim_check.py"
+    script.write_text('''
+import copy, sys, torch
+from sprkd_cli.engine.optim import make_optimizer, make_schedule
+
+TORCH = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+def train(model, optimizer):
+    schedule = make_schedule("cosine", optimizer, 20)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        x, y = torch.randn(5, 8, generator=g), torch.randint(0, 3, (5,), generator=g)
+        optimizer.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        schedule.step()
+    optimizer.load_state_dict(copy.deepcopy(optimizer.state_dict()))
+    return [p.detach().clone() for p in model.parameters()], optimizer.state_dict()
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+ours = {}
+for name in TORCH:
+    m = copy.deepcopy(model)
+    ours[name] = train(m, make_optimizer(name, m.parameters(), lr=1e-2, weight_decay=0.01, momentum=0.9,
+                                         betas=(0.9, 0.999)))
+print("dynamo", "torch._dynamo" in sys.modules)
+for name, cls in TORCH.items():
+    m = copy.deepcopy(model)
+    extra = {"momentum": 0.9} if name == "sgd" else {"betas": (0.9, 0.999)}
+    params, state = train(m, cls(m.parameters(), lr=1e-2, weight_decay=0.01, **extra))
+    same = all(torch.equal(a, b) for a, b in zip(ours[name][0], params))
+    same_state = all(torch.equal(a, b) for s, t in zip(ours[name][1]["state"].values(), state["state"].values())
+                     for a, b in zip(s.values(), t.values()) if isinstance(a, torch.Tensor))
+    print(name, same, same_state)
+''')
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:4] == ["dynamo False", "adamw True True", "adam True True", "sgd True True"]

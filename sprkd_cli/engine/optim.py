@@ -1,5 +1,8 @@
 """The base optimiser and learning-rate schedule, the same for every method."""
 
+import functools
+import inspect
+
 import torch
 
 from ..errors import UserError
@@ -12,12 +15,38 @@ def make_optimizer(name: str, params, *, lr: float, weight_decay: float, momentu
     sprkd's tests pin."""
     extra = {"fused": True} if fused else {}
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **extra)
+        return eager(torch.optim.AdamW)(params, lr=lr, betas=betas, weight_decay=weight_decay, **extra)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **extra)
+        return eager(torch.optim.Adam)(params, lr=lr, betas=betas, weight_decay=weight_decay, **extra)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return eager(torch.optim.SGD)(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     raise UserError(f"unknown optimizer '{name}'; valid optimizers: adam, adamw, sgd")
+
+
+@functools.cache
+def eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """`cls` as a subclass whose methods are torch's own, called without the wrappers that keep
+    torch.compile from tracing them. Those wrappers import torch.compile's machinery (torch._dynamo: about
+    1.3 s of a command's start-up and hundreds of MB) at a process's first optimiser, although outside
+    torch.compile they only call the method: `step` with gradients off (the optimiser is not
+    differentiable), and add_param_group, zero_grad, state_dict and load_state_dict as they are. The
+    same code runs, so the same numbers come out (tests/test_engine.py); sprkd compiles nothing.
+    A differentiable optimiser, or a torch whose methods are not wrapped so, keeps torch's path."""
+    step = inspect.unwrap(cls.step)
+    plain = {name: inspect.unwrap(getattr(cls, name))
+             for name in ("add_param_group", "zero_grad", "state_dict", "load_state_dict")}
+    if step is cls.step or any(fn is getattr(cls, name) for name, fn in plain.items()):
+        return cls
+
+    def eager_step(self, closure=None):
+        if self.defaults.get("differentiable"):
+            return cls.step(self, closure)
+        with torch.no_grad():
+            return step(self, closure)
+
+    name = f"Eager{cls.__name__}"
+    methods = {"step": eager_step, **plain, "__doc__": cls.__doc__, "__module__": __name__, "__qualname__": name}
+    return type(name, (cls,), methods)
 
 
 def make_schedule(name: str, optimizer: torch.optim.Optimizer, total_steps: int):
