@@ -365,3 +365,66 @@ def test_free_cores_falls_back_to_the_load_average(no_env, tmp_path, monkeypatch
     threads.mark_start(str(tmp_path / "missing"))  # no /proc/stat (not Linux)
     clock[0] = 60.0
     assert threads.measured_free_cores() is None and threads.free_cores() == 3
+
+
+def _busy_proc(root, pid: int, argv: list[str], ticks: int) -> None:
+    """A /proc/<pid> whose stat holds `ticks` of CPU time (utime; stime 0)."""
+    d = root / str(pid)
+    d.mkdir(exist_ok=True)
+    (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    (d / "stat").write_text(f"{pid} (py thon) R 1 1 1 0 -1 0 0 0 0 0 {ticks} 0 0 0 20 0")
+
+
+def test_sprkd_starting_counts_busy_sprkd_processes_outside_slots(tmp_path, monkeypatch):
+    distill = ["/v/bin/sprkd", "distill", "--seed", "1"]
+    clock = [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    ticks = {10: 50, 11: 50, 12: 50, 13: 50}  # 10 starts up, 11 trains in a slot, 12 is not sprkd, 13 waits
+    argv = {10: distill, 11: distill, 12: ["python", "train.py"], 13: distill}
+
+    def write():
+        for pid, t in ticks.items():
+            _busy_proc(tmp_path, pid, argv[pid], t)
+
+    def sleep(seconds):  # the first call's window: 10, 11 and 12 each keep a core busy
+        clock[0] += seconds
+        for pid in (10, 11, 12):
+            ticks[pid] += int(seconds * 100)
+        write()
+
+    monkeypatch.setattr(threads.time, "sleep", sleep)
+    write()
+    starting = threads.SprkdStarting(str(tmp_path))
+    assert starting(holders=["11"]) == 1  # 10; 11 holds a slot, 12 is another program, 13 sleeps
+    clock[0] += 1.0
+    ticks[10] += 10  # a tenth of a core: it waits for a slot now
+    write()
+    assert starting(holders=["11"]) == 0
+    assert threads.SprkdStarting(str(tmp_path / "missing"))(holders=[]) == 0
+
+
+def test_a_run_waits_for_other_sprkd_commands_starting_on_busy_cores(slots_here, monkeypatch):
+    """With none training, a run waits (at most the grace) while other sprkd commands start and no core is
+    idle; a second run never trains beside another while they start; without them it takes its slot."""
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    others = [1]
+    monkeypatch.setattr(threads.SprkdStarting, "__call__", lambda self, holders: others[0])
+    monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 0.2)
+    with pytest.raises(TimeoutError):
+        threads.TrainingSlot().take(timeout=0.2, poll=0.02, starting_grace=10)
+    started = threads.time.monotonic()
+    with threads.TrainingSlot().take(timeout=5, poll=0.02, starting_grace=0.1) as slot:  # the grace ends
+        assert slot.index == 0 and threads.time.monotonic() - started >= 0.1
+    monkeypatch.setattr(threads.IdleCores, "__call__", lambda self: 1.0)  # a core idle: no need to wait
+    with threads.TrainingSlot().take(timeout=0.2, poll=0.02, starting_grace=10) as slot:
+        assert slot.index == 0
+    fd = _hold(slots_here / "slot-1.lock")  # one run trains: the idle core would allow a second
+    try:
+        with pytest.raises(TimeoutError):
+            threads.TrainingSlot().take(timeout=0.2, poll=0.02, starting_grace=10)
+        others[0] = 0
+        with threads.TrainingSlot().take(timeout=0.5, poll=0.02, starting_grace=10) as slot:
+            assert slot.index == 0
+    finally:
+        os.close(fd)

@@ -21,7 +21,11 @@ slot on the machine before its training loop starts (and holds it until the loop
 none may be taken: with `--slots N` (a global option, passed on as $SPRKD_SLOTS to compare's workers) or
 $SPRKD_SLOTS, one of N (0: no cap, nothing taken); by default one of the cores', and beside the runs
 already holding one only while a core is idle (default_slots), so that on a machine busy with other work
-one run trains at a time and on an idle one a run per core. A slot is an exclusive flock on a file of a
+one run trains at a time and on an idle one a run per core. By default, too, a run does not start training
+while other sprkd commands are busy outside a slot (starting up: imports, loading data; SprkdStarting)
+and no core is idle for it, nor beside another training run while they are, for at most STARTING_GRACE
+seconds: a shell loop's commands start together, and the first to finish starting would otherwise train
+beside the others' start-ups. A slot is an exclusive flock on a file of a
 per-user folder under the temp dir (`slots_folder()`), so the kernel frees it when its process ends,
 however it ends. The thread count above divides the cores between no more processes than the slots, since
 no more train at once. Importable without torch.
@@ -40,6 +44,7 @@ from ..errors import UserError
 ENV = "SPRKD_THREADS"
 SLOTS_ENV = "SPRKD_SLOTS"
 SLOT_POLL_SECONDS = 0.1  # how often a waiting process tries the slots again
+STARTING_GRACE = 5.0  # the most a run waits, none training, while other sprkd commands start on busy cores
 IDLE_WINDOW = 1.0  # seconds of CPU time over which a waiting process measures the idle cores
 IDLE_MIN_WINDOW = 0.3  # and the least it measures before it takes a slot beside another run
 TRAINING_COMMANDS = ("train-teacher", "distill", "compare", "hessian-report")
@@ -79,13 +84,18 @@ def _cmdline(proc: str, pid: str) -> list[str]:
         return []
 
 
-def _parent(proc: str, pid: str) -> str | None:
+def _stat(proc: str, pid: str) -> list[str]:
+    """The fields of /proc/<pid>/stat after "pid (comm) ": state, ppid, ... (none when unreadable)."""
     try:
         with open(f"{proc}/{pid}/stat", "rb") as f:
             text = f.read().decode(errors="replace")
     except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        return []
+    return text[text.rfind(")") + 2:].split()
+
+
+def _parent(proc: str, pid: str) -> str | None:
+    fields = _stat(proc, pid)
     return fields[1] if len(fields) > 1 else None
 
 
@@ -119,6 +129,47 @@ def sprkd_trainers(proc: str = "/proc") -> int:
     me = str(os.getpid())
     counted = me in commands or parents.get(me) in commands
     return max(1, total + (0 if counted else 1))
+
+
+class SprkdStarting:
+    """How many other sprkd training commands and compare workers on this machine used a CPU since the last
+    call (more than a fifth of a core: starting up, loading data, a teacher's pass, or other work outside a
+    training slot), the holders of training slots aside. The first call measures over FIRST_WINDOW seconds
+    (none where no other sprkd process is there). 0 where there is no /proc. One waiting for a slot sleeps
+    and uses none."""
+
+    FIRST_WINDOW = 0.05
+
+    def __init__(self, proc: str = "/proc"):
+        self.proc = proc
+        self.last: tuple[float, dict[str, int]] | None = None
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def _sample(self) -> tuple[float, dict[str, int]]:
+        """(now, utime + stime ticks of each other sprkd training process)."""
+        try:
+            pids = [p for p in os.listdir(self.proc) if p.isdigit() and p != str(os.getpid())]
+        except OSError:
+            pids = []
+        ticks = {}
+        for pid in pids:
+            argv = _cmdline(self.proc, pid)
+            if is_training_command(argv) or WORKER_FLAG in argv:
+                fields = _stat(self.proc, pid)
+                if len(fields) > 12 and fields[11].isdigit() and fields[12].isdigit():
+                    ticks[pid] = int(fields[11]) + int(fields[12])
+        return time.monotonic(), ticks
+
+    def __call__(self, holders: list[str]) -> int:
+        if self.last is None:
+            self.last = self._sample()
+            if not self.last[1]:
+                return 0
+            time.sleep(self.FIRST_WINDOW)
+        (before, old), (now, ticks) = self.last, self._sample()
+        self.last = (now, ticks)
+        least = 0.2 * max(now - before, 1e-3) * self.tick
+        return sum(1 for pid, t in ticks.items() if pid not in holders and pid in old and t - old[pid] > least)
 
 
 def choose_threads(jobs: int = 1) -> int:
@@ -287,10 +338,12 @@ class TrainingSlot:
 
     def take(self, count: int | None = None, *, check: Callable[[], None] | None = None,
              say: Callable[[str], None] | None = None, timeout: float | None = None,
-             poll: float = SLOT_POLL_SECONDS) -> "TrainingSlot":
+             poll: float = SLOT_POLL_SECONDS, starting_grace: float = STARTING_GRACE) -> "TrainingSlot":
         """Take a free slot, waiting while none may be taken: one of `count` (default --slots or
         $SPRKD_SLOTS), else (the default) one of the cores' slots while default_slots() allows one more.
-        `say` hears one line when the wait starts (the first wait of the process only); `check()` is called
+        By default it also waits, at most `starting_grace` seconds, while other sprkd commands are busy
+        outside a slot, when no core is idle or another run trains (see the module's docstring).
+        `say` hears one line when a wait for a held slot starts (the first of the process only); `check()` is called
         between tries (it may raise, e.g. Interrupted, to end the wait). TimeoutError after `timeout`
         seconds. Nothing is taken with a count of 0, where there is no flock (not POSIX), or when this
         process holds a slot already (a run inside a run)."""
@@ -306,7 +359,7 @@ class TrainingSlot:
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
         fds = {k: os.open(folder / f"slot-{k}.lock", flags, 0o600) for k in range(total)}
-        started, said, idle = time.monotonic(), False, IdleCores()
+        started, said, idle, starting = time.monotonic(), False, IdleCores(), SprkdStarting()
         try:
             while True:
                 free, held = [], 0
@@ -316,8 +369,17 @@ class TrainingSlot:
                         free.append(k)
                     except OSError:  # held by another process (EWOULDBLOCK)
                         held += 1
-                allowed = total if fixed is not None else default_slots(held, total, idle() if held else None)
+                idle_now = idle() if fixed is None else None
+                allowed = total if fixed is not None else default_slots(held, total, idle_now if held else None)
                 keep = free[0] if free and held < allowed else None
+                # Other sprkd commands busy outside a slot (starting up, loading) take cores from a run that
+                # trains now: it waits for them (at most starting_grace), when no core is idle for it, and
+                # always before it trains beside another run.
+                others = 0
+                if keep is not None and fixed is None and time.monotonic() - started < starting_grace:
+                    others = starting(holders(total))
+                if others and (held or (idle_now or 0.0) < 0.75):
+                    keep = None  # unlocked with the other free ones below
                 for k in free:
                     if k != keep:
                         fcntl.flock(fds[k], fcntl.LOCK_UN)
@@ -328,7 +390,7 @@ class TrainingSlot:
                     os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)  # for a waiting process's message
                     TrainingSlot._held += 1
                     return self
-                if not said and say is not None and not TrainingSlot._said:
+                if not said and say is not None and not TrainingSlot._said and held:  # not the starting grace
                     pids = holders(total)
                     room = (f"--slots allows {total}" if fixed is not None else
                             f"no more while no core of the {total} is idle")
@@ -336,7 +398,7 @@ class TrainingSlot:
                         f"{': pids ' + ', '.join(pids) if pids else ''}; {room}; --slots N or {SLOTS_ENV} sets how "
                         "many train at once, 0 for no cap)")
                     TrainingSlot._said = True  # once per process (a compare worker waits before many runs)
-                said = True
+                    said = True
                 if check is not None:
                     check()
                 if timeout is not None and time.monotonic() - started >= timeout:
