@@ -428,3 +428,32 @@ def test_a_run_waits_for_other_sprkd_commands_starting_on_busy_cores(slots_here,
             assert slot.index == 0
     finally:
         os.close(fd)
+
+
+def test_a_compare_worker_does_not_wait_for_its_own_compare(tmp_path, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(threads.os, "sysconf", lambda name: 100)
+    monkeypatch.setattr(threads.os, "getpid", lambda: 22)
+    monkeypatch.setattr(threads.os, "getppid", lambda: 20)
+    worker = ["python", "-c", "from multiprocessing.spawn import spawn_main", "--multiprocessing-fork"]
+    procs = {20: (["/v/bin/sprkd", "compare", "--jobs", "2"], 1), 21: (worker, 20), 22: (worker, 20),
+             10: (["/v/bin/sprkd", "distill"], 1)}
+    ticks = {pid: 50 for pid in procs}
+
+    def write():
+        for pid, (argv, parent) in procs.items():
+            d = tmp_path / str(pid)
+            d.mkdir(exist_ok=True)
+            (d / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+            (d / "stat").write_text(f"{pid} (python) R {parent} 1 1 0 -1 0 0 0 0 0 {ticks[pid]} 0 0 0 20 0")
+
+    def sleep(seconds):  # every one of them busy
+        clock[0] += seconds
+        for pid in ticks:
+            ticks[pid] += int(seconds * 100)
+        write()
+
+    monkeypatch.setattr(threads.time, "sleep", sleep)
+    write()
+    assert threads.SprkdStarting(str(tmp_path))(holders=[]) == 1  # the other command, not its compare or sibling

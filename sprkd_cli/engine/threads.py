@@ -134,9 +134,10 @@ def sprkd_trainers(proc: str = "/proc") -> int:
 class SprkdStarting:
     """How many other sprkd training commands and compare workers on this machine used a CPU since the last
     call (more than a fifth of a core: starting up, loading data, a teacher's pass, or other work outside a
-    training slot), the holders of training slots aside. The first call measures over FIRST_WINDOW seconds
-    (none where no other sprkd process is there). 0 where there is no /proc. One waiting for a slot sleeps
-    and uses none."""
+    training slot), the holders of training slots aside, and for a compare worker its own compare and
+    that compare's other workers (they take turns through `--jobs`). The first call measures over
+    FIRST_WINDOW seconds (none where no other sprkd process is there). 0 where there is no /proc. One
+    waiting for a slot sleeps and uses none."""
 
     FIRST_WINDOW = 0.05
 
@@ -144,6 +145,8 @@ class SprkdStarting:
         self.proc = proc
         self.last: tuple[float, dict[str, int]] | None = None
         self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        # a compare worker does not wait for its own compare: the compare and its other workers
+        self.family = str(os.getppid()) if WORKER_FLAG in _cmdline(proc, str(os.getpid())) else None
 
     def _sample(self) -> tuple[float, dict[str, int]]:
         """(now, utime + stime ticks of each other sprkd training process)."""
@@ -156,6 +159,9 @@ class SprkdStarting:
             argv = _cmdline(self.proc, pid)
             if is_training_command(argv) or WORKER_FLAG in argv:
                 fields = _stat(self.proc, pid)
+                parent = fields[1] if len(fields) > 1 else None
+                if self.family is not None and self.family in (pid, parent):
+                    continue
                 if len(fields) > 12 and fields[11].isdigit() and fields[12].isdigit():
                     ticks[pid] = int(fields[11]) + int(fields[12])
         return time.monotonic(), ticks
