@@ -27,7 +27,7 @@ def make_optimizer(name: str, params, *, lr: float, weight_decay: float, momentu
 def eager(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
     """`cls` as a subclass whose methods are torch's own, called without the wrappers that keep
     torch.compile from tracing them. Those wrappers import torch.compile's machinery (torch._dynamo: about
-    1.3 s of a command's start-up and hundreds of MB) at a process's first optimiser, although outside
+    1.3 s of a command's start-up on 2 CPU cores) at a process's first optimiser, although outside
     torch.compile they only call the method: `step` with gradients off (the optimiser is not
     differentiable), and add_param_group, zero_grad, state_dict and load_state_dict as they are. The
     same code runs, so the same numbers come out (tests/test_engine.py); sprkd compiles nothing.
