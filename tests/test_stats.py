@@ -15,7 +15,7 @@ from sprkd_cli.stats import (
     ArmSummary,
     McNemarResult,
     PairResult,
-    compare_methods,
+    compare_arms,
     holm,
     mcnemar_exact,
     power_note,
@@ -71,7 +71,7 @@ def test_summarize_rejects_nan() -> None:
 
 
 def test_welch_t_and_p_equal_scipy() -> None:
-    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    r = _only(compare_arms({"kd": KD, "ce": CE}))
     ref = stats.ttest_ind(list(KD.values()), list(CE.values()), equal_var=False)
     assert (r.n_a, r.n_b) == (6, 7)
     assert r.t_welch == pytest.approx(ref.statistic, rel=1e-12)
@@ -85,14 +85,14 @@ def test_welch_matches_scipy_on_random_arms() -> None:
     for n_a, n_b in [(2, 2), (3, 8), (10, 4), (25, 25)]:
         a = rng.normal(0.7, 0.02, n_a)
         b = rng.normal(0.69, 0.05, n_b)
-        r = _only(compare_methods({"a": dict(enumerate(a)), "b": dict(enumerate(b))}))
+        r = _only(compare_arms({"a": dict(enumerate(a)), "b": dict(enumerate(b))}))
         ref = stats.ttest_ind(a, b, equal_var=False)
         assert r.t_welch == pytest.approx(ref.statistic, rel=1e-10)
         assert r.p_welch == pytest.approx(ref.pvalue, rel=1e-9)
 
 
 def test_paired_test_uses_only_shared_seeds() -> None:
-    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    r = _only(compare_arms({"kd": KD, "ce": CE}))
     shared = [2, 3, 4, 5]
     ref = stats.ttest_rel([KD[s] for s in shared], [CE[s] for s in shared])
     assert r.n_pairs == 4
@@ -104,7 +104,7 @@ def test_paired_test_uses_only_shared_seeds() -> None:
 
 
 def test_paired_test_nan_with_fewer_than_two_pairs() -> None:
-    r = _only(compare_methods({"a": {0: 0.1, 1: 0.2, 2: 0.3}, "b": {2: 0.2, 3: 0.25, 4: 0.1}}))
+    r = _only(compare_arms({"a": {0: 0.1, 1: 0.2, 2: 0.3}, "b": {2: 0.2, 3: 0.25, 4: 0.1}}))
     assert r.n_pairs == 1 and r.paired_seeds == [2]
     assert math.isnan(r.t_paired) and math.isnan(r.p_paired) and math.isnan(r.cohens_dz)
     assert any("share 1 seed(s)" in w for w in r.warnings)
@@ -119,10 +119,10 @@ def test_welch_ci_equals_hand_computation() -> None:
     df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
     diff = a.mean() - b.mean()
     half = stats.t.ppf(0.975, df) * se
-    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    r = _only(compare_arms({"kd": KD, "ce": CE}))
     assert r.df_welch == pytest.approx(df, rel=1e-12)
     assert (r.ci_low, r.ci_high) == pytest.approx((diff - half, diff + half), rel=1e-10)
-    r90 = _only(compare_methods({"kd": KD, "ce": CE}, confidence=0.90))
+    r90 = _only(compare_arms({"kd": KD, "ce": CE}, confidence=0.90))
     half90 = stats.t.ppf(0.95, df) * se
     assert (r90.ci_low, r90.ci_high) == pytest.approx((diff - half90, diff + half90), rel=1e-10)
 
@@ -133,7 +133,7 @@ def test_welch_ci_equals_hand_computation() -> None:
 )
 def test_welch_ci_equals_scipy_confidence_interval() -> None:
     ref = stats.ttest_ind(list(KD.values()), list(CE.values()), equal_var=False).confidence_interval(0.95)
-    r = _only(compare_methods({"kd": KD, "ce": CE}))
+    r = _only(compare_arms({"kd": KD, "ce": CE}))
     assert (r.ci_low, r.ci_high) == pytest.approx((ref.low, ref.high), rel=1e-10)
 
 
@@ -168,11 +168,11 @@ def test_holm_rejects_invalid_p() -> None:
         holm([0.5, 1.5])
 
 
-def test_compare_methods_holm_across_all_pairs_in_order() -> None:
+def test_compare_arms_holm_across_all_pairs_in_order() -> None:
     rng = np.random.default_rng(1)
     values = {m: dict(enumerate(rng.normal(mu, 0.01, 6)))
               for m, mu in [("m0", 0.70), ("m1", 0.71), ("m2", 0.69), ("m3", 0.70)]}
-    results = compare_methods(values)
+    results = compare_arms(values)
     assert [(r.a, r.b) for r in results] == [
         ("m0", "m1"), ("m0", "m2"), ("m0", "m3"), ("m1", "m2"), ("m1", "m3"), ("m2", "m3"),
     ]
@@ -190,14 +190,14 @@ def test_compare_methods_holm_across_all_pairs_in_order() -> None:
 
 def test_cohens_d_hand_computed() -> None:
     # a: mean 2.5, var 5/3; b: mean 4, var 4 -> d = -1.5 / sqrt((5/3 + 4) / 2).
-    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, "b": {0: 2.0, 1: 4.0, 2: 6.0}}))
+    r = _only(compare_arms({"a": {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0}, "b": {0: 2.0, 1: 4.0, 2: 6.0}}))
     assert r.cohens_d == pytest.approx(-1.5 / math.sqrt((5 / 3 + 4) / 2))
     assert r.cohens_d == pytest.approx(-0.8911327886790069)
 
 
 def test_cohens_dz_hand_computed() -> None:
     # Differences 1, 2, 3, 5: mean 2.75, var (1.75² + 0.75² + 0.25² + 2.25²)/3 = 8.75/3.
-    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 4.0, 3: 7.0}, "b": {0: 0.0, 1: 0.0, 2: 1.0, 3: 2.0}}))
+    r = _only(compare_arms({"a": {0: 1.0, 1: 2.0, 2: 4.0, 3: 7.0}, "b": {0: 0.0, 1: 0.0, 2: 1.0, 3: 2.0}}))
     assert r.cohens_dz == pytest.approx(2.75 / math.sqrt(8.75 / 3))
     assert r.t_paired == pytest.approx(r.cohens_dz * math.sqrt(4))
 
@@ -279,7 +279,7 @@ def test_mcnemar_rejects_non_integer_predictions() -> None:
 
 
 def test_low_power_flag_and_warning_text() -> None:
-    r = _only(compare_methods({"kd": {0: 0.71, 1: 0.73, 2: 0.72}, "ce": {0: 0.70, 1: 0.72, 2: 0.69}}))
+    r = _only(compare_arms({"kd": {0: 0.71, 1: 0.73, 2: 0.72}, "ce": {0: 0.70, 1: 0.72, 2: 0.69}}))
     assert r.low_power is True
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d)
     assert r.seeds_for_80_power is not None
@@ -291,13 +291,13 @@ def test_low_power_flag_and_warning_text() -> None:
 
 def test_no_low_power_warning_with_five_seeds() -> None:
     rng = np.random.default_rng(2)
-    r = _only(compare_methods({m: dict(enumerate(rng.normal(0.7, 0.01, 5))) for m in ("a", "b")}))
+    r = _only(compare_arms({m: dict(enumerate(rng.normal(0.7, 0.01, 5))) for m in ("a", "b")}))
     assert r.low_power is False
     assert not any(w.startswith("low power") for w in r.warnings)
 
 
 def test_low_power_uses_requested_power_and_alpha() -> None:
-    r = _only(compare_methods({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}}, power=0.9, alpha=0.01))
+    r = _only(compare_arms({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}}, power=0.9, alpha=0.01))
     assert r.seeds_for_80_power == seeds_for_power(r.cohens_d, power=0.9, alpha=0.01)
     note = power_note([r], power=0.9, alpha=0.01)
     assert "90% power" in note and "alpha 0.01" in note
@@ -305,7 +305,7 @@ def test_low_power_uses_requested_power_and_alpha() -> None:
 
 def test_power_note_names_the_largest_and_smallest_effect() -> None:
     values = {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 2.0, 1: 3.0, 2: 4.5}, "c": {0: 1.1, 1: 2.2, 2: 3.0}}
-    results = compare_methods(values)
+    results = compare_arms(values)
     note = power_note(results)
     big = max(results, key=lambda r: abs(r.cohens_d))
     small = min(results, key=lambda r: abs(r.cohens_d))
@@ -313,12 +313,12 @@ def test_power_note_names_the_largest_and_smallest_effect() -> None:
             "the largest") in note
     assert (f"{small.seeds_for_80_power} seeds per arm at |d| = {abs(small.cohens_d):.3g} ({small.a} − {small.b}), "
             "the smallest") in note
-    assert power_note(compare_methods({m: dict(enumerate(range(5))) for m in "xy"})) is None
+    assert power_note(compare_arms({m: dict(enumerate(range(5))) for m in "xy"})) is None
 
 
 def test_zero_variance_in_both_arms() -> None:
     values = {"a": {0: 0.7, 1: 0.7, 2: 0.7}, "b": {0: 0.6, 1: 0.6, 2: 0.6}, "c": {0: 0.5, 1: 0.6, 2: 0.55}}
-    ab, ac, bc = compare_methods(values)
+    ab, ac, bc = compare_arms(values)
     assert math.isnan(ab.t_welch) and math.isnan(ab.p_welch) and math.isnan(ab.p_holm)
     assert math.isnan(ab.cohens_d) and ab.seeds_for_80_power is None
     assert ab.no_variation and ab.no_variation_paired
@@ -333,29 +333,29 @@ def test_spreads_within_the_tolerance_are_no_variation() -> None:
     # float32 rounding noise: per-seed differences 0.00782123 and 0.00782121
     a = {0: 0.9, 1: 0.85}
     b = {0: 0.9 - 0.00782123, 1: 0.85 - 0.00782121}
-    exact = _only(compare_methods({"a": a, "b": b}))
+    exact = _only(compare_arms({"a": a, "b": b}))
     assert exact.p_paired < 1e-3  # what the paired t-test makes of the noise
-    r = _only(compare_methods({"a": a, "b": b}, tol=1e-6))
+    r = _only(compare_arms({"a": a, "b": b}, tol=1e-6))
     assert r.no_variation_paired and math.isnan(r.p_paired) and math.isnan(r.cohens_dz)
     assert not r.no_variation and r.p_welch == exact.p_welch
     with pytest.raises(ValueError):
-        compare_methods({"a": a, "b": b}, tol=-1.0)
+        compare_arms({"a": a, "b": b}, tol=-1.0)
 
 
 def test_one_test_example_apart_is_variation_even_when_the_sd_is_below_the_step() -> None:
     step = 1 / 359  # accuracies on 359 test examples
     a = {s: 0.9582 for s in range(4)} | {4: 0.9582 + step}  # one seed one example better: sd 0.00124 < step / 2
     b = {s: 0.9694 + (s % 2) * step for s in range(5)}
-    r = _only(compare_methods({"a": a, "b": b}, tol=step / 2))
+    r = _only(compare_arms({"a": a, "b": b}, tol=step / 2))
     assert not r.no_variation and not r.no_variation_paired and r.p_welch < 0.01
-    flat = _only(compare_methods({"a": {s: 0.9582 for s in range(5)}, "b": {s: 0.9694 for s in range(5)}},
+    flat = _only(compare_arms({"a": {s: 0.9582 for s in range(5)}, "b": {s: 0.9694 for s in range(5)}},
                                  tol=step / 2))
     assert flat.no_variation and math.isnan(flat.p_welch)
 
 
 def test_method_with_zero_or_one_value() -> None:
     values = {"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}, "none": {}}
-    results = compare_methods(values)
+    results = compare_arms(values)
     assert len(results) == 3
     for r in results:
         assert math.isnan(r.p_welch) and math.isnan(r.ci_low) and math.isnan(r.p_paired)
@@ -366,11 +366,11 @@ def test_method_with_zero_or_one_value() -> None:
 
 def test_nan_input_rejected() -> None:
     with pytest.raises(ValueError, match=r"values\['b'\]\[1\]"):
-        compare_methods({"a": {0: 0.7, 1: 0.71}, "b": {0: 0.6, 1: float("nan")}})
+        compare_arms({"a": {0: 0.7, 1: 0.71}, "b": {0: 0.6, 1: float("nan")}})
 
 
 def test_to_dict_is_json_safe() -> None:
-    r = compare_methods({"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}})[0]
+    r = compare_arms({"a": {0: 0.7, 1: 0.71, 2: 0.69}, "one": {0: 0.5}})[0]
     d = r.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["p_welch"] is None and d["seeds_for_80_power"] is None
@@ -380,7 +380,7 @@ def test_to_dict_is_json_safe() -> None:
 
 def test_invalid_levels_rejected() -> None:
     with pytest.raises(ValueError):
-        compare_methods({"a": KD, "b": CE}, confidence=95)
+        compare_arms({"a": KD, "b": CE}, confidence=95)
     with pytest.raises(ValueError):
         seeds_for_power(0.5, power=1.0)
 
@@ -540,8 +540,8 @@ def test_intervals_are_cut_to_the_metric_range() -> None:
     cut = summarize(x, bounds=(0.0, 1.0))
     assert (plain.ci_low < 0.0 and (cut.ci_low, cut.ci_high) == (0.0, 1.0)
             and (cut.mean, cut.sd) == (plain.mean, plain.sd))
-    r = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}, bounds=(0.0, 1.0)))
-    free = _only(compare_methods({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}))
+    r = _only(compare_arms({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}, bounds=(0.0, 1.0)))
+    free = _only(compare_arms({"a": {0: 0.6, 1: 0.95}, "b": {0: 0.1, 1: 0.12}}))
     assert (free.ci_high > 1.0 and free.ci_low < -1.0 and (r.ci_low, r.ci_high) == (-1.0, 1.0)
             and r.p_welch == free.p_welch)
     from sprkd_cli.stats.summary import ci_method

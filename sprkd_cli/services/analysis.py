@@ -378,11 +378,11 @@ def survival_table(values: dict[str, dict[int, dict]], *, metric: str, confidenc
 
 def pairwise(values: dict[str, dict[int, dict]], *, spread: bool, metric: str, test: str, tol: float,
              bounds: tuple[float, float]) -> dict:
-    """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_methods); with `spread`,
+    """Each arm's n, mean, sd and seeds, and the pairwise tests (stats.compare_arms); with `spread`,
     each pair gets the Brown–Forsythe test of equal variances (bf_statistic, p_brown_forsythe); one note on
     power for the table (stats.power_note). Spreads within `tol` are no variation; intervals are cut to
     `bounds`, the metric's range (ci_method says how they were made)."""
-    from ..stats import brown_forsythe, compare_methods, power_note, summarize
+    from ..stats import brown_forsythe, compare_arms, power_note, summarize
     from ..stats.summary import ci_method
 
     plain = {m: {seed: v["value"] for seed, v in per_seed.items()} for m, per_seed in values.items()}
@@ -393,7 +393,7 @@ def pairwise(values: dict[str, dict[int, dict]], *, spread: bool, metric: str, t
                      "sd": arm.sd if arm else None, "ci_low": _finite(arm.ci_low) if arm else None,
                      "ci_high": _finite(arm.ci_high) if arm else None, "seeds": sorted(per_seed),
                      "run_ids": [values[method][s]["run_id"] for s in sorted(per_seed)]})
-    results = compare_methods(plain, tol=tol, bounds=bounds)
+    results = compare_arms(plain, tol=tol, bounds=bounds)
     how = ci_method(bounds)
     pairs = [p.to_dict() | {"test": test, "ci_method": how} for p in results]
     if test == "rank":

@@ -4,7 +4,7 @@ Imports only numpy, scipy and the standard library.
 """
 
 from .claims import auc_val_acc, brown_forsythe, epochs_to, sd_last
-from .compare import MIN_SEEDS, PairResult, compare_methods, power_note
+from .compare import MIN_SEEDS, PairResult, compare_arms, power_note
 from .effect_size import cohens_d, cohens_dz
 from .mcnemar import McNemarResult, mcnemar_exact
 from .multiple import holm
@@ -24,7 +24,7 @@ __all__ = [
     "brown_forsythe",
     "cohens_d",
     "cohens_dz",
-    "compare_methods",
+    "compare_arms",
     "epochs_to",
     "holm",
     "mcnemar_exact",

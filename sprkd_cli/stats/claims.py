@@ -37,7 +37,7 @@ construction and the test is degenerate."""
 
 
 def brown_forsythe(values: Mapping[str, Mapping[int, float]], tol: float = 0.0) -> list[dict]:
-    """For each pair of arms, in compare_methods' order: the Brown–Forsythe test of equal variances
+    """For each pair of arms, in compare_arms' order: the Brown–Forsythe test of equal variances
     (Levene's test centred on the median, scipy.stats.levene(center='median')) of the per-seed values,
     with Holm-adjusted p-values across the pairs. NaN, with the reason in "refused", where an arm has fewer
     than MIN_SPREAD_RUNS values or both arms' values are equal within `tol` (no variation)."""

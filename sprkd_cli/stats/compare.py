@@ -204,7 +204,7 @@ def _compare_pair(
     )
 
 
-def compare_methods(
+def compare_arms(
     values: Mapping[str, Mapping[int, float]],
     confidence: float = 0.95,
     power: float = 0.8,
@@ -212,9 +212,9 @@ def compare_methods(
     tol: float = 0.0,
     bounds: tuple[float, float] = UNBOUNDED,
 ) -> list[PairResult]:
-    """Compare every pair of methods; `values[method][seed]` is one metric value per run.
+    """Compare every pair of arms; `values[arm][seed]` is one metric value per run.
 
-    Pairs follow the order the methods are given: (m0, m1), (m0, m2), ..., (m1, m2), ...
+    Pairs follow the order the arms are given: (a0, a1), (a0, a2), ..., (a1, a2), ...
     Each pair gets Welch's t-test and CI of the mean difference, the paired t-test on the
     shared seeds, Cohen's d and d_z, and the seeds needed for `power` at `alpha`;
     p_welch and p_paired are then Holm-adjusted across all pairs of this call.

@@ -35,7 +35,7 @@ UNBOUNDED = (-math.inf, math.inf)
 
 
 def ci_method(bounds: tuple[float, float] = UNBOUNDED) -> str:
-    """How summarize's and compare_methods' intervals are made, in words (for captions and JSON)."""
+    """How summarize's and compare_arms' intervals are made, in words (for captions and JSON)."""
     if bounds == UNBOUNDED:
         return "t interval"
     lo, hi = (f"{b:g}" if math.isfinite(b) else ("−∞" if b < 0 else "∞") for b in bounds)
